@@ -1,0 +1,62 @@
+"""User-facing errors: each names the place (file, line, section, key, node) and what was expected.
+
+The command line prints ``n2d2py: error: <where>: <message>`` for any ``N2D2Error`` and never a
+traceback from deep inside NumPy. Code that validates user input raises one of these; code that
+detects its own bugs uses plain assertions.
+"""
+import difflib
+
+
+class N2D2Error(Exception):
+    """An error in what the user gave us (INI, weights, data, ONNX, options)."""
+
+    def __init__(self, message, file=None, line=None, section=None, key=None):
+        self.message, self.file, self.line = message, file, line
+        self.section, self.key = section, key
+        super().__init__(self.__str__())
+
+    @property
+    def where(self):
+        parts = []
+        if self.file:
+            parts.append(f"{self.file}:{self.line}" if self.line else str(self.file))
+        if self.section is not None:
+            parts.append(f"[{self.section}]")
+        if self.key:
+            parts.append(self.key)
+        return " ".join(parts)
+
+    def __str__(self):
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class IniError(N2D2Error):
+    """Malformed or inconsistent INI text, section or key."""
+
+
+class ShapeError(N2D2Error):
+    """Array shapes that do not fit a function or cell (raised by Function.check_inputs)."""
+
+
+class DataError(N2D2Error):
+    """Unreadable, truncated or inconsistent data file (IDX, CIFAR, images)."""
+
+
+class WeightsError(N2D2Error):
+    """Unreadable or inconsistent weight file (.syntxt)."""
+
+
+class OnnxError(N2D2Error):
+    """ONNX model that cannot be imported (unsupported op, bad shapes, unsafe path)."""
+
+
+def close_matches(word, candidates, n=3):
+    """``" (did you mean 'A', 'B'?)"`` or ``""``: appended to unknown-name messages."""
+    hits = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=n, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(h) for h in hits)}?)" if hits else ""
+
+
+def expect(condition, message, error=ShapeError):
+    """Raise ``error(message)`` unless condition holds (declarative input checks)."""
+    if not condition:
+        raise error(message)

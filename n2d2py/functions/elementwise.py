@@ -1,0 +1,2 @@
+"""(to be written: see docs/ARCHITECTURE.md)"""
+__all__ = []

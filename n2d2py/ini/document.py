@@ -1,0 +1,132 @@
+"""The parsed INI: ``IniDocument`` (ordered sections) and ``Section`` (ordered keys with places).
+
+Values are stored raw and evaluated on every read (references ``[S]K``, ``${VAR}``, ``$(...)``),
+as N2D2 does (spec/ini.md §1.4). Every error names file, line, section and key.
+"""
+import fnmatch
+
+from ..errors import IniError, close_matches
+
+MISSING = object()
+
+
+class Entry:
+    """One ``key=value`` line: raw text and where it was written (after inheritance copies)."""
+    __slots__ = ("key", "raw", "file", "line", "read")
+
+    def __init__(self, key, raw, file, line, read=False):
+        self.key, self.raw, self.file, self.line, self.read = key, raw, file, line, read
+
+
+class Section:
+    """An INI section: ``name``, its header place (``file``, ``line``), ``bases``, and ``entries``
+    (key -> Entry, in file order, inherited keys first). The global section is named ``""``."""
+
+    def __init__(self, document, name, file=None, line=None, bases=()):
+        self.document, self.name, self.file, self.line = document, name, file, line
+        self.bases = list(bases)
+        self.entries = {}
+
+    def __contains__(self, key):
+        return key in self.entries
+
+    def __repr__(self):
+        return f"<Section [{self.name}] {self.file}:{self.line}>"
+
+    def keys(self):
+        return list(self.entries)
+
+    def raw(self, key):
+        return self.entries[key].raw
+
+    def place(self, key=None):
+        """(file, line) of ``key`` if present, else of the section header."""
+        entry = self.entries.get(key)
+        return (entry.file, entry.line) if entry else (self.file, self.line)
+
+    def error(self, message, key=None, error=IniError):
+        file, line = self.place(key)
+        return error(message, file=file, line=line, section=self.name, key=key)
+
+    def get(self, key, default=MISSING):
+        """The evaluated value of ``key`` as a string; marks it read. Missing and no default:
+        IniError "missing required key"."""
+        entry = self.entries.get(key)
+        if entry is None:
+            if default is MISSING:
+                raise self.error(f"missing required key '{key}'"
+                                 f"{close_matches(key, self.entries)}", key=None)
+            return default
+        entry.read = True
+        return self.document.evaluate(self, entry.raw, entry)
+
+    def get_as(self, key, convert, default=MISSING):
+        """``convert(get(key))``; a conversion failure is an IniError naming the place."""
+        entry = self.entries.get(key)
+        if entry is None and default is not MISSING:
+            return default
+        text = self.get(key)
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise self.error(str(exc), key=key) from None
+
+    def prefixed(self, prefix):
+        """``{subkey: evaluated value}`` for keys ``prefix + subkey`` (``"QWeight."`` ->
+        ``{"Range": "15"}``), marking them read."""
+        return {k[len(prefix):]: self.get(k) for k in list(self.entries) if k.startswith(prefix)}
+
+    def set(self, key, value, read=True):
+        """Write a key (used for build-time keys such as ``_OutputsWidth``, ``_EpochSize``)."""
+        self.entries[key] = Entry(key, str(value), self.file, self.line, read=read)
+
+    def mark_all_read(self):
+        for entry in self.entries.values():
+            entry.read = True
+
+    def unread_keys(self):
+        return [k for k, e in self.entries.items() if not e.read and not k.startswith("$")]
+
+
+class IniDocument:
+    """All sections of one INI file (templates expanded), in file order.
+
+    ``evaluate`` is installed by the parser (``n2d2py.ini.evaluate``) and resolves references,
+    variables and expressions; ``path`` is the top-level file.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.sections = {}
+        self.global_section = self.add_section("", path, 0)
+
+    def add_section(self, name, file, line, bases=()):
+        if name in getattr(self, "sections", {}):
+            previous = self.sections[name]
+            raise IniError(f"section [{name}] already exists (first at "
+                           f"{previous.file}:{previous.line})", file=file, line=line)
+        section = Section(self, name, file, line, bases)
+        self.sections[name] = section
+        return section
+
+    def __contains__(self, name):
+        return name in self.sections
+
+    def __iter__(self):
+        return iter(self.sections.values())
+
+    def section(self, name):
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise IniError(f"no section [{name}]{close_matches(name, self.sections)}",
+                           file=self.path) from None
+
+    def matching(self, pattern):
+        """Sections whose names match a glob (``"sp.*"``, ``"conv1.Target*"``), in file order."""
+        return [s for s in self.sections.values() if s.name and fnmatch.fnmatchcase(s.name, pattern)]
+
+    def evaluate(self, section, text, entry=None):
+        """Evaluate a raw value in the context of ``section``; replaced by the parser."""
+        from .evaluate import evaluate
+        return evaluate(self, section, text, entry)

@@ -74,11 +74,13 @@ class Parameterizable:
             message = (f"unknown parameter '{ini_name}' for {self.describe()}"
                        f"{close_matches(ini_name, self.keys())}")
             raise section.error(message, key=ini_name) if section is not None else IniError(message)
+        if section is not None:  # the section names the place and truncates $() floats (ini §8.7)
+            setattr(self, key.attr, section.convert(text, key.convert, ini_name))
+            return
         try:
             setattr(self, key.attr, key.convert(text))
         except ValueError as exc:
-            message = f"{exc} for {key.ini}"
-            raise section.error(message, key=ini_name) if section is not None else IniError(message)
+            raise IniError(f"{exc} for {key.ini}") from None
 
     def set_parameters(self, values, section=None):
         for name, text in values.items():

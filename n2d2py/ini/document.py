@@ -4,6 +4,7 @@ Values are stored raw and evaluated on every read (references ``[S]K``, ``${VAR}
 as N2D2 does (spec/ini.md §1.4). Every error names file, line, section and key.
 """
 import fnmatch
+import os
 
 from ..errors import IniError, close_matches
 
@@ -65,11 +66,33 @@ class Section:
         entry = self.entries.get(key)
         if entry is None and default is not MISSING:
             return default
-        text = self.get(key)
+        return self.convert(self.get(key), convert, key)
+
+    def convert(self, text, convert, key=None):
+        """``convert(text)``; a failure is an IniError naming the place. A value in which a
+        ``$()`` produced a float (``FloatExpressionText``) that ``convert`` rejects is retried
+        with its numbers truncated toward zero, with a warning (spec/ini.md §8 item 7; see
+        ``ini/evaluate.py``). Config-section readers call this with the evaluated text."""
         try:
             return convert(text)
         except ValueError as exc:
+            if getattr(text, "from_float_expression", False):
+                from .evaluate import truncate_floats
+                try:
+                    value = convert(truncate_floats(text))
+                except ValueError:
+                    pass
+                else:
+                    self.document.warn(f"value '{text}' computed by $(...) is not a whole "
+                                       f"number; truncated to {value}", self, key)
+                    return value
             raise self.error(str(exc), key=key) from None
+
+    def get_path(self, key, default=MISSING):
+        """``get(key)`` with environment variables expanded (DataPath, File, ...: spec/ini.md
+        §1.5), using the document's ``env``."""
+        value = self.get(key, default)
+        return self.document.expand_env(value) if isinstance(value, str) else value
 
     def prefixed(self, prefix):
         """``{subkey: evaluated value}`` for keys ``prefix + subkey`` (``"QWeight."`` ->
@@ -91,12 +114,19 @@ class Section:
 class IniDocument:
     """All sections of one INI file (templates expanded), in file order.
 
-    ``evaluate`` is installed by the parser (``n2d2py.ini.evaluate``) and resolves references,
-    variables and expressions; ``path`` is the top-level file.
+    ``evaluate`` (``n2d2py.ini.evaluate``) resolves references, variables and expressions;
+    ``path`` is the top-level file, ``main_dir`` its directory (template paths are relative to
+    it), ``env`` the environment used for template paths and ``expand_env`` (with
+    ``N2D2_MODELS`` defaulting to ``main_dir``), ``warnings`` the ``IniWarning``s collected
+    while parsing and reading (never printed here).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, env=None):
         self.path = path
+        self.main_dir = os.path.dirname(str(path)) or "."
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("N2D2_MODELS", os.path.abspath(self.main_dir))
+        self.warnings = []
         self.sections = {}
         self.global_section = self.add_section("", path, 0)
 
@@ -125,6 +155,19 @@ class IniDocument:
     def matching(self, pattern):
         """Sections whose names match a glob (``"sp.*"``, ``"conv1.Target*"``), in file order."""
         return [s for s in self.sections.values() if s.name and fnmatch.fnmatchcase(s.name, pattern)]
+
+    def warn(self, message, section=None, key=None, file=None, line=None):
+        """Record an ``IniWarning`` (place from ``section``/``key`` unless given)."""
+        from .diagnostics import IniWarning
+        if section is not None and file is None:
+            file, line = section.place(key)
+        name = section.name if section is not None else None
+        self.warnings.append(IniWarning(message, file, line, name, key))
+
+    def expand_env(self, text):
+        """Environment expansion with this document's ``env`` (spec/ini.md §1.5)."""
+        from .evaluate import expand_env
+        return expand_env(text, self.env)
 
     def evaluate(self, section, text, entry=None):
         """Evaluate a raw value in the context of ``section``; replaced by the parser."""

@@ -1,0 +1,184 @@
+"""Reading INI text into an ``IniDocument`` (spec/ini.md §1.1, §1.2, §1.6).
+
+Per physical line, in N2D2's order: drop a UTF-8 BOM; glue a line whose *raw* text ends with
+``\\`` to the next one (only the backslash is removed, so the space before it separates the
+numbers of a Mapping matrix; a backslash followed by spaces or ``\\r`` does not continue, which
+we report as a warning); cut the first ``;`` or ``#`` outside double quotes; trim; then a
+section header ``[name] base1 base2`` or a ``key=value`` property.
+
+Inheritance is a parse-time copy of the bases' raw entries (first base wins); the section's own
+lines then override, each override recorded as a warning. ``$``-keys are variables, flagged
+read. A header ``[name@path.ini.tpl]`` includes a template: the path is environment-expanded and
+relative to the **top-level** INI's directory; the expansion waits for the next header so the
+section's keys are complete, and its sections are inserted right after it, each with the key
+``$PARENT_SECTION_NAME``.
+
+Deviations: a header with no ``]`` or a line with no ``=`` is an IniError naming file:line
+(N2D2 raises too); a rendered template's line numbers count lines of the rendered text.
+"""
+import os
+
+from ..errors import IniError, close_matches
+from .document import Entry, IniDocument
+from .template import render_file
+
+MAX_TEMPLATE_DEPTH = 16
+_SPACE = " \t\n\v\f\r"           # C isspace
+
+
+def load_ini(path, env=None):
+    """Parse the INI file ``path``; ``env`` replaces ``os.environ`` for template paths and
+    ``expand_env`` (``N2D2_MODELS`` defaults to the file's directory)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise IniError(f"INI file not found: {path}", file=path)
+    document = IniDocument(path, env)
+    _Parser(document).feed(_read(path), path)
+    return document
+
+
+def parse_ini_text(text, path="<string>", env=None):
+    """Parse INI ``text`` as if read from ``path`` (used by tests and generated INIs)."""
+    document = IniDocument(path, env)
+    _Parser(document).feed(text, path)
+    return document
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+            return stream.read()
+    except OSError as exc:
+        raise IniError(f"cannot read INI file: {exc.strerror}", file=path) from None
+
+
+def logical_lines(text, file, warn=None):
+    """``(line_number, text)`` per logical line: BOM dropped, continuations joined, comments
+    cut, trimmed; empty lines skipped. ``line_number`` is the first physical line."""
+    pending, first = None, None
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if raw.startswith("\ufeff"):
+            raw = raw[1:]
+        if pending is None:
+            first = number
+        if raw.endswith("\\"):
+            pending = (pending or "") + raw[:-1]
+            continue
+        if warn is not None and raw.rstrip(" \t\r").endswith("\\"):
+            warn("backslash followed by whitespace: the line is not continued", file, number)
+        line = (pending or "") + raw
+        pending = None
+        line = _strip_comment(line, file, first).strip(_SPACE)
+        if line:
+            yield first, line
+    if pending is not None:
+        line = _strip_comment(pending, file, first).strip(_SPACE)
+        if line:
+            yield first, line
+
+
+def _strip_comment(line, file, number):
+    """Cut at the first ``;``/``#`` outside double quotes; an unmatched quote is an error."""
+    pos = 0
+    while pos < len(line):
+        char = line[pos]
+        if char == '"':
+            close = line.find('"', pos + 1)
+            if close < 0:
+                raise IniError("Malformed property: unmatched double quote", file=file, line=number)
+            pos = close + 1
+            continue
+        if char in ";#":
+            return line[:pos]
+        pos += 1
+    return line
+
+
+class _Parser:
+    def __init__(self, document):
+        self.document = document
+
+    def warn(self, message, file, line, section=None, key=None):
+        self.document.warn(message, section, key, file=file, line=line)
+
+    def feed(self, text, file, parent=None, depth=0):
+        """Add the sections of ``text``; ``parent`` is the template-including section."""
+        document = self.document
+        section, template = document.global_section, None
+        for number, line in logical_lines(text, file, self.warn):
+            if line.startswith("["):
+                if template is not None:
+                    self.expand(*template, depth)
+                section, template = self.header(line, file, number, parent)
+            else:
+                self.property(section, line, file, number)
+        if template is not None:
+            self.expand(*template, depth)
+
+    def header(self, line, file, number, parent):
+        close = line.find("]")
+        if close < 0:
+            raise IniError(f"unterminated section header '{line}' (expected ']')",
+                           file=file, line=number)
+        name, bases = line[1:close].strip(_SPACE), line[close + 1:].split()
+        if not name:
+            raise IniError("empty section name '[]'", file=file, line=number)
+        template = None
+        if name.count("@") == 1:
+            name, path = name.split("@")
+            template = (name, path, file, number)
+        for base in bases:
+            if base not in self.document.sections:
+                raise IniError(f"Inherited section [{base}] does not exist (a base must be "
+                               f"defined earlier){close_matches(base, self.document.sections)}",
+                               file=file, line=number, section=name)
+        section = self.document.add_section(name, file, number, bases)
+        for base in bases:
+            for key, entry in self.document.sections[base].entries.items():
+                if key not in section.entries:     # first base listed wins
+                    section.entries[key] = Entry(key, entry.raw, entry.file, entry.line,
+                                                 read=key.startswith("$"))
+        if parent is not None:
+            section.entries["$PARENT_SECTION_NAME"] = Entry("$PARENT_SECTION_NAME", parent,
+                                                            file, number, read=True)
+        return section, template
+
+    def property(self, section, line, file, number):
+        equal = line.find("=")
+        if equal < 0:
+            raise IniError(f"expected key=value, got '{line}' (Missing value for property)",
+                           file=file, line=number, section=section.name)
+        key, value = line[:equal].rstrip(_SPACE), line[equal + 1:].lstrip(_SPACE)
+        if not key:
+            raise IniError(f"empty key in '{line}'", file=file, line=number, section=section.name)
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        previous = section.entries.get(key)
+        if previous is not None:
+            self.warn(f"overriding property {key} (previous value was \"{previous.raw}\", "
+                      f"{previous.file}:{previous.line})", file, number, section, key)
+        section.entries[key] = Entry(key, value, file, number, read=key.startswith("$"))
+
+    def expand(self, name, path_text, file, number, depth):
+        """Render the template of section ``name`` and parse it in place (spec/ini.md §1.6)."""
+        document = self.document
+        section = document.sections[name]
+        if depth >= MAX_TEMPLATE_DEPTH:
+            raise IniError(f"templates nested deeper than {MAX_TEMPLATE_DEPTH} levels "
+                           "(does a template include itself?)", file=file, line=number,
+                           section=name)
+        path = document.expand_env(path_text)
+        if not os.path.isabs(path):
+            path = os.path.join(document.main_dir, path)
+        if not os.path.isfile(path):
+            raise IniError(f"template file not found: {path} (from '{path_text}'; relative "
+                           f"paths start at {document.main_dir})", file=file, line=number,
+                           section=name)
+        params = {"SECTION_NAME": name, "SECTION_FILE_NAME": path}
+        for key, entry in section.entries.items():
+            if key in params:
+                raise IniError(f"Parameter already exists: {key} is set by the template include",
+                               file=entry.file, line=entry.line, section=name, key=key)
+            params[key] = document.evaluate(section, entry.raw, entry)
+            entry.read = True
+        self.feed(render_file(path, params), path, parent=name, depth=depth + 1)

@@ -1,2 +1,176 @@
-"""(to be written: see docs/ARCHITECTURE.md)"""
-__all__ = []
+"""N2D2 activation functions (``ActivationFunction=``, spec/ini.md §2.8.2), one fused pass each.
+
+Every activation is a single ``Function`` (forward and backward side by side) rather than a chain
+of arithmetic ops, so a Conv + ReLU costs one extra array, not five. Where N2D2's gradient at a
+kink differs from a textbook choice, the N2D2 rule is kept and said so.
+
+=================  ===========================================  =================================
+N2D2 name           forward                                      function
+=================  ===========================================  =================================
+Rectifier           x>0: x (capped at c if c>0); x<=0: leak·x     ``relu(x, leak_slope, clipping)``
+Linear              x, clamped to [-c, c] if c != 0               ``linear_clip(x, clipping)``
+Tanh / TanhLeCun    tanh(alpha·x) (LeCun: alpha=1.7159·2/3)       ``tanh(x, alpha)``
+Logistic            1 / (1 + exp(-x))                            ``sigmoid(x)``
+Saturation          clamp to [-T, T]                             ``saturation(x, threshold)``
+Softplus            log(1 + exp(x))                              ``softplus(x)``
+Swish               x·sigmoid(x)                                 ``swish(x)``
+=================  ===========================================  =================================
+``LogisticWithLoss`` is ``sigmoid`` here; its skipped Jacobian lives in ``loss.sigmoid_cross_entropy``.
+"""
+from ..autograd.function import Function
+
+__all__ = ["relu", "linear_clip", "tanh", "sigmoid", "saturation", "softplus", "swish",
+           "TANH_LECUN_ALPHA"]
+
+TANH_LECUN_ALPHA = 1.7159 * 2.0 / 3.0  # N2D2's TanhLeCun: tanh(1.1439 x), no 1.7159 gain (§8.16)
+
+
+def sigmoid_array(xp, x):
+    """Overflow-free logistic on a raw array (exp of non-positive numbers only); shared with loss.py."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+class Rectifier(Function):
+    """N2D2 Rectifier: y = min(x, c) if x > 0 (c > 0 only), else leak·x.
+
+    Gradient (N2D2's rule, evaluated on x): 1 where 0 < x (and x < c when clipping), 0 where
+    x >= c (clipped), ``leak`` where x <= 0.
+    """
+
+    def __init__(self, leak_slope=0.0, clipping=0.0):
+        self.leak, self.clipping = float(leak_slope), float(clipping)
+
+    def forward(self, xp, x):
+        y = xp.where(x > 0, x, x * x.dtype.type(self.leak))
+        if self.clipping > 0:
+            y = xp.minimum(y, x.dtype.type(self.clipping))
+        if self.needs_backward:
+            self.saved = x
+        return y
+
+    def backward(self, xp, gy, needs_grad):
+        x = self.saved
+        slope = xp.where(x > 0, x.dtype.type(1), x.dtype.type(self.leak))
+        if self.clipping > 0:
+            slope = xp.where(x >= self.clipping, x.dtype.type(0), slope)
+        return (gy * slope,)
+
+
+class Clamp(Function):
+    """y = clamp(x, -c, c) (N2D2 Linear with Clipping, and Saturation); gradient 1 on |x| < c."""
+
+    def __init__(self, bound):
+        self.bound = float(bound)
+
+    def forward(self, xp, x):
+        if self.needs_backward:
+            self.saved = x
+        return xp.clip(x, -self.bound, self.bound).astype(x.dtype, copy=False)
+
+    def backward(self, xp, gy, needs_grad):
+        return (xp.where(xp.abs(self.saved) < self.bound, gy, gy.dtype.type(0)),)
+
+
+class Identity(Function):
+    """N2D2 Linear without clipping: y = x (kept as a node so the graph shape is uniform)."""
+
+    def forward(self, xp, x):
+        return x.copy()
+
+    def backward(self, xp, gy, needs_grad):
+        return (gy,)
+
+
+class Tanh(Function):
+    """y = tanh(alpha·x); dy/dx = alpha·(1 - y²) (computed from the output, as N2D2 does)."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = float(alpha)
+
+    def forward(self, xp, x):
+        y = xp.tanh(x * x.dtype.type(self.alpha))
+        if self.needs_backward:
+            self.saved = y
+        return y
+
+    def backward(self, xp, gy, needs_grad):
+        y = self.saved
+        return (gy * (self.alpha * (1 - y * y)),)
+
+
+class Logistic(Function):
+    """N2D2 Logistic: y = 1 / (1 + exp(-x)); dy/dx = y·(1 - y)."""
+
+    def forward(self, xp, x):
+        y = sigmoid_array(xp, x)
+        if self.needs_backward:
+            self.saved = y
+        return y
+
+    def backward(self, xp, gy, needs_grad):
+        y = self.saved
+        return (gy * y * (1 - y),)
+
+
+class Softplus(Function):
+    """y = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)); dy/dx = sigmoid(x)."""
+
+    def forward(self, xp, x):
+        if self.needs_backward:
+            self.saved = x
+        return (xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))).astype(x.dtype, copy=False)
+
+    def backward(self, xp, gy, needs_grad):
+        return (gy * sigmoid_array(xp, self.saved),)
+
+
+class Swish(Function):
+    """y = x·sigmoid(x); dy/dx = s + x·s·(1 - s) with s = sigmoid(x)."""
+
+    def forward(self, xp, x):
+        s = sigmoid_array(xp, x)
+        if self.needs_backward:
+            self.saved = (x, s)
+        return x * s
+
+    def backward(self, xp, gy, needs_grad):
+        x, s = self.saved
+        return (gy * (s * (1 + x * (1 - s))),)
+
+
+def relu(x, leak_slope=0.0, clipping=0.0):
+    """N2D2 ``Rectifier`` (``LeakSlope``, ``Clipping``; ReLU6 is ``clipping=6``)."""
+    return Rectifier(leak_slope, clipping).apply(x)
+
+
+def linear_clip(x, clipping=0.0):
+    """N2D2 ``Linear``: identity, clamped to [-c, c] when c != 0 (the sign of c is ignored)."""
+    if clipping == 0:
+        return Identity().apply(x)
+    return Clamp(abs(clipping)).apply(x)
+
+
+def tanh(x, alpha=1.0):
+    """N2D2 ``Tanh`` (``Alpha``); ``TanhLeCun`` is ``tanh(x, TANH_LECUN_ALPHA)``."""
+    return Tanh(alpha).apply(x)
+
+
+def sigmoid(x):
+    """N2D2 ``Logistic`` (also the forward of ``LogisticWithLoss``)."""
+    return Logistic().apply(x)
+
+
+def saturation(x, threshold=1.0):
+    """N2D2 ``Saturation``: clamp to [-T, T]; gradient 1 strictly inside, 0 outside."""
+    return Clamp(abs(threshold)).apply(x)
+
+
+def softplus(x):
+    """N2D2 ``Softplus``: log(1 + exp(x)), overflow-free."""
+    return Softplus().apply(x)
+
+
+def swish(x):
+    """N2D2 ``Swish``: x·sigmoid(x)."""
+    return Swish().apply(x)

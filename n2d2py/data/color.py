@@ -1,0 +1,123 @@
+"""Value and colour transformations: RangeAffine, ColorSpace, ChannelExtraction (spec/ini.md §3.4).
+
+Channel order is OpenCV's: a colour image is BGR until a ``ColorSpace=RGB`` block swaps it, and
+per-channel ``FirstValue`` lists follow that order (spec/ini.md §8 item 12).
+"""
+import cv2
+import numpy
+
+from ..ini.convert import enum, list_of, to_bool, to_float
+from ..params import REQUIRED, Key
+from .transformation import TRANSFORMATIONS, Transformation, hwc, stack_if_uniform
+
+OPERATORS = ("Plus", "Minus", "Multiplies", "Divides")
+
+
+def apply_operator(x, operator, values):
+    """``x op v`` over the last (channel) axis, in float32 as OpenCV's ``Mat op= double`` does:
+    the scalar is cast to float and division is a multiplication by float(1/v)."""
+    v = numpy.asarray(values, numpy.float64)
+    if operator == "Plus":
+        return x + v.astype(numpy.float32)
+    if operator == "Minus":
+        return x - v.astype(numpy.float32)
+    if operator == "Multiplies":
+        return x * v.astype(numpy.float32)
+    return x * (1.0 / v).astype(numpy.float32)
+
+
+@TRANSFORMATIONS.register("RangeAffineTransformation")
+class RangeAffineTransformation(Transformation):
+    """Convert to float32, then per channel ``x = x op1 v1[c]`` and ``x = x op2 v2[c]`` (second
+    step skipped when ``SecondValue`` is empty); ``Truncate`` rounds toward zero. Disables the
+    implicit /255 normalisation since the output is float."""
+    first_operator = Key("FirstOperator", enum(*OPERATORS), REQUIRED)
+    first_value = Key("FirstValue", list_of(to_float), REQUIRED)
+    second_operator = Key("SecondOperator", enum(*OPERATORS), "Plus")
+    second_value = Key("SecondValue", list_of(to_float), [])
+    truncate = Key("Truncate", to_bool, False)
+    pointwise = True
+
+    def check_channels(self, nb_channels):
+        for name, values in (("FirstValue", self.first_value), ("SecondValue", self.second_value)):
+            if len(values) > 1 and len(values) != nb_channels:
+                raise self.error(f"{name} has {len(values)} values; expected 1 or one per "
+                                 f"channel ({nb_channels})")
+
+    def apply(self, image, rng=None):
+        return self.apply_batch(image[None], rng)[0]
+
+    def apply_batch(self, batch, rng=None):
+        if not isinstance(batch, numpy.ndarray):
+            return stack_if_uniform([self.apply(im, rng) for im in batch])
+        self.check_channels(batch.shape[-1])
+        x = apply_operator(batch.astype(numpy.float32), self.first_operator, self.first_value)
+        if self.second_value:
+            x = apply_operator(x, self.second_operator, self.second_value)
+        return numpy.trunc(x) if self.truncate else x
+
+
+# ColorSpace value -> OpenCV conversion from a 3-channel BGR image (grey and BGRA are first
+# brought to BGR, as N2D2 does); "RGB_to_X" / "X_to_BGR" name their source explicitly.
+_FROM_BGR = {"BGR": None, "RGB": cv2.COLOR_BGR2RGB, "HSV": cv2.COLOR_BGR2HSV,
+             "HLS": cv2.COLOR_BGR2HLS, "YCrCb": cv2.COLOR_BGR2YCrCb, "CIELab": cv2.COLOR_BGR2Lab,
+             "CIELuv": cv2.COLOR_BGR2Luv}
+_EXPLICIT = {"RGB_to_BGR": cv2.COLOR_RGB2BGR, "RGB_to_HSV": cv2.COLOR_RGB2HSV,
+             "RGB_to_HLS": cv2.COLOR_RGB2HLS, "RGB_to_YCrCb": cv2.COLOR_RGB2YCrCb,
+             "RGB_to_CIELab": cv2.COLOR_RGB2Lab, "RGB_to_CIELuv": cv2.COLOR_RGB2Luv,
+             "HSV_to_BGR": cv2.COLOR_HSV2BGR, "HSV_to_RGB": cv2.COLOR_HSV2RGB,
+             "HLS_to_BGR": cv2.COLOR_HLS2BGR, "HLS_to_RGB": cv2.COLOR_HLS2RGB,
+             "YCrCb_to_BGR": cv2.COLOR_YCrCb2BGR, "YCrCb_to_RGB": cv2.COLOR_YCrCb2RGB,
+             "CIELab_to_BGR": cv2.COLOR_Lab2BGR, "CIELab_to_RGB": cv2.COLOR_Lab2RGB,
+             "CIELuv_to_BGR": cv2.COLOR_Luv2BGR, "CIELuv_to_RGB": cv2.COLOR_Luv2RGB}
+
+
+def to_bgr(image):
+    """Grey (C=1) -> BGR, BGRA (C=4) -> BGR, BGR unchanged."""
+    if image.shape[-1] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[-1] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+@TRANSFORMATIONS.register("ColorSpaceTransformation")
+class ColorSpaceTransformation(Transformation):
+    color_space = Key("ColorSpace", enum(*_FROM_BGR, *_EXPLICIT), REQUIRED)
+
+    def apply(self, image, rng=None):
+        if self.color_space in _EXPLICIT:
+            return hwc(cv2.cvtColor(image, _EXPLICIT[self.color_space]))
+        bgr = to_bgr(image)
+        code = _FROM_BGR[self.color_space]
+        return hwc(bgr if code is None else cv2.cvtColor(bgr, code))
+
+    def apply_batch(self, batch, rng=None):
+        # BGR <-> RGB on a set of 3-channel images is a channel reversal: one NumPy view
+        if (isinstance(batch, numpy.ndarray) and batch.ndim == 4 and batch.shape[-1] == 3
+                and self.color_space in ("BGR", "RGB", "RGB_to_BGR")):
+            return batch if self.color_space == "BGR" else numpy.ascontiguousarray(batch[..., ::-1])
+        return super().apply_batch(batch, rng)
+
+
+# CSChannel -> (conversion from BGR or None, channel index in the converted image)
+_CHANNELS = {"Blue": (None, 0), "Green": (None, 1), "Red": (None, 2),
+             "Hue": (cv2.COLOR_BGR2HSV, 0), "Saturation": (cv2.COLOR_BGR2HSV, 1),
+             "Value": (cv2.COLOR_BGR2HSV, 2), "Gray": (cv2.COLOR_BGR2GRAY, 0),
+             "Y": (cv2.COLOR_BGR2YCrCb, 0), "Cr": (cv2.COLOR_BGR2YCrCb, 1),
+             "Cb": (cv2.COLOR_BGR2YCrCb, 2)}
+
+
+@TRANSFORMATIONS.register("ChannelExtractionTransformation")
+class ChannelExtractionTransformation(Transformation):
+    """One channel of a BGR image (``Red``, ``Hue``, ``Gray``, ``Cb`` ...); output has C = 1.
+    A grey image is returned unchanged for ``Gray``."""
+    cs_channel = Key("CSChannel", enum(*_CHANNELS), REQUIRED)
+
+    def apply(self, image, rng=None):
+        if image.shape[-1] == 1 and self.cs_channel == "Gray":
+            return image
+        code, index = _CHANNELS[self.cs_channel]
+        bgr = to_bgr(image)
+        converted = hwc(bgr if code is None else cv2.cvtColor(bgr, code))
+        return converted[:, :, index:index + 1]

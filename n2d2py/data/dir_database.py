@@ -1,0 +1,92 @@
+"""``DIR_Database``: one sub-directory per class, images decoded by OpenCV (spec/ini.md §3.3).
+
+Files are listed in sorted order (deterministic, as N2D2 sorts), decoded with
+``cv2.imread(IMREAD_UNCHANGED)`` (grey stays (H, W), colour is BGR (H, W, 3), 16-bit stays
+uint16) and kept in memory. The label of a file is the path of its first ``LabelDepth`` folders
+below ``DataPath`` (``LabelName`` for files above that depth). Partitioning is per label by default.
+ROI files (``ROIFile``, ``ROIDir``) and ``LoadMore`` chaining are not supported.
+"""
+import os
+
+import cv2
+import numpy
+
+from ..errors import DataError
+from ..ini.convert import list_of, to_bool, to_float, to_int, to_str
+from ..params import REQUIRED, Key
+from .database import DATABASES, Database
+
+DEFAULT_EXTENSIONS = ("bmp", "dib", "jpeg", "jpg", "jpe", "jp2", "png", "webp", "pbm", "pgm",
+                      "ppm", "pxm", "pnm", "tiff", "tif", "exr", "hdr", "pic")
+
+
+@DATABASES.register("DIR_Database")
+class DIR_Database(Database):
+    data_path = Key("DataPath", to_str, REQUIRED)
+    learn_fraction = Key("Learn", to_float, REQUIRED)
+    validation_fraction = Key("Validation", to_float, 0.0)
+    test_fraction = Key("Test", to_float, None, doc="default: 1 - Learn - Validation")
+    depth = Key("Depth", to_int, 1)
+    label_name = Key("LabelName", to_str, "")
+    label_depth = Key("LabelDepth", to_int, 1)
+    per_label_partitioning = Key("PerLabelPartitioning", to_bool, True)
+    equiv_label_partitioning = Key("EquivLabelPartitioning", to_bool, True)
+    roi_file = Key("ROIFile", to_str, "")
+    roi_dir = Key("ROIDir", to_str, "")
+    roi_extension = Key("ROIExtension", to_str, "json")
+    ignore_masks = Key("IgnoreMasks", to_str, "")
+    valid_extensions = Key("ValidExtensions", list_of(to_str), None)
+    load_more = Key("LoadMore", to_str, "")
+    load_in_memory = Key("LoadInMemory", to_bool, False)
+
+    def list_files(self, root):
+        """(path, label name) of every image file up to ``Depth`` folder levels below ``root``."""
+        extensions = {e.lower().lstrip(".") for e in (self.valid_extensions or DEFAULT_EXTENSIONS)}
+        found = []
+
+        def walk(folder, rel, depth):
+            entries = sorted(os.listdir(folder))
+            for name in entries:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path) and name.rsplit(".", 1)[-1].lower() in extensions:
+                    parts = rel[:self.label_depth] if len(rel) >= self.label_depth > 0 else None
+                    found.append((path, "/".join(parts) if parts else self.label_name))
+            if depth != 0:
+                for name in entries:
+                    if os.path.isdir(os.path.join(folder, name)):
+                        walk(os.path.join(folder, name), rel + [name], depth - 1)
+
+        walk(root, [], self.depth)
+        return found
+
+    def load(self):
+        for key, value in (("ROIFile", self.roi_file), ("ROIDir", self.roi_dir),
+                           ("LoadMore", self.load_more)):
+            if value:
+                raise self.error(f"{key} is not supported by n2d2py's DIR_Database", key=key)
+        root = self.expand_path(self.data_path)
+        if not os.path.isdir(root):
+            raise self.error(f"DIR_Database folder {root} not found", key="DataPath")
+        files = self.list_files(root)
+        names = sorted({label for _, label in files if label})
+        label_ids = {name: i for i, name in enumerate(names)}
+        images = [self.decode(path) for path, _ in files]
+        shapes = {im.shape for im in images}
+        if len(shapes) == 1 and len({im.dtype for im in images}) == 1:
+            images = numpy.stack(images)            # uniform sizes: one array, vectorised later
+        labels = [label_ids.get(label, -1) for _, label in files]
+        self.set_stimuli(images, labels, names, {"Unpartitioned": numpy.arange(len(files))})
+        self.file_names = [path for path, _ in files]
+        learn, validation = self.learn_fraction, self.validation_fraction
+        test = self.test_fraction if self.test_fraction is not None else max(0.0, 1.0 - learn - validation)
+        if self.per_label_partitioning:
+            self.partition_stimuli_per_label(learn, validation, test, self.equiv_label_partitioning)
+        else:
+            self.partition_stimuli(learn, validation, test)
+
+    @staticmethod
+    def decode(path):
+        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise DataError("OpenCV cannot decode this image", file=path)
+        return image

@@ -1,0 +1,189 @@
+"""Parameter-free cells (spec/ini.md §2.8.1): Padding, Resize, Reshape, Transpose, Scaling, LRN,
+Normalize, TargetBias, Threshold. Several inputs are concatenated along the channels (§2.3).
+Dims lists (``Dims``, ``Perm``) use N2D2's (X, Y, Z, B) axis order (spec §8 item 1).
+"""
+from .. import functions as F
+from ..autograd import Variable
+from ..ini.convert import enum, list_of, to_float, to_int, to_uint, to_bool
+from ..params import Key
+from .base import CELLS, Cell, concat_inputs, same_hw
+
+
+class _ConcatCell(Cell):
+    """Inputs concatenated; the output shape from ``map_shape((C, H, W))``."""
+
+    def compute_out_shape(self, in_shapes):
+        return self.map_shape(same_hw(self, in_shapes, check_nb_outputs=False))
+
+    def map_shape(self, shape):
+        if shape[0] != self.nb_outputs:
+            raise self.error(f"NbOutputs={self.nb_outputs} but the inputs have {shape[0]} "
+                             f"channels", key="NbOutputs")
+        return shape
+
+    def forward(self, xs, training=False):
+        return self.activate(self.apply(concat_inputs(self, xs), training), training)
+
+
+@CELLS.register("Padding")
+class PaddingCell(_ConcatCell):
+    """Constant zero padding; negative amounts crop."""
+    top = Key("TopPadding", to_int)
+    bottom = Key("BottomPadding", to_int)
+    left = Key("LeftPadding", to_int)
+    right = Key("RightPadding", to_int)
+
+    def map_shape(self, shape):
+        c, h, w = super().map_shape(shape)
+        return (c, h + self.top + self.bottom, w + self.left + self.right)
+
+    def apply(self, x, training):
+        return F.pad2d(x, self.top, self.bottom, self.left, self.right)
+
+
+RESIZE_MODES = {"Bilinear": "bilinear", "BilinearTF": "bilinear_tf", "NearestNeighbor": "nearest"}
+
+
+@CELLS.register("Resize")
+class ResizeCell(_ConcatCell):
+    output_width = Key("OutputWidth", to_uint)
+    output_height = Key("OutputHeight", to_uint)
+    mode = Key("Mode", enum(*RESIZE_MODES))
+    align_corners = Key("AlignCorners", to_bool, True, config=True)
+
+    def map_shape(self, shape):
+        return (super().map_shape(shape)[0], self.output_height, self.output_width)
+
+    def apply(self, x, training):
+        return F.resize(x, self.output_height, self.output_width, RESIZE_MODES[self.mode],
+                        self.align_corners)
+
+
+@CELLS.register("Reshape")
+class ReshapeCell(_ConcatCell):
+    """``Dims`` in (X, Y, Z) order, batch excluded: 0 copies the input dim, -1 is inferred."""
+    dims = Key("Dims", list_of(to_int))
+
+    def map_shape(self, shape):
+        xyz = [shape[2], shape[1], shape[0]]
+        dims = list(self.dims) + [1] * (3 - len(self.dims))
+        if len(self.dims) > 3 or dims.count(-1) > 1:
+            raise self.error(f"Dims={self.dims}: expected up to 3 dims (X Y Z), one -1 at most",
+                             key="Dims")
+        dims = [xyz[i] if d == 0 else d for i, d in enumerate(dims)]
+        total = shape[0] * shape[1] * shape[2]
+        if -1 in dims:
+            known = -1 * dims[0] * dims[1] * dims[2]
+            dims[dims.index(-1)] = total // known if known and total % known == 0 else -1
+        if min(dims) <= 0 or dims[0] * dims[1] * dims[2] != total:
+            raise self.error(f"Dims={self.dims} does not fit the input {shape} (C, H, W)", key="Dims")
+        if dims[2] != self.nb_outputs:
+            raise self.error(f"NbOutputs={self.nb_outputs} but Dims gives {dims[2]} channels",
+                             key="NbOutputs")
+        return (dims[2], dims[1], dims[0])
+
+    def compute_out_shape(self, in_shapes):
+        return self.map_shape(same_hw(self, in_shapes, check_nb_outputs=False))
+
+    def apply(self, x, training):
+        return F.reshape(x, (x.shape[0],) + tuple(self.out_shape))
+
+
+@CELLS.register("Transpose")
+class TransposeCell(_ConcatCell):
+    """``Perm`` over (X, Y, Z, B): output dim d = input dim Perm[d]; B must stay 3."""
+    perm = Key("Perm", list_of(to_uint, 4))
+
+    def axes(self):
+        # N2D2 axis d (0=X, 1=Y, 2=Z, 3=B) is NumPy axis 3 - d of (N, C, H, W)
+        axes = [0] * 4
+        for d, source in enumerate(self.perm):
+            axes[3 - d] = 3 - source
+        return tuple(axes)
+
+    def map_shape(self, shape):
+        if sorted(self.perm) != [0, 1, 2, 3] or self.perm[3] != 3:
+            raise self.error(f"Perm={self.perm}: expected a permutation of 0 1 2 3 keeping B (3)",
+                             key="Perm")
+        full = (1,) + tuple(shape)
+        out = tuple(full[a] for a in self.axes())[1:]
+        if out[0] != self.nb_outputs:
+            raise self.error(f"NbOutputs={self.nb_outputs} but Perm gives {out[0]} channels",
+                             key="NbOutputs")
+        return out
+
+    def compute_out_shape(self, in_shapes):
+        return self.map_shape(same_hw(self, in_shapes, check_nb_outputs=False))
+
+    def apply(self, x, training):
+        return F.transpose(x, self.axes())
+
+
+@CELLS.register("Scaling")
+class ScalingCell(_ConcatCell):
+    factor = Key("Factor", to_float)
+
+    def apply(self, x, training):
+        return F.scaling(x, self.factor)
+
+
+@CELLS.register("LRN")
+class LRNCell(_ConcatCell):
+    """Across-channel local response normalisation."""
+    n = Key("N", to_uint, 5, config=True)
+    alpha = Key("Alpha", to_float, 1e-4, config=True)
+    beta = Key("Beta", to_float, 0.75, config=True)
+    k = Key("K", to_float, 2.0, config=True)
+
+    def apply(self, x, training):
+        return F.lrn(x, self.n, self.alpha, self.beta, self.k)
+
+
+@CELLS.register("Normalize")
+class NormalizeCell(_ConcatCell):
+    norm = Key("Norm", enum("L1", "L2"))
+
+    def apply(self, x, training):
+        return F.normalize(x, self.norm)
+
+
+@CELLS.register("TargetBias")
+class TargetBiasCell(_ConcatCell):
+    """Adds ``Bias`` to the target class only (AM-Softmax margin). The DeepNet sets
+    ``cell.target`` (an (N, C, H, W) 0/1 array of the batch's classes) before a training forward;
+    without it (inference) the cell is the identity."""
+    bias = Key("Bias", to_float)
+
+    def __init__(self, name="", parents=("env",), **values):
+        super().__init__(name, parents, **values)
+        self.target = None
+
+    def apply(self, x, training):
+        if not training or self.target is None:
+            return x
+        return x + Variable(x.xp.asarray(self.target, dtype=x.dtype) * x.dtype.type(self.bias))
+
+
+@CELLS.register("Threshold")
+class ThresholdCell(_ConcatCell):
+    """OpenCV-style thresholding (no gradient): Binary ``x > T ? MaxValue : 0``,
+    BinaryInverted, Truncate ``min(x, T)``, ToZero ``x > T ? x : 0``, ToZeroInverted."""
+    threshold = Key("Threshold", to_float)
+    operation = Key("Operation", enum("Binary", "BinaryInverted", "Truncate", "ToZero",
+                                      "ToZeroInverted"), "Binary", config=True)
+    max_value = Key("MaxValue", to_float, 1.0, config=True)
+
+    def apply(self, x, training):
+        xp, data = x.xp, x.data
+        above = data > data.dtype.type(self.threshold)
+        zero, top = data.dtype.type(0), data.dtype.type(self.max_value)
+        out = {"Binary": lambda: xp.where(above, top, zero),
+               "BinaryInverted": lambda: xp.where(above, zero, top),
+               "Truncate": lambda: xp.minimum(data, data.dtype.type(self.threshold)),
+               "ToZero": lambda: xp.where(above, data, zero),
+               "ToZeroInverted": lambda: xp.where(above, zero, data)}[self.operation]()
+        return Variable(out.astype(data.dtype, copy=False))
+
+
+__all__ = ["PaddingCell", "ResizeCell", "ReshapeCell", "TransposeCell", "ScalingCell", "LRNCell",
+           "NormalizeCell", "TargetBiasCell", "ThresholdCell"]

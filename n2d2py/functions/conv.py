@@ -1,2 +1,264 @@
-"""(to be written: see docs/ARCHITECTURE.md)"""
-__all__ = []
+"""Convolution (N2D2 ``Type=Conv``) and transposed convolution (``Type=Deconv``), NCHW.
+
+conv2d:   y[n, o, i, j] = b[o] + sum_{c in group(o), kh, kw}
+                          W[o, c, kh, kw] * xpad[n, c, i*sh + kh*dh, j*sw + kw*dw]
+          out = floor((in + p0 + p1 - (d(k-1)+1)) / s) + 1          (spec/ini.md §2.8.1, Conv)
+deconv2d: the adjoint of conv2d in x; W is (C_in, O/groups, kH, kW) like PyTorch,
+          out = (in-1)*s + d(k-1)+1 - p0 - p1                       (spec/ini.md §2.8.1, Deconv)
+
+Three GEMM kernels carry everything, each looping over chunks of the batch (_im2col.py):
+``_correlate`` (forward), ``_grad_weight`` and ``_grad_input``; the last is itself a
+correlation of the zero-upsampled output gradient with the flipped, transposed kernels, so
+the input gradient costs one well-shaped GEMM instead of an im2col-sized scatter (col2im).
+Groups are a batch dimension of the GEMM (depthwise: groups == C, one tiny GEMM per group
+inside a single ``matmul`` call, no Python loop over channels).
+A Mapping is applied by the cell as ``W * mask`` (spec/ini.md §2.7); nothing special here.
+"""
+from ..autograd.function import Function
+from ..errors import expect
+from ._im2col import (_placement, chunk_size, im2col, out_size, pads4, padded_chunks,
+                      padded_shape, pair, use_wide, window)
+
+__all__ = ["conv2d", "deconv2d", "conv_output_size", "deconv_output_size"]
+
+
+def conv_output_size(in_hw, kernel, stride=1, padding=0, dilation=1):
+    """(OH, OW) of conv2d for an input (H, W)."""
+    (kH, kW), (sh, sw), (dh, dw) = pair(kernel, "kernel"), pair(stride, "stride"), \
+        pair(dilation, "dilation")
+    t, b, l, r = pads4(padding)
+    return (out_size(in_hw[0], kH, sh, dh, t, b), out_size(in_hw[1], kW, sw, dw, l, r))
+
+
+def deconv_output_size(in_hw, kernel, stride=1, padding=0, dilation=1):
+    """(OH, OW) of deconv2d: ``(in-1)*s + d(k-1)+1 - p0 - p1`` (N2D2 Deconv, no output padding)."""
+    (kH, kW), (sh, sw), (dh, dw) = pair(kernel, "kernel"), pair(stride, "stride"), \
+        pair(dilation, "dilation")
+    t, b, l, r = pads4(padding)
+    return ((in_hw[0] - 1) * sh + dh * (kH - 1) + 1 - t - b,
+            (in_hw[1] - 1) * sw + dw * (kW - 1) + 1 - l - r)
+
+
+# -- GEMM kernels (raw arrays) -------------------------------------------------------------
+
+def _correlate(xp, x, W, stride, pads, dilation, groups, upsample=(1, 1)):
+    """y = W (*) pad(upsample(x)), no bias: per chunk one ``(g, O/g, K) @ (g, K, n*P)`` GEMM."""
+    N, C = x.shape[:2]
+    O, Cg, kH, kW = W.shape
+    Hp, Wp = padded_shape(x.shape[2:], pads, upsample)
+    OH = out_size(Hp, kH, stride[0], dilation[0], 0, 0)
+    OW = out_size(Wp, kW, stride[1], dilation[1], 0, 0)
+    wide = use_wide((kH, kW), stride)
+    cols_w = Wp if wide else OW
+    dtype = xp.result_type(x.dtype, W.dtype)
+    W3 = W.reshape(groups, O // groups, Cg * kH * kW).astype(dtype, copy=False)
+    y = xp.empty((N, O, OH, OW), dtype=dtype)
+    chunk = chunk_size(N, C * kH * kW * OH * cols_w * y.itemsize)
+    for start, xpad in padded_chunks(xp, x.astype(dtype, copy=False), pads, chunk, upsample,
+                                     spare_row=wide):
+        m = len(xpad)
+        cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide)
+        out = xp.matmul(W3, cols.reshape(groups, Cg * kH * kW, m * OH * cols_w))
+        y[start:start + m] = out.reshape(O, m, OH, cols_w)[..., :OW].transpose(1, 0, 2, 3)
+    return y
+
+
+def _grad_weight(xp, x, gy, w_shape, stride, pads, dilation, groups):
+    """gW[o, c, kh, kw] = sum_{n,i,j} gy[n, o, i, j] * xpad[n, c, i*sh + kh*dh, j*sw + kw*dw].
+
+    Computed transposed, ``cols (g, K, nP) @ gy^T (g, nP, O/g)``, the faster BLAS shape here;
+    with wide columns, gy gets zeros in the junk columns so they add nothing.
+    """
+    N, C = x.shape[:2]
+    O, Cg, kH, kW = w_shape
+    OH, OW = gy.shape[2:]
+    K, Og = Cg * kH * kW, O // groups
+    wide = use_wide((kH, kW), stride)
+    cols_w = padded_shape(x.shape[2:], pads)[1] if wide else OW
+    gWt = xp.zeros((groups, K, Og), dtype=gy.dtype)
+    chunk = chunk_size(N, C * kH * kW * OH * cols_w * gy.itemsize)
+    gyw = xp.zeros((groups, chunk, OH, cols_w, Og), dtype=gy.dtype)
+    for start, xpad in padded_chunks(xp, x.astype(gy.dtype, copy=False), pads, chunk,
+                                     spare_row=wide):
+        m = len(xpad)
+        cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide)
+        gyc = gyw[:, :m]
+        gyc[..., :OW, :] = gy[start:start + m].reshape(m, groups, Og, OH, OW).transpose(1, 0, 3, 4, 2)
+        gWt += xp.matmul(cols.reshape(groups, K, m * OH * cols_w), gyc.reshape(groups, -1, Og))
+    return gWt.transpose(0, 2, 1).reshape(w_shape)
+
+
+def _grad_input(xp, gy, W, in_hw, stride, pads, dilation, groups):
+    """gx = the adjoint of ``_correlate`` in x, by the cheaper of two routes (costs measured
+    with tools/bench/conv_micro.py): col2im for strides > 1 and for outputs much smaller than
+    the input, else a correlation of gy with the flipped kernels."""
+    O, Cg, kH, kW = W.shape
+    unrolled_by_correlation = O * in_hw[0] * (in_hw[1] + pads[2] + pads[3])
+    unrolled_by_col2im = Cg * groups * gy.shape[2] * gy.shape[3]
+    if stride != (1, 1) or 3 * unrolled_by_col2im < unrolled_by_correlation:
+        return _grad_input_col2im(xp, gy, W, in_hw, stride, pads, dilation, groups)
+    return _grad_input_correlate(xp, gy, W, in_hw, stride, pads, dilation, groups)
+
+
+def _grad_input_correlate(xp, gy, W, in_hw, stride, pads, dilation, groups):
+    """gx = the adjoint of ``_correlate`` in x, as a correlation of upsample(gy) with the
+    flipped kernels, transposed within each group: Wt[c, o] = W[o, c, ::-1, ::-1].
+
+    Per axis, gy upsampled by s and padded by ``k_eff-1-p0`` before and ``k_eff-1-p1+r`` after
+    (r: input rows no window reached) correlates back to exactly ``in`` rows.
+    """
+    O, Cg, kH, kW = W.shape
+    Og = O // groups
+    Wt = W.reshape(groups, Og, Cg, kH, kW).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    Wt = Wt.reshape(groups * Cg, Og, kH, kW)
+    t, b, l, r = pads
+    new_pads = []
+    for size, k, s, d, p0, p1, osz in ((in_hw[0], kH, stride[0], dilation[0], t, b, gy.shape[2]),
+                                        (in_hw[1], kW, stride[1], dilation[1], l, r, gy.shape[3])):
+        k_eff = d * (k - 1) + 1
+        rest = size + p0 + p1 - ((osz - 1) * s + k_eff)
+        new_pads += [k_eff - 1 - p0, k_eff - 1 - p1 + rest]
+    return _correlate(xp, gy, Wt, (1, 1), tuple(new_pads), dilation, groups, upsample=stride)
+
+
+def _grad_input_col2im(xp, gy, W, in_hw, stride, pads, dilation, groups):
+    """gx by col2im: ``gcols = W^T @ gy`` (one GEMM per chunk), then each of the kH*kW kernel
+    offsets adds its slice of ``gcols`` into the window it came from.
+
+    Cheaper than ``_grad_input`` when stride > 1 (no zero-upsampled gy) or when the output is
+    tiny (LeNet's 5x5 -> 1x1 layer); the accumulator is kept (C, N, Hp, Wp) so that every add
+    reads ``gcols`` contiguously, and is transposed once at the end.
+    """
+    N, O, OH, OW = gy.shape
+    _, Cg, kH, kW = W.shape
+    C, Og = Cg * groups, O // groups
+    Hp, Wp = padded_shape(in_hw, pads)
+    W3t = W.reshape(groups, Og, Cg * kH * kW).transpose(0, 2, 1).astype(gy.dtype)
+    gxpad = xp.zeros((C, N, Hp, Wp), dtype=gy.dtype)
+    chunk = chunk_size(N, C * kH * kW * OH * OW * gy.itemsize)
+    for start in range(0, N, chunk):
+        m = min(chunk, N - start)
+        gyc = gy[start:start + m].reshape(m, groups, Og, OH * OW).transpose(1, 2, 0, 3)
+        gcols = xp.matmul(W3t, gyc.reshape(groups, Og, m * OH * OW)).reshape(C, kH, kW, m, OH, OW)
+        part = gxpad[:, start:start + m]
+        for kh in range(kH):
+            for kw in range(kW):
+                window(part, kh, kw, stride, (OH, OW), dilation)[...] += gcols[:, kh, kw]
+    src_h, dst_h = _placement(in_hw[0], 1, pads[0], Hp)
+    src_w, dst_w = _placement(in_hw[1], 1, pads[2], Wp)
+    gx = xp.zeros((N, C) + tuple(in_hw), dtype=gy.dtype)
+    gx[:, :, src_h, src_w] = gxpad[:, :, dst_h, dst_w].transpose(1, 0, 2, 3)
+    return gx
+
+
+def _bias_grad(gy):
+    return gy.sum(axis=(0, 2, 3))
+
+
+# -- Functions -----------------------------------------------------------------------------
+
+def _check_common(name, x, W, b, groups):
+    expect(x.ndim == 4, f"{name}: x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    expect(W.ndim == 4, f"{name}: W must be 4-D (kernels), got shape {tuple(W.shape)}")
+    expect(groups >= 1, f"{name}: groups must be >= 1, got {groups}")
+
+
+class Conv2d(Function):
+    """2-D convolution (cross-correlation, as N2D2 and PyTorch), see the module docstring."""
+
+    def __init__(self, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
+        self.pads, self.groups = pads4(padding), int(groups)
+
+    def check_inputs(self, x, W, b=None):
+        g = self.groups
+        _check_common("conv2d", x, W, b, g)
+        expect(W.shape[0] % g == 0 and x.shape[1] == W.shape[1] * g,
+               f"conv2d: x {tuple(x.shape)} has {x.shape[1]} channels but W {tuple(W.shape)} "
+               f"with groups={g} expects {W.shape[1] * g} (and O={W.shape[0]} divisible by {g})")
+        expect(b is None or tuple(b.shape) == (W.shape[0],),
+               f"conv2d: bias must be ({W.shape[0]},), got {None if b is None else tuple(b.shape)}")
+        oh, ow = conv_output_size(x.shape[2:], W.shape[2:], self.stride, self.pads, self.dilation)
+        expect(oh >= 1 and ow >= 1,
+               f"conv2d: input {tuple(x.shape)} too small for kernel {tuple(W.shape[2:])}, "
+               f"padding {self.pads}, dilation {self.dilation} (output {oh}x{ow})")
+
+    def forward(self, xp, x, W, b=None):
+        y = _correlate(xp, x, W, self.stride, self.pads, self.dilation, self.groups)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        if self.needs_backward:
+            self.saved = (x, W)
+        return y
+
+    def backward(self, xp, gy, needs_grad):
+        x, W = self.saved
+        opts = (self.stride, self.pads, self.dilation, self.groups)
+        gx = _grad_input(xp, gy, W, x.shape[2:], *opts) if needs_grad[0] else None
+        gW = _grad_weight(xp, x, gy, W.shape, *opts) if needs_grad[1] else None
+        if len(needs_grad) == 2:
+            return gx, gW
+        return gx, gW, _bias_grad(gy) if needs_grad[2] else None
+
+
+class Deconv2d(Function):
+    """Transposed convolution: y = conv2d's input gradient applied to x, plus bias."""
+
+    def __init__(self, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
+        self.pads, self.groups = pads4(padding), int(groups)
+
+    def check_inputs(self, x, W, b=None):
+        g = self.groups
+        _check_common("deconv2d", x, W, b, g)
+        expect(x.shape[1] == W.shape[0] and W.shape[0] % g == 0,
+               f"deconv2d: x {tuple(x.shape)} has {x.shape[1]} channels but W {tuple(W.shape)} "
+               f"expects {W.shape[0]} (C_in, O/groups, kH, kW), C_in divisible by groups={g}")
+        expect(b is None or tuple(b.shape) == (W.shape[1] * g,),
+               f"deconv2d: bias must be ({W.shape[1] * g},), got "
+               f"{None if b is None else tuple(b.shape)}")
+        oh, ow = self.out_hw(x, W)
+        expect(oh >= 1 and ow >= 1, f"deconv2d: padding {self.pads} leaves no output for "
+                                    f"input {tuple(x.shape)} and kernel {tuple(W.shape[2:])}")
+
+    def out_hw(self, x, W):
+        return deconv_output_size(x.shape[2:], W.shape[2:], self.stride, self.pads, self.dilation)
+
+    def forward(self, xp, x, W, b=None):
+        opts = (self.stride, self.pads, self.dilation, self.groups)
+        y = _grad_input(xp, x, W, self.out_hw(x, W), *opts)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        if self.needs_backward:
+            self.saved = (x, W)
+        return y
+
+    def backward(self, xp, gy, needs_grad):
+        x, W = self.saved
+        opts = (self.stride, self.pads, self.dilation, self.groups)
+        gx = _correlate(xp, gy, W, *opts) if needs_grad[0] else None
+        # conv2d's weight gradient with the roles swapped: gy is the conv input, x its output
+        gW = _grad_weight(xp, gy, x, W.shape, *opts) if needs_grad[1] else None
+        if len(needs_grad) == 2:
+            return gx, gW
+        return gx, gW, _bias_grad(gy) if needs_grad[2] else None
+
+
+def conv2d(x, W, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """Convolution of x (N, C, H, W) by W (O, C/groups, kH, kW), optional bias b (O,).
+
+    ``stride``/``dilation``: int or (h, w); ``padding``: int, (h, w) symmetric, or
+    (top, bottom, left, right); negative padding crops (N2D2 Conv allows it).
+    """
+    fn = Conv2d(stride, padding, dilation, groups)
+    return fn.apply(x, W) if b is None else fn.apply(x, W, b)
+
+
+def deconv2d(x, W, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """Transposed convolution of x (N, C_in, H, W) by W (C_in, O/groups, kH, kW), bias (O,).
+
+    Output (N, O, (H-1)*s + d(k-1)+1 - p0 - p1, ...): PyTorch's conv_transpose2d with
+    output_padding 0, which is N2D2's Deconv size ``in*s + d(k-1)+1 - 2p - s``.
+    """
+    fn = Deconv2d(stride, padding, dilation, groups)
+    return fn.apply(x, W) if b is None else fn.apply(x, W, b)

@@ -63,9 +63,10 @@ def write_column(path, values, precision=6):
         handle.write("".join(s + "\n" for s in _numbers(values, precision)))
 
 
-def write_scalar(path, value, precision=6):
+def write_scalar(path, value, precision=6, trailing=""):
+    """One number and ``trailing`` (N2D2 writes α with nothing after it, LSQ weight steps with ' ')."""
     with open(path, "w", encoding="ascii", newline="\n") as handle:
-        handle.write(_numbers([value], precision)[0])
+        handle.write(_numbers([value], precision)[0] + trailing)
 
 
 def read_numbers(path, expected=None, ignore_missing=False, what="values"):

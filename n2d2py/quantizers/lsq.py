@@ -1,0 +1,194 @@
+"""LSQ: learned step-size quantizers for weights (spec/qat.md §3.1) and activations (§3.2).
+
+One fused Function ``LSQQuantize`` serves both; they differ only in the integer range, how the
+step is initialised, and the gradient scale G. float32 throughout, as N2D2's kernels.
+"""
+import math
+import os
+
+from ..autograd import Function, Parameter, Variable
+from ..backend import DTYPE
+from ..errors import expect
+from ..ini.convert import to_bool, to_float, to_uint
+from ..params import Key
+from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, WeightQuantizer,
+                   follow_device, load_scalar_state, param_value, scalar_param_data,
+                   write_syntxt_scalar)
+from .rounding import rounding_function
+
+F32 = DTYPE
+
+
+class LSQQuantize(Function):
+    """LSQ on (x, s), integer range [Qn, Qp], v = x/s (spec/qat.md §3.1):
+
+    forward   y = Qn·s if v ≤ Qn;  Qp·s if v ≥ Qp;  rnd(v)·s otherwise
+    backward  g_x = g·[Qn < v < Qp]                              (strict: bounds get nothing)
+              g_s = G·Σ g·e,  e = Qn if v ≤ Qn;  Qp if v ≥ Qp;  rnd(v) − v otherwise
+    rnd = half away from zero (N2D2 CPU) or half to even (CUDA).
+    """
+
+    def __init__(self, qn, qp, grad_scale, rounding="half_away"):
+        self.qn, self.qp, self.grad_scale = qn, qp, grad_scale
+        self.rnd = rounding_function(rounding)
+
+    def check_inputs(self, x, s):
+        expect(s.size == 1, f"LSQ: the step size must have one element, got shape {s.shape}")
+
+    def forward(self, xp, x, s):
+        s0 = s.reshape(())
+        v = x / s0
+        y = xp.where(v <= self.qn, F32(self.qn) * s0,
+                     xp.where(v >= self.qp, F32(self.qp) * s0, self.rnd(xp, v) * s0))
+        if self.needs_backward:
+            self.saved = (v, s.shape)
+        return y
+
+    def backward(self, xp, gy, needs_grad):
+        v, s_shape = self.saved
+        qn, qp = self.qn, self.qp
+        gx = gy * ((v > qn) & (v < qp)) if needs_grad[0] else None
+        gs = None
+        if needs_grad[1]:
+            e = xp.where(v <= qn, F32(qn), xp.where(v >= qp, F32(qp), self.rnd(xp, v) - v))
+            gs = (xp.sum(gy * e, dtype=gy.dtype) * gy.dtype.type(self.grad_scale)).reshape(s_shape)
+        return gx, gs
+
+
+def lsq_weight_range(R):
+    """Qn = −((R+1)//2), Qp = (R−1)//2: R=255 -> [−128, 127], R=15 -> [−8, 7], R=1 -> [−1, 0]."""
+    return -((R + 1) // 2), (R - 1) // 2
+
+
+def init_step(xp, x, qp):
+    """s0 = 2·mean|x|/sqrt(Qp): mean accumulated in float64, quotient cast to float32, then
+    doubled in float32 (N2D2's ``2.0f * float(mean(true) / sqrt(Qp))``)."""
+    mean = float(xp.mean(xp.abs(x), dtype=xp.float64))
+    return F32(2.0) * F32(mean / math.sqrt(qp))
+
+
+class _LSQStep:
+    """The learnable step Parameter shared by both LSQ quantizers (group "quantizer")."""
+
+    def _step_init(self):
+        self._step = None
+        self._initialized = False  # N2D2's 10000 sentinel: s0 is computed at the first forward
+
+    @property
+    def step_param(self):
+        if self._step is None:
+            self._step = Parameter(scalar_param_data(self.step_size_init), name="step_size",
+                                   group="quantizer")
+        return self._step
+
+    def parameters(self):
+        return [self.step_param]
+
+    @property
+    def step_size(self):
+        """The current step s (float32 value), read by the fusion/export passes."""
+        return param_value(self.step_param)
+
+    def _initialize(self, xp, x, qp):
+        if not self._initialized:
+            if self.set_opt_init_step_size:
+                self.step_param.data[...] = init_step(xp, x, qp)
+            self._initialized = True
+
+    def _import_step(self, path, ignore_missing):
+        value = load_scalar_state(path, ignore_missing)
+        if value is not None:
+            self.step_param.data[...] = F32(value)
+            # N2D2's weight quantizer would re-initialise over an imported step (its sentinel
+            # survives the import); we keep the imported value, as its activation quantizer does.
+            self._initialized = True
+
+
+@WEIGHT_QUANTIZERS.register("LSQ")
+class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
+    """``QWeight=LSQ`` (spec/qat.md §3.1): signed range [−((R+1)//2), (R−1)//2], learnable step.
+
+    With SetOptInitStepSize (default) the first forward sets s0 = 2·mean|W_0|/sqrt(Qp) from the
+    cell's first weight tensor only. G = 1/sqrt(N_w·Qp), N_w = all weights of the cell. Every
+    tensor is quantized with the same step; g_s sums over them. Ordinary gradients: the incoming
+    ``gy`` already carries N2D2's 1/B. State: ``<cell>_alphaW_LSQ.syntxt`` ("<s> ").
+    """
+
+    range = Key("Range", to_uint, default=255, doc="number of steps R")
+    step_size_init = Key("StepSize", to_float, default=100.0,
+                         doc="initial step when SetOptInitStepSize=0")
+    set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
+                                 doc="initialise the step from the weights at the first forward")
+
+    def __init__(self, rounding="half_away", **values):
+        super().__init__(**values)
+        rounding_function(rounding)
+        self.rounding = rounding
+        self._step_init()
+
+    @property
+    def qn_qp(self):
+        return lsq_weight_range(self.range)
+
+    def quantize(self, weights):
+        # R=1 gives Qp=0: N2D2 then divides by sqrt(0) (infinite s0 and G); refuse it clearly.
+        expect(self.range >= 2, f"{self.describe()}: Range must be >= 2 for LSQ weights "
+                                f"(Range={self.range} gives Qp=(Range-1)//2=0)")
+        qn, qp = self.qn_qp
+        step = follow_device(self.step_param, weights[0])
+        first = weights[0].data if isinstance(weights[0], Variable) else weights[0]
+        self._initialize(step.xp, first, qp)
+        n_w = sum(w.size for w in weights)
+        g = float(F32(1.0 / math.sqrt(n_w * qp)))
+        return [LSQQuantize(qn, qp, g, self.rounding).apply(w, step) for w in weights]
+
+    @staticmethod
+    def state_file(folder, cell_name):
+        return os.path.join(folder, f"{cell_name}_alphaW_LSQ.syntxt")
+
+    def export_state(self, folder, cell_name):
+        write_syntxt_scalar(self.state_file(folder, cell_name), self.step_size, trailing=" ")
+
+    def import_state(self, folder, cell_name, ignore_missing=False):
+        self._import_step(self.state_file(folder, cell_name), ignore_missing)
+
+
+@ACT_QUANTIZERS.register("LSQ")
+class LSQActQuantizer(_LSQStep, ActQuantizer):
+    """``QAct=LSQ`` (spec/qat.md §3.2): unsigned range [0, R], learnable step.
+
+    With SetOptInitStepSize (default) the first forward sets s0 = 2·mean|x|/sqrt(R) over the
+    whole batch tensor. G = 1/sqrt(numel(x)·R) is recomputed at every forward, so it depends on
+    the batch size. State: ``<cell>_QAct_LSQ_StepSize.syntxt`` (one float, no newline).
+    """
+
+    range = Key("Range", to_uint, default=255, doc="number of steps R")
+    step_size_init = Key("StepSize", to_float, default=100.0,
+                         doc="initial step when SetOptInitStepSize=0")
+    set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
+                                 doc="initialise the step from the first batch")
+
+    def __init__(self, rounding="half_away", **values):
+        super().__init__(**values)
+        rounding_function(rounding)
+        self.rounding = rounding
+        self._step_init()
+
+    def __call__(self, x, training=True):
+        R = self.range
+        expect(R >= 1, f"{self.describe()}: Range must be >= 1, got {R}")
+        step = follow_device(self.step_param, x)
+        data = x.data if isinstance(x, Variable) else x
+        self._initialize(step.xp, data, R)
+        g = float(F32(1.0 / math.sqrt(data.size * R)))
+        return LSQQuantize(0, R, g, self.rounding).apply(x, step)
+
+    @staticmethod
+    def state_file(folder, cell_name):
+        return os.path.join(folder, f"{cell_name}_QAct_LSQ_StepSize.syntxt")
+
+    def export_state(self, folder, cell_name):
+        write_syntxt_scalar(self.state_file(folder, cell_name), self.step_size)
+
+    def import_state(self, folder, cell_name, ignore_missing=False):
+        self._import_step(self.state_file(folder, cell_name), ignore_missing)

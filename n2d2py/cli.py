@@ -1,0 +1,233 @@
+"""The ``n2d2py`` command: N2D2's ``n2d2`` executable for INI networks (spec/ini.md §6.1-§6.3).
+
+``main`` parses the options (N2D2's single-dash spellings are accepted), then runs a list of
+stages over one ``Run`` context: seed, build, import, learn, reload, test. A new option adds its
+arguments in ``add_arguments`` and a stage in ``STAGES``, at the place it belongs in N2D2's flow.
+Any ``N2D2Error`` (and an OSError on a user file) prints one line and exits 2; Ctrl-C saves a
+consistent state and exits 130.
+"""
+import argparse
+import os
+import re
+import sys
+import time
+
+from .errors import N2D2Error
+
+DESCRIPTION = """\
+Build, train and test a deep network described by an N2D2 INI file, as CEA's N2D2 does, in
+Python on NumPy (or CuPy on a GPU). The INI file names the database ([database]), the input
+pipeline ([sp]) and the cells; n2d2py reads it, trains on the Learn set, keeps the weights that
+score best on the Validation set in weights_validation/, and reports the recognition rate on the
+Test set. Files are written in the current directory, as N2D2 does: seed.dat, weights/,
+weights_validation/, <target>/ConfusionMatrix_test.png, <target>/Success_validation.png and a
+picture of the network (<ini>.png). N2D2's single-dash spellings (-learn-epoch 5, -test, -w DIR)
+work too."""
+
+EPILOG = """\
+examples:
+  n2d2py models/LeNet.ini --build-only        print the layers and their sizes, read no data
+  n2d2py models/LeNet.ini --learn-epoch 5     train 5 epochs on the bundled MNIST digits, then test
+  n2d2py models/LeNet.ini --test              test the weights of a previous run (weights_validation/)
+  n2d2py models/LeNet.ini --test -w mydir     test the weights in mydir/
+  n2d2py net.ini -learn 60000 -log 10000      N2D2 spelling: 60000 stimuli, validate every 10000"""
+
+METRICS = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
+           "FallOut", "FalseDiscoveryRate", "FalseOmissionRate", "IU", "Accuracy", "F1Score",
+           "Informedness", "Markedness")
+
+
+def add_arguments(parser):
+    """Every option, grouped as in ``n2d2 -h``. Later features add their own group here."""
+    parser.add_argument("ini", metavar="NET.ini", help="the network description (N2D2 INI file)")
+    learning = parser.add_argument_group("learning")
+    learning.add_argument("--learn-epoch", type=int, default=0, metavar="N",
+                          help="train N epochs (Learn set shuffled, without replacement)")
+    learning.add_argument("--learn", type=int, default=0, metavar="N",
+                          help="train on N stimuli drawn at random (with replacement)")
+    learning.add_argument("--log-epoch", type=int, default=1, metavar="N",
+                          help="with --learn-epoch: epochs between validations (default 1)")
+    learning.add_argument("--log", type=int, default=1000, metavar="N",
+                          help="with --learn: stimuli between validations (default 1000)")
+    learning.add_argument("--valid-metric", default="Sensitivity", choices=METRICS, metavar="M",
+                          help="validation score that picks the best weights, averaged over "
+                               "classes (default Sensitivity; also Accuracy, F1Score, ...)")
+    learning.add_argument("--stop-valid", type=int, default=0, metavar="N",
+                          help="stop after N validations without improvement (0: never)")
+    learning.add_argument("--seed", type=int, default=0, metavar="N",
+                          help="random seed (0: time-based when learning, else read seed.dat)")
+    testing = parser.add_argument_group("testing and weights")
+    testing.add_argument("--test", action="store_true", help="run the test pass on the Test set")
+    testing.add_argument("--nb-test", type=int, default=-1, metavar="N",
+                         help="test only the first N Test stimuli")
+    testing.add_argument("-w", dest="weights", metavar="DIR",
+                         help="import weights from DIR before learning/testing (/dev/null: none)")
+    testing.add_argument("--w-ignore", action="store_true",
+                         help="tolerate missing weight files when reloading weights")
+    other = parser.add_argument_group("other")
+    other.add_argument("--build-only", action="store_true",
+                       help="build the network and print its layers; read no data, write nothing")
+    other.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                       help="where to compute (auto: GPU for DefaultModel=Frame_CUDA when CuPy "
+                            "is usable, else CPU)")
+    other.add_argument("--bench", action="store_true",
+                       help="write per-layer inference timings to timings/inference_timings.dat")
+
+
+def normalise_argv(argv):
+    """N2D2 spells long options with one dash (``-learn-epoch``); argparse wants two."""
+    out = []
+    for token in argv:
+        if re.fullmatch(r"-[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)+|-[A-Za-z][A-Za-z0-9]+", token) \
+                and token not in ("-h",):
+            token = "-" + token
+        out.append(token)
+    return out
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="n2d2py", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return parser.parse_args(normalise_argv(argv))
+
+
+class Run:
+    """State shared by the stages of one command."""
+
+    def __init__(self, args, out):
+        self.args, self.out = args, out
+        self.net, self.seed, self.learned, self.rng = None, None, False, None
+
+    def say(self, line=""):
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+# -- stages (N2D2's main flow, exec/n2d2.cpp, spec/ini.md §6.1) -----------------------------
+def stage_seed(run):
+    args = run.args
+    learning = bool(args.learn_epoch or args.learn)
+    if args.seed:
+        run.seed = args.seed
+    elif learning:
+        run.seed = int(time.time()) & 0x7FFFFFFF
+    elif os.path.isfile("seed.dat") and not args.build_only:
+        run.seed = int(open("seed.dat").read().split()[0])
+    else:
+        run.seed = 1  # N2D2 requires seed.dat here; without learning the seed rarely matters
+    if not args.build_only:
+        with open("seed.dat", "w") as f:
+            f.write(f"{run.seed}\n")
+    import numpy
+    run.rng = numpy.random.default_rng([run.seed, 1])  # data order; the build uses `seed`
+
+
+def stage_build(run):
+    from .deepnet import DeepNet
+    args = run.args
+    run.say(f"Loading network configuration file {args.ini}")
+    if not os.path.isfile(args.ini):
+        raise FileNotFoundError(2, "No such file", args.ini)
+    device = None if args.device == "auto" else args.device
+    run.net = DeepNet.from_ini(args.ini, device=device, seed=run.seed, load_data=not args.build_only)
+    for line in run.net.warnings():
+        run.say(str(line))
+    for warning in getattr(run.net.document, "warnings", ()):
+        run.say(str(warning))
+    run.say(run.net.summary())
+    if args.build_only:
+        return "stop"
+    from .learn import set_size
+    for label, name in (("Learning", "Learn"), ("Validation", "Validation"), ("Testing", "Test")):
+        run.say(f"{label} database size: {set_size(run.net, name)} images")
+    try:
+        from .report.plots import network_graph_png
+        network_graph_png(run.net, os.path.basename(args.ini) + ".png")
+    except Exception as exc:  # a picture must never stop a run
+        run.say(f"Notice: network picture not written ({exc})")
+    return None
+
+
+def stage_import(run):
+    if run.args.weights:
+        run.net.import_weights(run.args.weights, ignore_missing=True)
+
+
+def stage_learn(run):
+    args = run.args
+    if not (args.learn_epoch or args.learn):
+        return None
+    start = time.perf_counter()
+    history = run.net.learn(epochs=args.learn_epoch or None, stimuli=None if args.learn_epoch else args.learn,
+                            log_epoch=args.log_epoch, log=args.log, valid_metric=args.valid_metric,
+                            stop_valid=args.stop_valid, rng=run.rng, out=run.out,
+                            reload_best=False)
+    seconds = time.perf_counter() - start
+    run.say(f"Learning done: {history.stimuli} stimuli in {seconds:.2f} s "
+            f"({history.stimuli / max(seconds, 1e-9):.2f} p./s)")
+    run.learned = True
+    return None
+
+
+def stage_reload(run):
+    """spec/ini.md §6.1 item 7: the best weights after learning; before a bare --test, the
+    weights of a previous run unless -w was given."""
+    from .learn import reload_best_weights
+    if run.learned or (run.args.test and not run.args.weights):
+        folder = reload_best_weights(run.net, run.args.w_ignore)
+        run.say(f"Weights loaded from '{folder}'")
+
+
+def stage_test(run):
+    args = run.args
+    if not (run.learned or args.test):
+        if not args.weights:
+            run.say("Nothing to do: give --learn-epoch N, --learn N or --test (see --help)")
+        return None
+    if args.bench:
+        run.net.timings = {}
+    limit = args.nb_test if args.nb_test >= 0 else None
+    result = run.net.test(limit=limit, out=run.out, workdir=".")
+    run.say(f"Test pass: {result.nb_stimuli} stimuli in {result.seconds:.2f} s")
+    if args.bench:
+        os.makedirs("timings", exist_ok=True)
+        with open(os.path.join("timings", "inference_timings.dat"), "w") as f:
+            for name, seconds in run.net.timings.items():
+                f.write(f"{name} {seconds:.6g}\n")
+    return None
+
+
+STAGES = [stage_seed, stage_build, stage_import, stage_learn, stage_reload, stage_test]
+
+
+def main(argv=None):
+    """Entry point ``n2d2py``; returns the exit status (0, 2 on a user error, 130 on Ctrl-C)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    run = Run(args, sys.stdout)
+    try:
+        for stage in STAGES:
+            if stage(run) == "stop":
+                break
+    except N2D2Error as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        place = exc.filename if exc.filename else ""
+        return fail(f"{place}: {exc.strerror or exc}" if place else str(exc))
+    except KeyboardInterrupt:
+        saved = " (current weights saved in 'weights/')" if run.net is not None and \
+            getattr(run.net, "history", None) is not None else ""
+        sys.stdout.flush()
+        sys.stderr.write(f"\nn2d2py: interrupted{saved}\n")
+        return 130
+    return 0
+
+
+def fail(message):
+    sys.stdout.flush()
+    sys.stderr.write("n2d2py: error: " + " ".join(message.split("\n")) + "\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

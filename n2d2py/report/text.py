@@ -1,0 +1,115 @@
+"""N2D2's console text: build summary, learning/validation/test lines (spec/ini.md §6.2), and the
+``ConfusionMatrix_*.dat`` file (§6.3). Numbers use the C++ default stream format."""
+import math
+
+from ..target import fmt
+
+__all__ = ["fmt", "bar", "metric_lines", "final_lines", "confusion_text", "write_confusion",
+           "network_summary"]
+
+
+def bar(fraction, width=30):
+    """``=====>    `` progress bar of ``width`` characters."""
+    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    if filled >= width:
+        return "=" * width
+    return "=" * filled + ">" + " " * (width - filled - 1)
+
+
+def metric_lines(target):
+    """The two lines printed after a validation or test score (macro over classes, §8.18)."""
+    m = {name: 100 * target.metric(name) for name in
+         ("Sensitivity", "Specificity", "Precision", "Accuracy", "F1Score", "Informedness")}
+    return (f"    Sensitivity: {fmt(m['Sensitivity'])}% / Specificity: {fmt(m['Specificity'])}% / "
+            f"Precision: {fmt(m['Precision'])}%\n"
+            f"    Accuracy: {fmt(m['Accuracy'])}% / F1-score: {fmt(m['F1Score'])}% / "
+            f"Informedness: {fmt(m['Informedness'])}%")
+
+
+def final_lines(target):
+    """``Final recognition rate`` (mean of per-batch success), the metric lines, the plain
+    accuracy over samples (an n2d2py addition), top-N when asked, and the confusion matrix."""
+    rate = 100 * target.recognition_rate
+    lines = [f"Final recognition rate: {fmt(rate)}%    (error rate: {fmt(100 - rate)}%)",
+             metric_lines(target),
+             f"    Plain accuracy: {fmt(100 * target.accuracy)}% "
+             f"({int(target.confusion.trace()) if target.confusion is not None else 0}"
+             f"/{int(target.confusion.sum()) if target.confusion is not None else 0} stimuli)"]
+    if target.top_n > 1:
+        lines.append(f"    Top-{target.top_n} recognition rate: {fmt(100 * target.recognition_rate_top_n)}%")
+    if target.confusion is not None:
+        lines.append(confusion_text(target.confusion))
+    return "\n".join(lines)
+
+
+def confusion_text(confusion, names=None):
+    """Confusion matrix as a table: rows are targets, columns estimated classes."""
+    n = len(confusion)
+    names = [str(i) for i in range(n)] if names is None else [str(x) for x in names]
+    width = max(4, max(len(str(int(confusion.max()))) if confusion.size else 1, max(map(len, names))) + 1)
+    header = " " * (width + 1) + "".join(f"{name:>{width}}" for name in names) + "  (estimated)"
+    rows = [f"{names[i]:>{width}} " + "".join(f"{int(v):>{width}}" for v in confusion[i])
+            for i in range(n)]
+    return "\n".join(["Confusion matrix (rows: target):", header] + rows)
+
+
+def write_confusion(path, confusion):
+    """``target estimated # %`` header, then one line per pair (count, fraction of the row)."""
+    with open(path, "w") as f:
+        f.write("target estimated # %\n")
+        for i, row in enumerate(confusion):
+            total = row.sum()
+            for j, count in enumerate(row):
+                share = count / total if total else 0.0
+                f.write(f"{i} {j} {int(count)} {fmt(share)}\n")
+
+
+def _dims(shape):
+    """(C, H, W) -> N2D2's innermost-first ``W H C``."""
+    c, h, w = shape
+    return f"{w} {h} {c}"
+
+
+def nb_synapses(cell):
+    """Learnable weights of a cell (N2D2's shared synapses); a cell may count itself."""
+    own = getattr(cell, "nb_synapses", None)
+    if own is not None:
+        return int(own() if callable(own) else own)
+    masks, groups = getattr(cell, "masks", None), getattr(cell, "groups", None)
+    if masks and groups and len(masks) == len(cell.weights):
+        # a sparse Mapping keeps full kernels with a mask: N2D2 counts connected kernels only
+        total = 0
+        for W, mask, g in zip(cell.weights, masks, groups):
+            kernel = int(math.prod(W.shape[2:]))
+            total += int(W.size) if mask is None or g != 1 else int(mask.sum()) * kernel
+        return total
+    return sum(int(p.size) for p in cell.parameters() if getattr(p, "group", "") == "weights")
+
+
+def network_summary(net):
+    """N2D2's build log (``Layer: name [Type(Model)]`` ...) and totals, as one string."""
+    lines, totals = [], {"neurons": 0, "synapses": 0, "virtual": 0}
+    for name, cell in net.cells.items():
+        type_name = getattr(type(cell), "type_name", type(cell).__name__)
+        model = net.document.section(name).get("Model", net.model).strip()
+        lines.append(f"Layer: {name} [{type_name}({model})]")
+        synapses = nb_synapses(cell)
+        out_positions = cell.out_shape[1] * cell.out_shape[2]
+        if type_name in ("Conv", "Deconv"):
+            lines.append(f"  # Shared synapses: {synapses}")
+            lines.append(f"  # Virtual synapses: {synapses * out_positions}")
+            totals["virtual"] += synapses * out_positions
+        elif synapses:
+            lines.append(f"  # Synapses: {synapses}")
+            totals["virtual"] += synapses
+        totals["synapses"] += synapses
+        totals["neurons"] += int(math.prod(cell.out_shape))
+        for shape in cell.in_shapes:
+            lines.append(f"  # Inputs dims: {_dims(shape)}")
+        lines.append(f"  # Outputs dims: {_dims(cell.out_shape)}")
+    for target in net.targets:
+        lines.append(target.summary())
+    lines.append(f"Total number of neurons: {totals['neurons']}")
+    lines.append(f"Total number of synapses: {totals['synapses']}")
+    lines.append(f"Total number of virtual synapses: {totals['virtual']}")
+    return "\n".join(lines)

@@ -35,3 +35,7 @@ def make_weight_quantizer(type_name, keys=None, section=None, **options):
 def make_act_quantizer(type_name, keys=None, section=None, **options):
     """``QAct=<type_name>`` with the ``QAct.`` keys; see ``make_weight_quantizer``."""
     return _make(ACT_QUANTIZERS, type_name, keys, section, "QAct", **options)
+from . import dq  # noqa: E402,F401  (registration: QWeight=DQ, QAct=DQ)
+from . import fracbits  # noqa: E402,F401  (registration: QWeight=FracBits)
+from . import dfp  # noqa: E402,F401  (registration: QWeight=DFP, QWeight=Po2)
+from . import dqa  # noqa: E402,F401  (registration: QWeight=DQA)

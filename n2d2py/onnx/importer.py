@@ -1,0 +1,329 @@
+"""ONNX graph -> n2d2py cells, as N2D2's ``Type=ONNX`` section does (spec/ini.md §5).
+
+    graph = import_onnx("resnet18v1.onnx", document, document.section("onnx"),
+                        input_shapes=[(3, 224, 224)], input_names=["env"])
+    graph.cells          # {name: built Cell}, topological order, named after each node's 1st output
+    graph.auto_targets   # [("<softmax output>.Target", "<softmax output>")]
+
+Walk: nodes in graph order (ONNX requires a topological one). Constant subgraphs are folded
+(``graph.fold_node``); shape-only operators (Flatten, Reshape, Squeeze, Identity...) are views
+(``graph.Value``) and cost nothing until a cell needs the exact (C, H, W), when a Reshape cell
+named after the tensor is inserted; every other supported operator becomes a cell through the
+per-operator table in ``ops.py``. Cells are built at once (their in_shapes are known), so the
+ONNX initializers can be copied into their Parameters (``ONNX_init=1``).
+
+Overrides (§5.2) are applied before a cell is built: a section named like the node's first
+output **replaces** ``<onnx>:<X>_def``. **Difference from N2D2**: a section ``[<onnx>:<name>]``
+other than the six ``_def`` ones, or a section inheriting an ``<onnx>:X_def`` whose name is no
+imported cell, is an ``OnnxError`` naming the section (N2D2 only prints "Unused section").
+"""
+import numpy
+import onnx
+
+from ..errors import OnnxError, close_matches
+from ..ini.convert import to_bool
+from .graph import Value, attributes, cell_shape, fold_node, load_model, opset_of, to_array
+
+OVERRIDE_KINDS = ("Conv", "Fc", "BatchNorm", "Pool", "Dropout", "LRN")
+
+
+class ImportedGraph:
+    """What an import produces: ``cells`` (ordered, built), ``parents`` ({cell: [names]}),
+    ``inputs`` (graph input names), ``input_names`` (the names cells use for them: the
+    ``[onnx]`` Input parents, or the graph names), ``outputs`` (graph output names),
+    ``output_values`` ({output: Value or constant array}), ``auto_targets``
+    ([(target name, cell name)] one per Softmax), ``warnings`` (sentences)."""
+
+    def __init__(self):
+        self.cells, self.parents = {}, {}
+        self.inputs, self.input_names, self.input_shapes = [], [], {}
+        self.outputs, self.output_values = [], {}
+        self.auto_targets, self.warnings, self.values = [], [], {}
+
+
+class Importer:
+    """State of one import; ``ops.py`` handlers call its helpers."""
+
+    def __init__(self, model, document=None, section=None, input_shapes=None, input_names=None,
+                 rng=None):
+        self.model, self.document, self.section = model, document, section
+        self.opset = opset_of(model)
+        self.rng = numpy.random.default_rng(1) if rng is None else rng
+        self.onnx_name = section.name if section is not None else "onnx"
+        self.options = self.read_options(section)
+        self.transpose = self.options["Transpose"]
+        self.graph = ImportedGraph()
+        self.consts, self.values = {}, self.graph.values
+        self.shapes = {}        # physical (C, H, W) of every cell / input name
+        self.last_cell = None
+        self.used_sections = set()
+        self.reshape_cells = {}
+        self.setup_inputs(input_shapes, input_names)
+        self.consumers = self.count_consumers()
+
+    # -------------------------------------------------------------- options and inputs
+    @staticmethod
+    def read_options(section):
+        options = {"Ignore": set(), "Transpose": False, "CNTK": False, "IgnoreInputSize": False,
+                   "ONNX_init": True}
+        if section is None:
+            return options
+        options["Ignore"] = set(section.get("Ignore", "").split())
+        for key in ("Transpose", "CNTK", "IgnoreInputSize", "ONNX_init"):
+            if key in section:
+                options[key] = section.get_as(key, to_bool)
+        return options
+
+    def setup_inputs(self, input_shapes, input_names):
+        graph = self.model.graph
+        initializers = {t.name for t in graph.initializer}
+        for t in graph.initializer:
+            self.consts[t.name] = to_array(t)
+        inputs = [i for i in graph.input if i.name not in initializers]
+        if input_names is not None and len(input_names) != len(inputs):
+            raise OnnxError(f"the ONNX graph has {len(inputs)} input(s) "
+                            f"({', '.join(i.name for i in inputs)}) but {len(input_names)} "
+                            f"parent(s) were given ({', '.join(input_names)})")
+        if input_shapes is not None and len(input_shapes) != len(inputs):
+            raise OnnxError(f"{len(input_shapes)} input shape(s) for {len(inputs)} graph input(s)")
+        for k, info in enumerate(inputs):
+            elem = info.type.tensor_type.elem_type
+            if elem not in (0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                            onnx.TensorProto.BFLOAT16):
+                raise OnnxError(f"graph input '{info.name}' is of type "
+                                f"{onnx.TensorProto.DataType.Name(elem)}: N2D2 computes in Float32")
+            declared = [d.dim_value if d.HasField("dim_value") else 0
+                        for d in info.type.tensor_type.shape.dim]
+            name = input_names[k] if input_names is not None else info.name
+            shape = [d or 1 for d in declared]
+            if input_shapes is not None:
+                shape = self.onnx_input_shape(info.name, declared, input_shapes[k])
+            self.graph.inputs.append(info.name)
+            self.graph.input_names.append(name)
+            self.graph.input_shapes[name] = tuple(shape)
+            self.values[info.name] = Value(name, shape)
+            self.shapes[name] = cell_shape(shape, self.transpose)
+
+    def onnx_input_shape(self, name, declared, given):
+        """An ONNX input shape (batch first) for a parent of (C, H, W), or a full ONNX shape
+        given as ``("onnx", shape)`` (``OnnxModel`` does so with its arrays' shapes)."""
+        if len(given) == 2 and given[0] == "onnx":
+            return tuple(int(d) for d in given[1])
+        given = tuple(int(d) for d in given)
+        c, h, w = (tuple(given) + (1, 1, 1))[:3]
+        if self.transpose:
+            h, w = w, h
+        rank = len(declared) or 4
+        batch = declared[0] if declared and declared[0] else 1
+        shape = {1: (batch,), 2: (batch, c * h * w), 3: (batch, c, h * w),
+                 4: (batch, c, h, w)}.get(rank)
+        if shape is None:
+            raise OnnxError(f"graph input '{name}' has rank {rank}; n2d2py maps inputs of rank "
+                            f"1 to 4 onto the stimuli provider")
+        known = [(d, s) for d, s in zip(declared[1:], shape[1:]) if d]
+        if any(d != s for d, s in known) and not self.options["IgnoreInputSize"]:
+            self.graph.warnings.append(f"Warning: ONNX input '{name}' has size {declared} but its "
+                                       f"parent gives {list(shape)} (IgnoreInputSize=1 hides this)")
+        return shape
+
+    def count_consumers(self):
+        count = {}
+        for node in self.model.graph.node:
+            for name in node.input:
+                if name:
+                    count[name] = count.get(name, 0) + 1
+        for out in self.model.graph.output:
+            count[out.name] = count.get(out.name, 0) + 1
+        return count
+
+    # -------------------------------------------------------------- walk
+    def run(self):
+        from .ops import OPS, dispatch
+        self.check_override_sections()
+        for node in self.model.graph.node:
+            out = node.output[0] if node.output else ""
+            if out in self.options["Ignore"]:
+                self.skip(node)
+                continue
+            inputs = [self.consts.get(n) if n else None for n in node.input]
+            if node.op_type == "Constant" or (
+                    node.op_type not in ("Dropout",) and node.input
+                    and all(x is not None or not n for x, n in zip(inputs, node.input))):
+                for name, value in zip(node.output, fold_node(node, inputs, self.opset)):
+                    self.consts[name] = value
+                continue
+            dispatch(OPS, self, node)
+        for name in self.graph.inputs:
+            pass
+        for out in self.model.graph.output:
+            self.graph.outputs.append(out.name)
+            if out.name in self.consts:
+                self.graph.output_values[out.name] = self.consts[out.name]
+            else:
+                self.graph.output_values[out.name] = self.value(out.name)
+        for name, cell in self.graph.cells.items():
+            self.graph.parents[name] = list(cell.parents)
+        return self.graph
+
+    def skip(self, node):
+        """``Ignore=``: the node's outputs become its first input (spec §5.1)."""
+        source = node.input[0] if node.input else ""
+        for name in node.output:
+            if source in self.consts:
+                self.consts[name] = self.consts[source]
+            elif source in self.values:
+                self.values[name] = self.values[source]
+
+    # -------------------------------------------------------------- helpers for ops.py
+    def error(self, node, message):
+        name = node.output[0] if node.output else node.name
+        return OnnxError(f"node '{name}' ({node.op_type}): {message}")
+
+    def const(self, node, name, what):
+        if name not in self.consts:
+            raise self.error(node, f"{what} ('{name}') must be a constant (initializer or "
+                                   f"constant subgraph)")
+        return self.consts[name]
+
+    def value(self, name, node=None):
+        if name not in self.values:
+            where = f" (node '{node.output[0]}' {node.op_type})" if node is not None else ""
+            raise OnnxError(f"tensor '{name}'{where} has no value: is its producer missing?")
+        return self.values[name]
+
+    def physical(self, source):
+        return self.shapes[source]
+
+    def source(self, name, node, exact=True):
+        """The cell (or input) name holding tensor ``name``; with ``exact``, its data must have
+        the (C, H, W) of the ONNX shape: a Reshape cell is inserted when a view changed it."""
+        if name in self.consts:
+            raise self.error(node, f"input '{name}' is a constant where a computed tensor is "
+                                   f"expected")
+        v = self.value(name, node)
+        want = cell_shape(v.shape, self.transpose)
+        if not exact or self.physical(v.source) == want:
+            return v.source
+        key = (v.source, want)
+        if key not in self.reshape_cells:
+            if self.transpose:
+                raise self.error(node, f"reshaping '{name}' is not supported with Transpose=1")
+            from ..cells.misc import ReshapeCell
+            cell_name = name if name not in self.shapes else f"{name}_reshape"
+            cell = ReshapeCell(name=cell_name, parents=[v.source], nb_outputs=want[0],
+                               dims=(want[2], want[1], want[0]))
+            self.add_cell(cell, node)
+            self.reshape_cells[key] = cell_name
+        return self.reshape_cells[key]
+
+    def set_value(self, name, source, shape):
+        self.values[name] = Value(source, shape)
+
+    def add_cell(self, cell, node, kind=None, before_build=None):
+        """Configure (override section for ``kind``), build and register ``cell``."""
+        if cell.name in self.shapes:
+            raise self.error(node, f"a cell or input named '{cell.name}' already exists")
+        if self.document is not None:
+            cell.model = self.document.global_section.get("DefaultModel", "Frame")
+        if kind is not None:
+            self.apply_override(cell, kind)
+        if before_build is not None:
+            before_build(cell)
+        try:
+            cell.build([self.shapes[p] for p in cell.parents], self.rng)
+        except OnnxError:
+            raise
+        except Exception as exc:   # ShapeError / IniError from the cell: name the node
+            raise self.error(node, f"cannot build cell [{cell.name}] "
+                                   f"(Type={cell.type_name}): {exc}") from None
+        self.graph.cells[cell.name] = cell
+        self.shapes[cell.name] = tuple(cell.out_shape)
+        self.last_cell = cell.name
+        return cell
+
+    def uses(self, source):
+        """How many node inputs and graph outputs read the data of ``source``."""
+        return sum(self.consumers.get(t, 0) for t, v in self.values.items() if v.source == source)
+
+    # -------------------------------------------------------------- overrides (spec §5.2)
+    def override_section(self, name, kind):
+        if self.document is None:
+            return None
+        for candidate in (name, f"{self.onnx_name}:{kind}_def"):
+            if candidate in self.document:
+                section = self.document.section(candidate)
+                if "Input" in section and candidate == name:
+                    raise section.error(f"section [{name}] has an Input key, but an ONNX node "
+                                        f"of the same name exists in [{self.onnx_name}]")
+                self.used_sections.add(candidate)
+                return section
+        return None
+
+    def apply_override(self, cell, kind):
+        """The section's solvers, fillers, QWeight, ConfigSection and ``.cfg`` (not its
+        structural keys, ActivationFunction or QAct), as ``generateParams`` does."""
+        section = self.override_section(cell.name, kind)
+        if section is None:
+            return
+        keep_section = cell.section
+        cell.section = section
+        try:
+            if cell.filler_roles:
+                cell.read_fillers(section)
+            cell.read_solvers(section)
+            qact, qact_solver = cell.qact, cell.qact_solver
+            cell.read_quantizers(section)
+            cell.qact, cell.qact_solver = qact, qact_solver
+            cell.apply_config(section)
+        finally:
+            cell.section = keep_section
+        section.mark_all_read()
+
+    def activation_override(self, name):
+        """The section named after a Relu output (spec §5.2), or None."""
+        if self.document is None or name not in self.document:
+            return None
+        self.used_sections.add(name)
+        return self.document.section(name)
+
+    def check_override_sections(self):
+        """DIFFERENCE FROM N2D2 (spec §5.2): misspelt override sections are errors."""
+        if self.document is None:
+            return
+        prefix = f"{self.onnx_name}:"
+        defs = {f"{prefix}{k}_def" for k in OVERRIDE_KINDS}
+        outputs = {o for n in self.model.graph.node for o in n.output[:1]}
+        for section in self.document:
+            if section.name.startswith(prefix) and section.name not in defs:
+                raise section.error(
+                    f"[{section.name}] overrides nothing: ONNX override sections are named after "
+                    f"a node's first output ([<output>]{close_matches(section.name[len(prefix):], outputs)}) "
+                    f"or are one of {', '.join(sorted(defs))} (N2D2 would only print "
+                    f"'Unused section')")
+            inherits = [b for b in section.bases if b in defs]
+            if inherits and "Input" not in section and section.name not in outputs \
+                    and section.name not in defs:
+                raise section.error(
+                    f"[{section.name}] inherits [{inherits[0]}] but no node of "
+                    f"[{self.onnx_name}] has the output '{section.name}'"
+                    f"{close_matches(section.name, outputs)} (N2D2 would only print "
+                    f"'Unused section')")
+
+
+def import_onnx(path_or_model, document=None, onnx_section=None, input_shapes=None,
+                input_names=None, rng=None):
+    """Import an ONNX model (path or ModelProto) as built n2d2py cells (spec/ini.md §5).
+
+    ``document``/``onnx_section``: the INI and its ``Type=ONNX`` section (keys ``Ignore``,
+    ``Transpose``, ``CNTK``, ``IgnoreInputSize``, ``ONNX_init``; override sections §5.2).
+    ``input_shapes``: one (C, H, W) per graph input without initializer (or ``("onnx", shape)``
+    for a full ONNX shape, batch first);
+    default the declared shapes (unknown dims 1). ``input_names``: the parent names cells use
+    for those inputs (the ``[onnx]`` Input list, e.g. ``["env"]``); default the graph names.
+    """
+    model = load_model(path_or_model)
+    importer = Importer(model, document, onnx_section, input_shapes, input_names, rng)
+    return importer.run()
+
+
+__all__ = ["import_onnx", "ImportedGraph", "Importer", "OVERRIDE_KINDS"]

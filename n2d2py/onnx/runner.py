@@ -1,0 +1,90 @@
+"""Running an imported ONNX graph on arrays: ``OnnxModel(path).run({input: array})``.
+
+For tests and for ``n2d2py MODEL.onnx --infer IN.npy -o OUT.npy`` (``infer_file``). The graph is
+imported for the shapes of the arrays given (spec/ini.md §5.1: the batch is dim 0), the cells
+run in import order under ``no_grad`` (inference: BatchNorm uses its statistics, Dropout is the
+identity) and each output is reshaped from the cell's (N, C, H, W) to its ONNX shape.
+"""
+import os
+
+import numpy
+
+from ..autograd import Variable, no_grad
+from ..backend import DTYPE, asnumpy, to_device
+from ..errors import OnnxError
+from .graph import cell_shape, load_model
+from .importer import import_onnx
+
+
+class OnnxModel:
+    """An ONNX model run by n2d2py cells. ``device``: "cpu" or "gpu"."""
+
+    def __init__(self, source, device="cpu", document=None, section=None):
+        self.model = load_model(source)
+        self.device, self.document, self.section = device, document, section
+        self.graph, self._shapes = None, None
+
+    def imported(self, shapes=None):
+        """The ImportedGraph for ``shapes`` (full ONNX input shapes), imported once per shapes."""
+        if self.graph is None or (shapes is not None and shapes != self._shapes):
+            self.graph = import_onnx(self.model, self.document, self.section, input_shapes=shapes)
+            self._shapes = shapes
+            if self.device != "cpu":
+                for cell in self.graph.cells.values():
+                    cell.to(self.device)
+        return self.graph
+
+    def run(self, feeds):
+        """``{input name: array}`` (or a list in input order) -> ``{output name: float32 array}``."""
+        names = [i.name for i in self.model.graph.input
+                 if i.name not in {t.name for t in self.model.graph.initializer}]
+        if not isinstance(feeds, dict):
+            feeds = dict(zip(names, feeds))
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise OnnxError(f"missing input(s) {', '.join(missing)}; the model's inputs are "
+                            f"{', '.join(names)}")
+        arrays = [numpy.asarray(feeds[n]) for n in names]
+        graph = self.imported([("onnx", a.shape) for a in arrays])   # refuses non-float inputs
+        arrays = [a.astype(DTYPE, copy=False) for a in arrays]
+        values = {}
+        for name, array in zip(graph.input_names, arrays):
+            c, h, w = cell_shape(array.shape, False)
+            values[name] = Variable(to_device(numpy.ascontiguousarray(array)
+                                              .reshape(array.shape[0], c, h, w), self.device))
+        with no_grad():
+            for name, cell in graph.cells.items():
+                values[name] = cell.forward([values[p] for p in cell.parents], training=False)
+        batch = arrays[0].shape[0] if arrays and arrays[0].ndim else 1
+        out = {}
+        for name in graph.outputs:
+            value = graph.output_values[name]
+            if isinstance(value, numpy.ndarray):   # a constant output
+                out[name] = value
+                continue
+            data = asnumpy(values[value.source].data)
+            out[name] = data.reshape((batch,) + tuple(value.shape[1:]))
+        return out
+
+
+def infer_file(model_path, in_npy, out_path, device="cpu"):
+    """Run ``model_path`` on the array in ``in_npy`` (one graph input; ``.npz``: one array per
+    input name) and write ``out_path``: ``.npy`` for one output, else ``.npz`` (one array per
+    output name; the suffix is added if missing). Returns the path written."""
+    model = OnnxModel(model_path, device)
+    if str(in_npy).endswith(".npz"):
+        with numpy.load(in_npy, allow_pickle=False) as data:
+            feeds = {k: data[k] for k in data.files}
+    else:
+        feeds = [numpy.load(in_npy, allow_pickle=False)]
+    outputs = model.run(feeds)
+    if len(outputs) == 1:
+        path = out_path if str(out_path).endswith(".npy") else f"{out_path}.npy"
+        numpy.save(path, next(iter(outputs.values())))
+    else:
+        path = out_path if str(out_path).endswith(".npz") else f"{os.path.splitext(out_path)[0]}.npz"
+        numpy.savez(path, **outputs)
+    return path
+
+
+__all__ = ["OnnxModel", "infer_file"]

@@ -1,0 +1,24 @@
+"""``-qat-sat``: BatchNorm + SAT fusion into an integer network (spec/qat.md §5).
+
+    from n2d2py.qat import fuse_qat
+    fused = fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF")   # net: DeepNet, weights in
+    fused.test()                         # integer inference on the Test set
+    fused.export_weights_quantized("weights_quantized")
+    fused.export_c("export_c")           # C99 sources, int32 accumulators
+
+Modules: ``fuse`` (the pass), ``scaling`` (rescaling modes, rounding), ``engine`` (integer
+inference, ``FusedNet``), ``export`` (weights_quantized/, scaling.json, C99), ``draw`` (PNG),
+``command`` (``run_qat_sat`` for the CLI).
+"""
+from .fuse import QATOptions, fuse_qat
+from .engine import FusedNet
+from .scaling import parse_act_scaling_mode, parse_round_mode
+
+__all__ = ["fuse_qat", "FusedNet", "QATOptions", "parse_act_scaling_mode", "parse_round_mode",
+           "run_qat_sat"]
+
+
+def run_qat_sat(net, args, out=None):
+    """CLI entry (``--qat-sat``); see ``command.run_qat_sat``."""
+    from .command import run_qat_sat as run
+    return run(net, args, out)

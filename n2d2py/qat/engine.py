@@ -1,0 +1,251 @@
+"""Integer inference of the fused network (spec/qat.md §5.4 "What the fused Conv computes", §5.7).
+
+Every node maps integer activation codes (N, C, H, W) to integer codes; only the last FC
+without an activation quantizer outputs float64 logits, and a Softmax node float64
+probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input).
+
+* ``IntegerConv``: ``acc = Σ_(kh,kw) W_int[:, :, kh, kw] · window(x)``, one GEMM per kernel offset.
+  The products run in float64, which is exact because the fusion proves
+  ``max_code · max_o Σ|W_int[o]| < 2^53`` (``check_exact``); the result is converted to int64
+  and handed to the layer's ``ActivationRescaling`` (scaling.py). Groups (depthwise) supported.
+* ``IntegerFc``: the same on the flattened input (N2D2's C, H, W order).
+* ``IntegerPool``: Max on codes; Average outputs the window **sum** (N2D2 counts the padding):
+  its 1/K is folded into the consuming layer's weight denominator by the fusion, so the average
+  never leaves the integers.
+* ``IntegerElemWise``: ``acc = Σ_i M_i · code_i`` with Q16 multipliers ``M_i`` that bring each
+  operand to the reference operand's units (§5.6), then the node's rescaling.
+* ``SoftmaxNode``: float64 softmax over the channels of the codes (argmax unchanged, §5.7).
+"""
+import numpy
+
+from ..backend import get_xp
+from ..errors import N2D2Error
+
+EXACT_LIMIT = 2 ** 53
+
+
+def check_exact(name, W_int, max_code, fan_axis_sum):
+    """Raise unless every accumulator is exactly representable in float64 (and in int64)."""
+    bound = float(max_code) * float(fan_axis_sum)
+    if bound >= EXACT_LIMIT:
+        raise N2D2Error(f"[{name}] accumulator bound {bound:.3g} >= 2^53: the integer engine "
+                        f"cannot prove its products exact")
+    return bound
+
+
+class Node:
+    """A fused cell: ``name``, ``type_name`` (N2D2 Type), ``parents`` (fused node names or env),
+    ``out_shape`` (C, H, W), ``R``/``alpha`` of its output codes, ``den`` (output = den · code,
+    > 1 only for Average pools)."""
+    type_name = ""
+    den = 1
+
+    def __init__(self, name, parents, out_shape, R, alpha):
+        self.name, self.parents = name, list(parents)
+        self.out_shape, self.R, self.alpha = tuple(out_shape), R, alpha
+        self.max_code = R  # largest value the node outputs (for exactness bounds)
+
+    def __call__(self, xs):
+        raise NotImplementedError
+
+
+class IntegerConv(Node):
+    type_name = "Conv"
+
+    def __init__(self, name, parents, out_shape, R, alpha, W_int, stride, padding, dilation,
+                 groups, rescaling, W_fused=None):
+        super().__init__(name, parents, out_shape, R, alpha)
+        self.W_int = numpy.asarray(W_int, numpy.int32)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.rescaling, self.W_fused = groups, rescaling, W_fused
+
+    def accumulate(self, x):
+        xp = get_xp(x)
+        N, C, H, Wd = x.shape
+        O, Cg, kh, kw = self.W_int.shape
+        (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
+        xpad = xp.zeros((N, C, H + 2 * ph, Wd + 2 * pw), xp.float64)
+        xpad[:, :, ph:ph + H, pw:pw + Wd] = x
+        OH = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+        OW = (Wd + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+        xg = xpad.reshape(N, G, Cg, H + 2 * ph, Wd + 2 * pw)
+        Wg = xp.asarray(self.W_int, xp.float64).reshape(G, O // G, Cg, kh, kw)
+        acc = xp.zeros((N, G, O // G, OH, OW), xp.float64)
+        for i in range(kh):      # loop over kernel offsets only (never pixels or batch items)
+            for j in range(kw):
+                win = xg[:, :, :, i * dh:i * dh + sh * (OH - 1) + 1:sh,
+                         j * dw:j * dw + sw * (OW - 1) + 1:sw]
+                acc += xp.einsum("ngchw,goc->ngohw", win, Wg[:, :, :, i, j], optimize=True)
+        return xp.rint(acc).astype(xp.int64).reshape(N, O, OH, OW)
+
+    def __call__(self, xs):
+        x, = xs
+        return self.rescaling(get_xp(x), self.accumulate(x))
+
+
+class IntegerFc(Node):
+    type_name = "Fc"
+
+    def __init__(self, name, parents, out_shape, R, alpha, W_int, rescaling, W_fused=None):
+        super().__init__(name, parents, out_shape, R, alpha)
+        self.W_int = numpy.asarray(W_int, numpy.int32)
+        self.rescaling, self.W_fused = rescaling, W_fused
+
+    def accumulate(self, x):
+        xp = get_xp(x)
+        flat = x.reshape(len(x), -1).astype(xp.float64)
+        acc = flat @ xp.asarray(self.W_int, xp.float64).T
+        return xp.rint(acc).astype(xp.int64).reshape(len(x), -1, 1, 1)
+
+    def __call__(self, xs):
+        x, = xs
+        return self.rescaling(get_xp(x), self.accumulate(x))
+
+
+class IntegerPool(Node):
+    type_name = "Pool"
+
+    def __init__(self, name, parents, out_shape, R, alpha, pooling, kernel, stride, padding,
+                 max_code):
+        super().__init__(name, parents, out_shape, R, alpha)
+        self.pooling, self.kernel, self.stride, self.padding = pooling, kernel, stride, padding
+        self.den = 1 if pooling == "Max" else kernel[0] * kernel[1]
+        self.max_code = max_code * self.den
+
+    def __call__(self, xs):
+        x, = xs
+        xp = get_xp(x)
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        OH, OW = (H + 2 * ph - kh + sh) // sh, (W + 2 * pw - kw + sw) // sw
+        fill = numpy.iinfo(numpy.int32).min if self.pooling == "Max" else 0
+        xpad = xp.full((N, C, max(H + 2 * ph, (OH - 1) * sh + kh),
+                        max(W + 2 * pw, (OW - 1) * sw + kw)), fill, xp.int64)
+        xpad[:, :, ph:ph + H, pw:pw + W] = x
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                win = xpad[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
+                if out is None:
+                    out = win.copy()
+                elif self.pooling == "Max":
+                    out = xp.maximum(out, win)
+                else:
+                    out = out + win
+        return out.astype(xp.int32) if self.pooling == "Max" else out
+
+
+class IntegerElemWise(Node):
+    type_name = "ElemWise"
+
+    def __init__(self, name, parents, out_shape, R, alpha, multipliers, rescaling):
+        super().__init__(name, parents, out_shape, R, alpha)
+        self.multipliers = [int(m) for m in multipliers]
+        self.rescaling = rescaling
+
+    def __call__(self, xs):
+        xp = get_xp(xs[0])
+        acc = None
+        for x, m in zip(xs, self.multipliers):
+            term = x.astype(xp.int64) * m
+            acc = term if acc is None else acc + term
+        return self.rescaling(xp, acc)
+
+
+class SoftmaxNode(Node):
+    type_name = "Softmax"
+
+    def __call__(self, xs):
+        x, = xs
+        xp = get_xp(x)
+        z = x.astype(xp.float64)
+        z = xp.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+
+def run(nodes, codes, keep=None):
+    """Run ``nodes`` (ordered {name: Node}) on input codes; returns {name: output} for ``keep``
+    (default: every node)."""
+    values = {"env": codes}
+    for name, node in nodes.items():
+        values[name] = node([values[p] for p in node.parents])
+    return values if keep is None else {k: values[k] for k in keep}
+
+
+class FusedNet:
+    """The fused integer network (``fuse.fuse_qat`` builds it; the DeepNet is untouched).
+
+    ``nodes`` ordered {name: Node}; ``input`` the env Node (R=255, α=1); ``targets`` copies of
+    the DeepNet's targets re-pointed at fused nodes; ``sp`` the DeepNet's StimuliProvider;
+    ``constants`` N2D2's fused W, S, B, C per node; ``alias`` original cell -> fused node.
+    """
+
+    def __init__(self, nodes, input_node, targets, sp, options, constants, alias):
+        self.nodes, self.input, self.targets, self.sp = nodes, input_node, targets, sp
+        self.options, self.constants, self.alias = options, constants, alias
+        self.input_shape = input_node.out_shape
+
+    @staticmethod
+    def input_codes(x):
+        """env stimuli in [0, 1] -> uint8-valued int32 codes x·255 (§5.2 item 3, §5.7).
+
+        N2D2 multiplies by 255 without rounding; MNIST through OpenCV's uint8 resize gives
+        integers up to float32 noise, which we round. Inputs that are not integral after ×255
+        (a float-valued transformation) raise: the integer engine cannot take them.
+        """
+        xp = get_xp(x)
+        scaled = xp.asarray(x, xp.float64) * 255.0
+        codes = xp.rint(scaled)
+        if codes.size and float(xp.abs(scaled - codes).max()) > 1e-3:
+            raise N2D2Error("the fused integer network needs stimuli that are integers after "
+                            "×255 (uint8 pixels / 255); these are not")
+        if codes.size and (float(codes.min()) < 0 or float(codes.max()) > 255):
+            raise N2D2Error("the fused integer network needs stimuli in [0, 1] (codes 0..255)")
+        return codes.astype(xp.int32)
+
+    def forward(self, codes, keep=None):
+        """Integer inference on input codes (N, C, H, W) (uint8 or int values 0..255).
+        Returns the output of the first target's node, or {name: output} for ``keep``
+        ("all" or a list of node names)."""
+        xp = get_xp(codes)
+        codes = xp.asarray(codes).astype(xp.int32)
+        values = run(self.nodes, codes)
+        if keep is None:
+            return values[self.targets[0].cell]
+        names = list(self.nodes) if keep == "all" else keep
+        return {k: values[k] for k in names}
+
+    def test(self, sp=None, set_name="Test", limit=None, out=None):
+        """Score ``set_name`` with the targets (N2D2's "Final recognition rate"); returns a
+        ``learn.TestResult``. ``out``: a stream for N2D2's final lines."""
+        import time
+        from ..learn import TestResult
+        from ..report import text
+        sp = self.sp if sp is None else sp
+        start, count = time.perf_counter(), 0
+        for target in self.targets:
+            target.reset()
+        for x, labels, _ in sp.batches(set_name, False, None, limit):
+            outputs = self.forward(self.input_codes(x), keep=[t.cell for t in self.targets])
+            for target in self.targets:
+                target.score(outputs[target.cell], labels)
+            count += len(labels)
+        result = TestResult(self.targets, time.perf_counter() - start, count)
+        if out is not None:
+            for target in self.targets:
+                if target.scored:
+                    out.write(text.final_lines(target) + "\n")
+            out.flush()
+        return result
+
+    def export_weights_quantized(self, folder):
+        from .export import export_weights_quantized
+        return export_weights_quantized(self, folder)
+
+    def export_c(self, folder):
+        from .export import export_c
+        return export_c(self, folder)
+
+    def draw(self, path):
+        from .draw import draw_fused
+        return draw_fused(self, path)

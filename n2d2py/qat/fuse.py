@@ -1,0 +1,395 @@
+"""The ``-qat-sat`` pass (N2D2's DeepNetQAT, spec/qat.md §5): a SAT fake-quantized DeepNet ->
+a NEW integer ``FusedNet`` (the DeepNet is left untouched).
+
+Traversal (§5.3) in build order: Conv→BatchNorm(SAT QAct) pairs become one ``IntegerConv``
+(§5.4), Fc cells ``IntegerFc`` (§5.5), ElemWise Sums ``IntegerElemWise`` (§5.6); Pool and Softmax
+are kept, Dropout is removed (identity at test time). Each node's output codes carry (R, α): the
+input of the first layer is (255, 1.0), the env pixel ×255 (§5.2). Per output channel the
+constants are N2D2's, in float64, stored as float32::
+
+    f = γ/sqrt(eps + σ²) (0 if σ² ≤ 1e-12),  sgn = sign(f)
+    W = sgn·RND_w(w_q·wsf)
+    S = sgn·(α_in/R_in)(R_out/α_out)·f/wsf·corr
+    B = sgn·((β + (b − μ)f)/f)·(R_in/α_in)·wsf/corr
+    C = sgn·(α_out·R_in)/(f·α_in)·wsf/corr
+    wsf = floor(R_w/2) under RINTF (1 if R_w ≤ 1), else 1;  corr = 1 except the 4-bit hack
+
+Lowering to integers: the engine needs integer weights. Under ``-wt-round-mode NONE`` the fused W
+are SAT grid values (k/R for Default, k/floor(R/2) for Symmetric, divided by the SAT scale s for
+FCs with ApplyScaling), so ``W_int = W·D`` is exact with the layer's weight denominator D and the
+engine computes ``t = acc/D + B``: the same real numbers as N2D2's NONE simulation, with an exact
+int32 accumulator instead of a float32 sum. An Average pool feeding a layer multiplies its D by
+the window size (the pool outputs sums).
+
+Where the default (mathematically right) behaviour differs from N2D2, ``n2d2_compat=True`` gives
+N2D2's (bit for bit on the formulas; the float32-vs-float64 order of operations is not emulated):
+
+1. **FC output saturation.** Default: unsigned ``[0, R_out]`` (the codes' range). N2D2: signed
+   ``[−2^(n−1), 2^(n−1)−1]``, n = rintf(log2 R_out), so an 8-bit FC saturates at 127 (§5.5).
+2. **Last FC without QAct.** Default: outputs the exact logits ``t`` (float64, no rounding: argmax
+   is that of the fake-quant logits). N2D2: ``round(α_in·t)`` saturated to signed 32 bits
+   (``out = R_in`` as coded), which rounds logits to 1/R_in and can create argmax ties.
+3. **Conv/ElemWise saturation.** Default: ``[0, R_out]``. N2D2: ``[0, 2^n − 1]``, n =
+   rintf(log2 R_out), falling back to the weights' bit count when n = 0 (R_out = 1).
+4. **Single-shift clip.** Default: the clip C applies before the shift. N2D2's CPU kernel
+   ignores it (§5.4, pitfall 10).
+5. **4-bit Default hack.** Both use wsf = 15 for a Default R_w = 15 grid under RINTF (exact odd
+   integers). Default: the true R_in in S, B, C. N2D2: R_in := 31 and corr = 31/15, right only
+   when the true input range is 15 (pitfall 8).
+6. **α sign.** Default: |α| as the SAT kernels use it. N2D2: α as stored (pitfall 7).
+7. **ElemWise.** Default and N2D2-compat alike: operands are brought to the reference operand's
+   units by Q16 integer multipliers inside the sum (N2D2 inserts a float ScalingCell
+   ``<bn>_rescale_act`` instead, §5.6), then the node rescales with S = (R_out/α_out)/(R_ref/α_ref)
+   and C = α_out·R_ref/α_ref in the chosen mode.
+
+Both modes: FC layers always rescale in floating point (§5.5); ``Fixed-point16`` and
+``Fixed-point32`` both use 16 fractional bits (pitfall 11); ``Double-shift`` is refused (N2D2
+silently leaves such layers unscaled, pitfall 10). Conv cells need a BatchNorm child with a SAT
+QAct, ``ApplyScaling=0`` and a Linear/absent activation, as N2D2 does (§5.4, pitfall 12).
+"""
+import copy
+
+import numpy
+
+from ..autograd import no_grad
+from ..backend import asnumpy
+from ..errors import N2D2Error
+from . import engine
+from .scaling import ActivationRescaling, parse_act_scaling_mode, parse_round_mode, rintf
+
+__all__ = ["fuse_qat", "QATOptions"]
+
+F32 = numpy.float32
+INPUT_RANGE, INPUT_ALPHA = 255, 1.0   # §5.2 item 4: RangeAffine ×255, α_in = 1
+ELEMWISE_BITS = 16                    # Q16 operand multipliers of IntegerElemWise
+
+
+class QATOptions:
+    """The four ``-qat-sat`` modes (N2D2 spellings after parsing) and ``n2d2_compat``."""
+
+    def __init__(self, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE",
+                 c_mode="NONE", n2d2_compat=False):
+        self.act_scaling_mode = parse_act_scaling_mode(act_scaling_mode)
+        if self.act_scaling_mode == "Double-shift":
+            raise N2D2Error("act rescaling mode Double-shift is not supported by the QAT fusion "
+                            "(N2D2 leaves such layers unscaled); use Single-shift, "
+                            "Fixed-point16/32 or Floating-point")
+        self.w_mode, self.b_mode, self.c_mode = (parse_round_mode(m) for m in (w_mode, b_mode, c_mode))
+        self.n2d2_compat = bool(n2d2_compat)
+
+    def as_dict(self):
+        return {"act_scaling_mode": self.act_scaling_mode, "w_mode": self.w_mode,
+                "b_mode": self.b_mode, "c_mode": self.c_mode, "n2d2_compat": self.n2d2_compat}
+
+
+def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE",
+             c_mode="NONE", n2d2_compat=False):
+    """Fuse a SAT-trained DeepNet (weights imported) into a new ``engine.FusedNet`` (§5)."""
+    options = QATOptions(act_scaling_mode, w_mode, b_mode, c_mode, n2d2_compat)
+    return Fuser(net, options).run()
+
+
+def bits(R):
+    """N2D2's bit count of a range: rintf(log2(R)) (255 -> 8, 15 -> 4, 3 -> 2, 1 -> 0)."""
+    return int(rintf(numpy.log2(float(R))))
+
+
+def weight_denominator(quantizer):
+    """D with w_q·D an integer on the SAT grid (§1.2): R (Default, FullRange: (2k−R)/R) or
+    floor(R/2) (Symmetric, Asymmetric: k/r)."""
+    R = int(quantizer.range)
+    return R if quantizer.quant_mode in ("Default", "FullRange") else max(R // 2, 1)
+
+
+def to_integers(cell, W, D):
+    """W·D rounded; an N2D2Error when W is not on the grid (ApplyQuantization=0, ...)."""
+    scaled = numpy.asarray(W, numpy.float64) * D
+    W_int = numpy.rint(scaled)
+    error = float(numpy.abs(scaled - W_int).max()) if W_int.size else 0.0
+    if error > 1e-2:
+        raise N2D2Error(f"[{cell.name}] fused weights are not integers on the SAT grid (off by "
+                        f"{error:.3g} after ×{D:.6g}): the integer engine needs "
+                        f"QWeight.ApplyQuantization=1")
+    return W_int.astype(numpy.int64)
+
+
+class Fuser:
+    """One pass over the DeepNet's cells (§5.3). ``alias`` maps an original cell to the fused
+    node that now produces its output (BN -> its Conv, Dropout -> its parent's node)."""
+
+    def __init__(self, net, options):
+        self.net, self.options = net, options
+        self.compat = options.n2d2_compat
+        self.children = {name: [] for name in ["env", *net.cells]}
+        for name, cell in net.cells.items():
+            for parent in cell.parents:
+                self.children[parent].append(name)
+        self.alias = {"env": "env"}
+        self.nodes = {}
+        self.constants = {}   # node -> N2D2's W, S, B, C, wsf, corr (for tests and export)
+        self.input = engine.Node("env", [], net.input_shape, INPUT_RANGE, INPUT_ALPHA)
+
+    def node(self, name):
+        return self.input if name == "env" else self.nodes[name]
+
+    def parent_node(self, cell, index=0):
+        return self.node(self.alias[cell.parents[index]])
+
+    def alpha(self, quantizer):
+        a = float(F32(quantizer.alpha))
+        return a if self.compat else abs(a)
+
+    def run(self):
+        handlers = {"Conv": self.conv, "BatchNorm": self.batchnorm, "Fc": self.fc,
+                    "Pool": self.pool, "Dropout": self.dropout, "ElemWise": self.elemwise,
+                    "Softmax": self.softmax}
+        with no_grad():
+            for name, cell in self.net.cells.items():
+                handler = handlers.get(cell.type_name)
+                if handler is None:
+                    raise N2D2Error(f"[{name}] Type={cell.type_name} cannot be part of a fused "
+                                    f"integer network (-qat-sat fuses Conv+BatchNorm, Fc, ElemWise; "
+                                    f"keeps Pool, Dropout, Softmax)")
+                handler(cell)
+        targets = []
+        for target in self.net.targets:
+            fused = copy.deepcopy(target)
+            fused.cell = self.alias[target.cell]
+            targets.append(fused)
+        return engine.FusedNet(self.nodes, self.input, targets, self.net.sp, self.options,
+                               self.constants, self.alias)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def single_parent(self, cell):
+        if len(cell.parents) != 1:
+            raise N2D2Error(f"[{cell.name}] has {len(cell.parents)} parents: the QAT fusion "
+                            f"handles one input per {cell.type_name} cell")
+
+    def sat_weights(self, cell):
+        from ..quantizers import SATWeightQuantizer
+        q = cell.qweight
+        if not isinstance(q, SATWeightQuantizer):
+            raise N2D2Error(f"[{cell.name}] has no SAT weight quantizer (QWeight=SAT): cannot fuse")
+        if not q.apply_quantization:
+            raise N2D2Error(f"[{cell.name}] QWeight.ApplyQuantization=0: the weights are not "
+                            f"quantized, cannot fuse into integers")
+        wq = [asnumpy(w.data) for w in cell.quantized_weights()]   # runs the quantizer (§5.4)
+        return q, wq[0].astype(numpy.float64)
+
+    def check_linear(self, cell):
+        act = cell.activation
+        if act is not None and (act.type_name != "Linear" or getattr(act, "clipping", 0.0)):
+            raise N2D2Error(f"[{cell.name}] has ActivationFunction={act.type_name}: the QAT fusion "
+                            f"needs a Linear (or no) activation before the quantizer")
+
+    def wsf(self, R_w):
+        if self.options.w_mode != "RINTF":
+            return 1
+        return R_w // 2 if R_w > 1 else 1
+
+    def round_w(self, values):
+        return rintf(values) if self.options.w_mode == "RINTF" else F32(values)
+
+    def saturation(self, R_out, R_w, signed=False):
+        if not self.compat:
+            return 0, int(R_out)
+        n = bits(R_out) or bits(max(R_w, 2))   # 0 bits: the cell's weight bit count (§5.4)
+        return (-(1 << (n - 1)), (1 << (n - 1)) - 1) if signed else (0, (1 << n) - 1)
+
+    # -- Conv + BatchNorm (§5.4) ------------------------------------------------------------------
+    def conv(self, cell):
+        from ..quantizers import SATActQuantizer
+        kids = self.children[cell.name]
+        bn = self.net.cells[kids[0]] if len(kids) == 1 else None
+        if bn is None or bn.type_name != "BatchNorm" or not isinstance(bn.qact, SATActQuantizer):
+            raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
+                            f"(its only child must be one): cannot fuse")
+        self.single_parent(cell)
+        self.check_linear(cell)
+        if cell.qweight is not None and getattr(cell.qweight, "apply_scaling", False):
+            raise N2D2Error(f"[{cell.name}] QWeight.ApplyScaling=1: N2D2's Conv+BN fusion ignores "
+                            f"the SAT scale (use ApplyScaling=0 on Convs)")
+        if min(cell.hw(cell.padding_dims)) < 0:
+            raise N2D2Error(f"[{cell.name}] negative padding is not supported by the integer engine")
+        q, wq = self.sat_weights(cell)
+        src = self.parent_node(cell)
+        R_in, a_in = float(src.R), float(src.alpha)
+        R_out, a_out = int(bn.qact.range), self.alpha(bn.qact)
+        R_w = int(q.range)
+        wsf, corr = self.wsf(R_w), 1.0
+        if q.quant_mode == "Default" and wsf == 7:        # the 4-bit Default hack (pitfall 8)
+            wsf = 15
+            if self.compat:
+                corr, R_in = 31.0 / 15.0, 31.0
+        gamma, beta, mu, var = (numpy.asarray(asnumpy(a), numpy.float64) for a in bn.arrays())
+        f = numpy.where(var > 1e-12, gamma / numpy.sqrt(float(bn.epsilon) + var), 0.0)
+        sgn = numpy.where(f < 0, -1.0, 1.0)
+        b = numpy.zeros_like(f) if cell.bias is None else asnumpy(cell.bias.data).astype(numpy.float64)
+        W = sgn[:, None, None, None] * self.round_w(wq * wsf)
+        live = f != 0
+        fs = numpy.where(live, f, 1.0)
+        S = numpy.where(live, sgn * (a_in / R_in) * (R_out / a_out) * fs / wsf * corr, 0.0)
+        B = numpy.where(live, sgn * ((beta + (b - mu) * fs) / fs) * (R_in / a_in) * wsf / corr, 0.0)
+        C = numpy.where(live, sgn * (a_out * R_in) / (fs * a_in) * wsf / corr, 0.0)
+        S, B, C = self.round_constants(S, B, C)
+        D_w = 1.0 if self.options.w_mode == "RINTF" else float(weight_denominator(q))
+        W_int = to_integers(cell, W.astype(F32), D_w)
+        lo, hi = self.saturation(R_out, R_w)
+        rescaling = ActivationRescaling(D_w * src.den, B, C, S, self.options.act_scaling_mode,
+                                        lo, hi, clip_in_shift=not self.compat)
+        fan = numpy.abs(W_int).reshape(len(W_int), -1).sum(axis=1).max()
+        engine.check_exact(cell.name, W_int, src.max_code, fan)
+        node = engine.IntegerConv(cell.name, [src.name], cell.out_shape, R_out, a_out, W_int,
+                                  cell.stride_hw, cell.hw(cell.padding_dims),
+                                  cell.hw(cell.dilation_dims), cell.groups[0], rescaling,
+                                  W_fused=W.astype(F32))
+        node.max_code, node.source = hi, bn.name
+        self.add(cell, node)
+        self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
+                                     "corr": corr, "R_in": R_in, "alpha_in": a_in,
+                                     "R_out": R_out, "alpha_out": a_out, "D": D_w * src.den}
+
+    def round_constants(self, S, B, C):
+        S, B, C = F32(S), F32(B), F32(C)
+        if self.options.c_mode == "RINTF":
+            C = rintf(C)
+        if self.options.b_mode == "RINTF":
+            B = rintf(B)
+        return S, B, C
+
+    def batchnorm(self, cell):
+        if cell.name not in self.alias:
+            raise N2D2Error(f"[{cell.name}] BatchNorm whose parent is not a Conv: cannot fuse "
+                            f"(N2D2 fuses a BatchNorm only into its Conv parent)")
+
+    # -- Fc (§5.5) ---------------------------------------------------------------------------------
+    def fc(self, cell):
+        from ..quantizers import SATActQuantizer
+        self.single_parent(cell)
+        self.check_linear(cell)
+        if cell.qact is not None and not isinstance(cell.qact, SATActQuantizer):
+            raise N2D2Error(f"[{cell.name}] activation quantizer is not SAT: cannot fuse")
+        q, wq = self.sat_weights(cell)
+        src = self.parent_node(cell)
+        R_in, a_in = float(src.R), float(src.alpha)
+        R_w = int(q.range)
+        s = float(q.scaling[0]) if q.apply_scaling else 1.0
+        rintf_w = self.options.w_mode == "RINTF"
+        wsf = self.wsf(R_w)
+        sat_s = s if rintf_w else 1.0
+        scale_in = R_in / a_in
+        W = self.round_w(wq * wsf * sat_s)
+        has_q = cell.qact is not None
+        if has_q:
+            R_out, a_out = int(cell.qact.range), self.alpha(cell.qact)
+            out = R_out / a_out
+        else:
+            R_out, a_out, out = None, None, R_in       # as coded (§5.5)
+        S = (out / scale_in) / (sat_s * wsf)
+        C = max(a_out * scale_in * wsf * sat_s, 0.0) if has_q else None
+        B = None if cell.bias is None else \
+            asnumpy(cell.bias.data).astype(numpy.float64) * scale_in * wsf * sat_s
+        O = W.shape[0]
+        S = numpy.full(O, S)
+        C = None if C is None else numpy.full(O, C)
+        S, B, C = self._fc_round(S, B, C)
+        D_w = 1.0 if rintf_w else weight_denominator(q) * s
+        W_int = to_integers(cell, W.astype(F32), D_w)
+        if has_q:
+            lo, hi = self.saturation(R_out, R_w, signed=True)
+            rescaling = ActivationRescaling(D_w * src.den, B, C, S, "Floating-point", lo, hi)
+        elif self.compat:
+            lo, hi = -(1 << 31), (1 << 31) - 1          # Linear, 32 bits, signed (§5.5)
+            rescaling = ActivationRescaling(D_w * src.den, B, None, S, "Floating-point", lo, hi)
+        else:
+            lo, hi = None, None                          # exact logits t (module docstring, 2)
+            rescaling = ActivationRescaling(D_w * src.den, B, None, None, "Floating-point", lo, hi)
+        fan = numpy.abs(W_int).sum(axis=1).max()
+        engine.check_exact(cell.name, W_int, src.max_code, fan)
+        node = engine.IntegerFc(cell.name, [src.name], cell.out_shape, R_out or 0,
+                                a_out or 1.0, W_int, rescaling, W_fused=W.astype(F32))
+        node.max_code, node.source = hi, cell.name
+        node.logits = not has_q
+        self.add(cell, node)
+        self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
+                                     "sat_scaling": sat_s, "R_in": R_in, "alpha_in": a_in,
+                                     "R_out": R_out, "alpha_out": a_out, "D": D_w * src.den}
+
+    def _fc_round(self, S, B, C):
+        S = F32(S)
+        B = None if B is None else F32(B)
+        C = None if C is None else F32(C)
+        if C is not None and self.options.c_mode == "RINTF":
+            C = rintf(C)
+        if B is not None and self.options.b_mode == "RINTF":
+            B = rintf(B)
+        return S, B, C
+
+    # -- ElemWise (§5.6) ---------------------------------------------------------------------------
+    def elemwise(self, cell):
+        from ..quantizers import SATActQuantizer
+        n = len(cell.parents)
+        if cell.operation != "Sum" or any(w != 1.0 for w in cell.coefficients(cell.weights, 1.0)) \
+                or any(s != 0.0 for s in cell.coefficients(cell.shifts, 0.0)):
+            raise N2D2Error(f"[{cell.name}] ElemWise: only Operation=Sum with unit Weights and no "
+                            f"Shifts can be fused")
+        if not isinstance(cell.qact, SATActQuantizer):
+            raise N2D2Error(f"[{cell.name}] ElemWise without a SAT activation quantizer: its "
+                            f"output would not be activation codes, cannot fuse")
+        self.check_linear(cell)
+        srcs = [self.parent_node(cell, i) for i in range(n)]
+        if any(s.den != 1 for s in srcs):
+            raise N2D2Error(f"[{cell.name}] ElemWise fed by an Average pool cannot be fused")
+        # reference = N2D2's "parent 0": the operand whose producer also feeds other cells
+        ref = next((i for i, p in enumerate(cell.parents) if len(self.children[p]) > 1), 0)
+        unit = [float(s.alpha) / float(s.R) for s in srcs]
+        from .scaling import round_half_away
+        mult = [int(round_half_away(numpy, numpy.float64(u / unit[ref] * 2 ** ELEMWISE_BITS)))
+                for u in unit]
+        R_out, a_out = int(cell.qact.range), self.alpha(cell.qact)
+        R_ref, a_ref = float(srcs[ref].R), float(srcs[ref].alpha)
+        O = cell.out_shape[0]
+        S = F32(numpy.full(O, (R_out / a_out) / (R_ref / a_ref)))
+        C = F32(numpy.full(O, a_out * R_ref / a_ref))
+        lo, hi = self.saturation(R_out, 255)
+        rescaling = ActivationRescaling(2 ** ELEMWISE_BITS, None, C, S,
+                                        self.options.act_scaling_mode, lo, hi,
+                                        clip_in_shift=not self.compat)
+        node = engine.IntegerElemWise(cell.name, [s.name for s in srcs], cell.out_shape, R_out,
+                                      a_out, mult, rescaling)
+        node.max_code, node.source = hi, cell.name
+        self.add(cell, node)
+        self.constants[cell.name] = {"S": S, "C": C, "multipliers": mult, "reference": ref}
+
+    # -- kept and removed cells ---------------------------------------------------------------------
+    def pool(self, cell):
+        self.single_parent(cell)
+        if cell.mask is not None:
+            raise N2D2Error(f"[{cell.name}] Pool with a non one-to-one Mapping cannot be fused")
+        if cell.activation is not None or cell.qact is not None:
+            raise N2D2Error(f"[{cell.name}] Pool with an activation cannot be fused")
+        src = self.parent_node(cell)
+        if src.den != 1:
+            raise N2D2Error(f"[{cell.name}] Pool fed by an Average pool cannot be fused")
+        node = engine.IntegerPool(cell.name, [src.name], cell.out_shape, src.R, src.alpha,
+                                  cell.pooling, cell.hw(cell.pool_dims), cell.hw(cell.stride_dims),
+                                  cell.hw(cell.padding_dims), src.max_code)
+        node.source = cell.name
+        self.add(cell, node)
+
+    def dropout(self, cell):
+        self.single_parent(cell)
+        self.alias[cell.name] = self.alias[cell.parents[0]]
+
+    def softmax(self, cell):
+        self.single_parent(cell)
+        src = self.parent_node(cell)
+        node = engine.SoftmaxNode(cell.name, [src.name], cell.out_shape, src.R, src.alpha)
+        node.source = cell.name
+        self.add(cell, node)
+
+    def add(self, cell, node):
+        self.nodes[node.name] = node
+        self.alias[cell.name] = node.name
+        if node.type_name == "Conv":   # the BN child now reads from the Conv (removeCell)
+            self.alias[self.children[cell.name][0]] = node.name

@@ -1,0 +1,39 @@
+"""Acceptance (spec/qat.md §6.3, §6.6): the fused integer network scores what the fake-quantized
+network scores on the 1000 bundled test digits, for N2D2's ten LeNet configurations.
+
+Measured (fake-quant | fused Floating-point NONE | Fixed-point32 RINTF | Single-shift RINTF):
+LeNet-bn-SAT 99.9|99.9|99.6|98.5, -8b 100|100|100|96.3, 4b 99.8|99.8|99.9|97.9,
+w1_a2 98.8|98.8|98.8|91.0, w1_a4 99.5|99.5|99.3|96.3, w1_a8 99.4|99.4|99.5|98.3,
+w3_a4 99.8|99.8|99.9|95.0, w4_a8 100|100|100|94.5, w5_a8 100|100|100|99.4, wMix_a4 99.8|99.8|99.8|93.9.
+Single-shift approximates every scale by a power of two (up to −2 % / +2^(1/…)): a real loss.
+The ten configurations are split over this file and test_fused_accuracy_b.py (60 s budget).
+"""
+import pytest
+
+from n2d2py.qat import fuse_qat
+
+from helpers import CONFIGS, load
+
+#: (fixed-point32 RINTF, single-shift RINTF) accuracies we measured, % (regression guards)
+MEASURED = {"LeNet-bn-SAT": (99.6, 98.5), "LeNet-bn-SAT-8b": (100.0, 96.3),
+            "LeNet_4b": (99.9, 97.9), "LeNet_w1_a2": (98.8, 91.0), "LeNet_w1_a4": (99.3, 96.3),
+            "LeNet_w1_a8": (99.5, 98.3), "LeNet_w3_a4": (99.9, 95.0), "LeNet_w4_a8": (100.0, 94.5),
+            "LeNet_w5_a8": (100.0, 99.4), "LeNet_wMix_a4": (99.8, 93.9)}
+
+
+def check_config(ini, weights, n2d2):
+    net = load(ini, weights)
+    fake = 100 * net.test().accuracy
+    assert fake == pytest.approx(n2d2, abs=0.05)          # N2D2's own score on these digits
+    fused = 100 * fuse_qat(net).test().accuracy           # Floating-point, NONE
+    assert abs(fused - fake) <= 0.1 + 1e-9
+    fixed, shift = MEASURED[ini]
+    acc = 100 * fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF").test().accuracy
+    assert acc == pytest.approx(fixed, abs=0.05)
+    acc = 100 * fuse_qat(net, "Single-shift", "RINTF", "RINTF", "RINTF").test().accuracy
+    assert acc == pytest.approx(shift, abs=0.05)
+
+
+@pytest.mark.parametrize("ini, weights, n2d2", CONFIGS[:5], ids=[c[0] for c in CONFIGS[:5]])
+def test_fused_matches_fake_quant(ini, weights, n2d2):
+    check_config(ini, weights, n2d2)

@@ -39,7 +39,8 @@ METRICS = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue",
 
 def add_arguments(parser):
     """Every option, grouped as in ``n2d2 -h``. Later features add their own group here."""
-    parser.add_argument("ini", metavar="NET.ini", help="the network description (N2D2 INI file)")
+    parser.add_argument("ini", metavar="NET.ini", help="the network description (N2D2 INI file, "
+                        "or an .onnx model run directly)")
     learning = parser.add_argument_group("learning")
     learning.add_argument("--learn-epoch", type=int, default=0, metavar="N",
                           help="train N epochs (Learn set shuffled, without replacement)")
@@ -72,6 +73,14 @@ def add_arguments(parser):
                             "is usable, else CPU)")
     other.add_argument("--bench", action="store_true",
                        help="write per-layer inference timings to timings/inference_timings.dat")
+    from .onnx.cli import add_arguments as add_onnx_arguments
+    add_onnx_arguments(parser)
+    from .qat.command import add_qat_arguments
+    add_qat_arguments(parser)
+    from .stats import add_report_arguments
+    add_report_arguments(parser)
+    from .lps import add_lps_arguments
+    add_lps_arguments(parser)
 
 
 def normalise_argv(argv):
@@ -130,7 +139,11 @@ def stage_build(run):
     if not os.path.isfile(args.ini):
         raise FileNotFoundError(2, "No such file", args.ini)
     device = None if args.device == "auto" else args.device
-    run.net = DeepNet.from_ini(args.ini, device=device, seed=run.seed, load_data=not args.build_only)
+    from .onnx.cli import build_net, is_onnx
+    if is_onnx(args.ini):  # spec/ini.md §5.1: an .onnx run directly (no database)
+        run.net = build_net(args, device, run.seed)
+    else:
+        run.net = DeepNet.from_ini(args.ini, device=device, seed=run.seed, load_data=not args.build_only)
     for line in run.net.warnings():
         run.say(str(line))
     for warning in getattr(run.net.document, "warnings", ()):
@@ -150,8 +163,12 @@ def stage_build(run):
 
 
 def stage_import(run):
+    """``-w DIR``: missing files are notices, as in N2D2 (spec/ini.md §6.1 item 5)."""
     if run.args.weights:
-        run.net.import_weights(run.args.weights, ignore_missing=True)
+        if os.fspath(run.args.weights) != os.devnull:
+            run.say(f"Importing weights from directory '{run.args.weights}'.")
+        for notice in run.net.import_weights(run.args.weights, ignore_missing=True):
+            run.say(notice)
 
 
 def stage_learn(run):
@@ -185,6 +202,10 @@ def stage_test(run):
         if not args.weights:
             run.say("Nothing to do: give --learn-epoch N, --learn N or --test (see --help)")
         return None
+    if args.qat_sat:  # spec/qat.md §5.1: fuse, then test the integer network
+        from .qat import run_qat_sat
+        run_qat_sat(run.net, args, run.out)
+        return None
     if args.bench:
         run.net.timings = {}
     limit = args.nb_test if args.nb_test >= 0 else None
@@ -198,7 +219,36 @@ def stage_test(run):
     return None
 
 
-STAGES = [stage_seed, stage_build, stage_import, stage_learn, stage_reload, stage_test]
+def stage_infer(run):
+    from .onnx.cli import stage_infer as infer
+    return infer(run)
+
+
+def stage_export(run):
+    from .onnx.cli import stage_export as export
+    return export(run)
+
+
+def stage_report(run):
+    """``--report``: size and BitOps per layer, built without data (issue: seeds' comparison)."""
+    if run.args.report:
+        from .stats import report_main
+        report_main(run.args.ini, run.args, run.out)
+        return "stop"
+    return None
+
+
+def stage_lps(run):
+    """``--lps``: Layer-wise Precision Scaling from trained ``-w`` weights (seed 001)."""
+    if run.args.lps:
+        from .lps import lps_main
+        lps_main(run.args.ini, run.args, run.out, net=run.net)
+        return "stop"
+    return None
+
+
+STAGES = [stage_infer, stage_report, stage_seed, stage_build, stage_import, stage_export,
+          stage_lps, stage_learn, stage_reload, stage_test]
 
 
 def main(argv=None):

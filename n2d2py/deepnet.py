@@ -46,6 +46,7 @@ class DeepNet:
         self.consumers = _consumers(cells)
         self.history = None  # filled by learn.learn()
         self.timings = None  # {cell: seconds} accumulated by forward() when a dict (--bench)
+        self.weight_histograms = True  # export_weights() writes <cell>_weights_quant.distrib.*
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -150,25 +151,42 @@ class DeepNet:
         return test(self, set_name=set_name, limit=limit, **options)
 
     # -- weights -----------------------------------------------------------------------------
-    def export_weights(self, folder):
+    def export_weights(self, folder, histograms=None):
         """Write every cell's weights into ``folder`` atomically (temporary folder, fsync,
-        rename): an interruption leaves the previous folder as it was."""
+        rename): an interruption leaves the previous folder as it was.
+
+        Cells with a weight quantizer also write their quantizer state and quantized weights
+        (``<cell>_quant_weights*.syntxt``); with ``histograms`` (default ``self.weight_histograms``)
+        N2D2's ``<cell>_weights_quant.distrib.{dat,png}`` are added (report/histograms.py)."""
         from .learn import write_folder_atomically
+        if histograms is None:
+            histograms = getattr(self, "weight_histograms", True)
 
         def write(tmp):
             for cell in self.cells.values():
                 cell.export_weights(tmp)
+            if histograms:
+                from .report.histograms import write_quant_distributions
+                write_quant_distributions(self, tmp)
         write_folder_atomically(folder, write)
 
     def import_weights(self, folder, ignore_missing=False):
-        """Read every cell's weights (spec/ini.md §6.4); ``/dev/null`` imports nothing."""
+        """Read every cell's weights (spec/ini.md §6.4); ``/dev/null`` imports nothing.
+
+        With ``ignore_missing`` (N2D2's ``-w``, or ``-w-ignore``) a missing file keeps the current
+        values; returns the list of N2D2's notices for them (``Notice: Could not open synaptic
+        file: <path>``), which the CLI prints."""
         from .errors import WeightsError
         if os.fspath(folder) == os.devnull:
-            return
+            return []
         if not os.path.isdir(folder):
             raise WeightsError(f"weights folder '{folder}' does not exist")
+        notices = []
         for cell in self.cells.values():
+            cell.import_notices = []
             cell.import_weights(os.fspath(folder), ignore_missing)
+            notices.extend(cell.import_notices)
+        return notices
 
     # -- description -------------------------------------------------------------------------
     def summary(self):
@@ -366,9 +384,15 @@ def _find_cycle(start, parents, levels, cells):
 def build_cells(document, order, input_shape, rng):
     """Build each cell in order (each writes its ``_*`` keys, spec/ini.md §2.5), attach targets."""
     from .cells import CELLS
-    cells, targets = {}, []
+    from .onnx.deepnet import resolve_onnx_parents, splice_onnx_section
+    cells, targets, onnx_sections = {}, [], {}
     for section, parents in order:
         type_name = section.get("Type").strip()
+        if type_name == "ONNX":  # spec/ini.md §5.1: the graph's cells, named after node outputs
+            onnx_sections[section.name] = splice_onnx_section(document, section, parents, cells,
+                                                              targets, input_shape, rng)
+            continue
+        parents = resolve_onnx_parents(section, parents, onnx_sections)  # spec/ini.md §2.2
         if type_name in OUT_OF_SCOPE_CELLS:
             raise section.error(f"cell type '{type_name}' ({OUT_OF_SCOPE_CELLS[type_name]}) is out "
                                 f"of scope for n2d2py", key="Type")

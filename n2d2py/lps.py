@@ -79,7 +79,24 @@ def _accuracy(net, set_name, limit):
     return 100.0 * result.recognition_rate
 
 
-def lps_main(ini_path, args, out=None):
+def add_lps_arguments(parser):
+    group = parser.add_argument_group("layer-wise precision scaling (seed 001)")
+    group.add_argument("--lps", action="store_true",
+                       help="with -w DIR: lower each layer's weight bits while the validation "
+                            "accuracy stays within --lps-epsilon points; writes lps_bits.ini")
+    group.add_argument("--lps-epsilon", type=float, default=0.5, metavar="P",
+                       help="largest accuracy drop allowed, in points (default 0.5)")
+    group.add_argument("--lps-bits", type=int, default=8, metavar="B", help="start bits (8)")
+    group.add_argument("--lps-min-bits", type=int, default=2, metavar="B", help="lowest bits (2)")
+    group.add_argument("--lps-scheme", default="DFP", choices=("DFP", "Po2"),
+                       help="weight quantizer the search uses (DFP or Po2)")
+    group.add_argument("--lps-output", default="lps_bits.ini", metavar="FILE",
+                       help="where to write the chosen bits as an INI snippet")
+    group.add_argument("--lps-limit", type=int, default=None, metavar="N",
+                       help="stimuli per evaluation (default: the whole set)")
+
+
+def lps_main(ini_path, args, out=None, net=None):
     """``--lps``: load the net and ``-w`` weights, search, print, write the snippet.
 
     ``args`` attributes (all optional but ``weights``): ``lps_epsilon`` (0.5), ``lps_bits``
@@ -93,10 +110,11 @@ def lps_main(ini_path, args, out=None):
     out = out or sys.stdout
     option = lambda name, default: getattr(args, name, None) if getattr(args, name, None) is not None else default  # noqa: E731
     epsilon, scheme = float(option("lps_epsilon", 0.5)), option("lps_scheme", "DFP")
-    net = DeepNet.from_ini(ini_path)
-    weights = option("weights", option("w", None))
-    if weights:
-        net.import_weights(weights)
+    if net is None:  # the CLI passes its net, weights already imported
+        net = DeepNet.from_ini(ini_path)
+        weights = option("weights", option("w", None))
+        if weights:
+            net.import_weights(weights)
     set_name = "Validation" if len(net.database.sets.get("Validation", ())) else "Test"
     cells = weighted_cells(net.cells)
     saved = {c.name: c.qweight for c in cells}

@@ -167,6 +167,7 @@ class Cell(Parameterizable):
         self.solvers, self.fillers = {}, {}
         self.section, self.model = None, "Frame"
         self.warnings, self.rng, self.last_logits = [], None, None
+        self.import_notices = []   # N2D2's notices for files missing at import_weights
         self._solved = set()
 
     def describe(self):
@@ -474,7 +475,27 @@ class Cell(Parameterizable):
 
     def import_weights(self, folder, ignore_missing=False):
         if self.qact is not None:
-            self.qact.import_state(folder, self.name, ignore_missing)
+            self.import_quantizer_state(self.qact, folder, ignore_missing)
+
+    def read_weight_file(self, path, expected=None, ignore_missing=False, what="values"):
+        """``syntxt.read_numbers``; a file missing under ``ignore_missing`` gives None and N2D2's
+        notice in ``import_notices`` (spec/ini.md §6.4: ``-w`` missing files are notices)."""
+        from ..io import syntxt
+        values = syntxt.read_numbers(path, expected, ignore_missing, what)
+        if values is None:
+            self.import_notices.append(f"Notice: Could not open synaptic file: {path}")
+        return values
+
+    def import_quantizer_state(self, quantizer, folder, ignore_missing=False):
+        """A quantizer's ``import_state``, with the notice for a state file (α, LSQ step, masks)
+        missing under ``ignore_missing``."""
+        state_file = getattr(quantizer, "state_file", None)
+        if ignore_missing and state_file is not None:
+            path = state_file(folder, self.name)
+            if not os.path.exists(path):
+                self.import_notices.append(f"Notice: Could not open synaptic file: {path}")
+                return
+        quantizer.import_state(folder, self.name, ignore_missing)
 
     def summary(self):
         return f"{self.name:16s} {self.type_name:10s} {self.in_shapes} -> {self.out_shape}"

@@ -76,8 +76,8 @@ class BatchNormCell(Cell):
             table = syntxt.read_numbers(legacy, 4 * c, what="numbers (scale bias mean variance)")
             values = list(table.reshape(c, 4).T)
         else:
-            values = [syntxt.read_numbers(syntxt.weights_path(folder, self.name, suffix), c,
-                                          ignore_missing, suffix) for suffix in FILES]
+            values = [self.read_weight_file(syntxt.weights_path(folder, self.name, suffix), c,
+                                            ignore_missing, suffix) for suffix in FILES]
         if values[3] is not None and (values[3] < 0).any():
             raise WeightsError(f"negative variance in channel {int(numpy.argmax(values[3] < 0))}",
                                file=syntxt.weights_path(folder, self.name, "variances"))

@@ -191,17 +191,17 @@ class ConvCell(WeightedCell):
         if os.path.isfile(legacy):
             return self.import_legacy(legacy, full, connected)
         path = syntxt.weights_path(folder, self.name, "weights")
-        values = syntxt.read_numbers(path, int(connected.sum()) * kh * kw, ignore_missing,
-                                     "weights (connected kernels x kH x kW)")
+        values = self.read_weight_file(path, int(connected.sum()) * kh * kw, ignore_missing,
+                                       "weights (connected kernels x kH x kW)")
         if values is not None:
             self.place_values(values, full, connected)
         if self.bias is not None:
             path = syntxt.weights_path(folder, self.name, "biases")
-            b = syntxt.read_numbers(path, self.nb_outputs, ignore_missing, "biases")
+            b = self.read_weight_file(path, self.nb_outputs, ignore_missing, "biases")
             if b is not None:
                 self.bias.data[...] = self.bias.xp.asarray(b)
         if self.qweight is not None:
-            self.qweight.import_state(folder, self.name, ignore_missing)
+            self.import_quantizer_state(self.qweight, folder, ignore_missing)
 
     def place_values(self, values, full, connected):
         kh, kw = full.shape[2:]

@@ -91,20 +91,20 @@ class FcCell(WeightedCell):
                 self.bias.data[...] = self.bias.xp.asarray(numpy.ascontiguousarray(table[:, -1]))
             return
         path = syntxt.weights_path(folder, self.name, "weights")
-        values = syntxt.read_numbers(path, self.nb_outputs * nb_inputs, ignore_missing,
-                                     f"weights ({self.nb_outputs} outputs x {nb_inputs} inputs)")
+        values = self.read_weight_file(path, self.nb_outputs * nb_inputs, ignore_missing,
+                                       f"weights ({self.nb_outputs} outputs x {nb_inputs} inputs)")
         if values is not None:
             if self.weights_export_format == "OC":
                 self.set_matrix(values.reshape(self.nb_outputs, nb_inputs))
             else:
                 self.set_matrix(values.reshape(nb_inputs, self.nb_outputs).T)
         if self.bias is not None:
-            b = syntxt.read_numbers(syntxt.weights_path(folder, self.name, "biases"),
-                                    self.nb_outputs, ignore_missing, "biases")
+            b = self.read_weight_file(syntxt.weights_path(folder, self.name, "biases"),
+                                      self.nb_outputs, ignore_missing, "biases")
             if b is not None:
                 self.bias.data[...] = self.bias.xp.asarray(b)
         if self.qweight is not None:
-            self.qweight.import_state(folder, self.name, ignore_missing)
+            self.import_quantizer_state(self.qweight, folder, ignore_missing)
 
 
 __all__ = ["FcCell"]

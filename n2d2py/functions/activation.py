@@ -36,25 +36,35 @@ class Rectifier(Function):
 
     Gradient (N2D2's rule, evaluated on x): 1 where 0 < x (and x < c when clipping), 0 where
     x >= c (clipped), ``leak`` where x <= 0.
+
+    Speed: no ``where`` (a data-dependent select is several times slower than arithmetic on
+    random signs); forward is ``max(x, 0) [+ leak·min(x, 0)]``, backward multiplies by the saved
+    boolean masks (1 byte per element instead of keeping x).
     """
 
     def __init__(self, leak_slope=0.0, clipping=0.0):
         self.leak, self.clipping = float(leak_slope), float(clipping)
 
     def forward(self, xp, x):
-        y = xp.where(x > 0, x, x * x.dtype.type(self.leak))
+        zero = x.dtype.type(0)
+        y = xp.maximum(x, zero)
+        if self.leak != 0:
+            y += xp.minimum(x, zero) * x.dtype.type(self.leak)
         if self.clipping > 0:
-            y = xp.minimum(y, x.dtype.type(self.clipping))
+            xp.minimum(y, x.dtype.type(self.clipping), out=y)
         if self.needs_backward:
-            self.saved = x
+            ones = x > zero
+            if self.clipping > 0:
+                ones &= x < x.dtype.type(self.clipping)
+            self.saved = (ones, ~(x > zero) if self.leak != 0 else None)
         return y
 
     def backward(self, xp, gy, needs_grad):
-        x = self.saved
-        slope = xp.where(x > 0, x.dtype.type(1), x.dtype.type(self.leak))
-        if self.clipping > 0:
-            slope = xp.where(x >= self.clipping, x.dtype.type(0), slope)
-        return (gy * slope,)
+        ones, leaky = self.saved
+        gx = xp.multiply(gy, ones)
+        if leaky is not None:
+            gx += (gy * gy.dtype.type(self.leak)) * leaky
+        return (gx,)
 
 
 class Clamp(Function):

@@ -22,11 +22,6 @@ from ..errors import expect
 __all__ = ["batch_norm"]
 
 
-def _channel_view(a, ndim):
-    """(C,) → (1, C, 1, ...) to broadcast against an (N, C, ...) array."""
-    return a.reshape((1, -1) + (1,) * (ndim - 2))
-
-
 class BatchNorm(Function):
     """y = scale·x̂ + bias with x̂ = (x - μ)/sqrt(σ² + eps); inputs (x, scale, bias).
 
@@ -48,18 +43,26 @@ class BatchNorm(Function):
                    f"got {tuple(a.shape)}")
 
     def forward(self, xp, x, scale, bias):
-        axes = (0,) + tuple(range(2, x.ndim))
+        # (N, C, rest) view: per-channel sums are one einsum each (a fused reduction, no
+        # temporary), and every broadcast is against a (C, 1) column
+        x3 = x.reshape(x.shape[0], x.shape[1], -1)
+        n = x3.shape[0] * x3.shape[2]
+        dt = x.dtype.type
         if self.batch_stats:
-            mu = x.mean(axis=axes)
-            var = x.var(axis=axes)
-            self._update_running(xp, mu, var, x.size // x.shape[1])
+            mu = xp.einsum("nci->c", x3) / dt(n)
+            d = x3 - mu[:, None]
+            var = xp.einsum("nci,nci->c", d, d) / dt(n)
+            self._update_running(xp, mu, var, n)
         else:
             mu, var = self.mean.astype(x.dtype), self.var.astype(x.dtype)
-        inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))
-        x_hat = (x - _channel_view(mu, x.ndim)) * _channel_view(inv_std, x.ndim)
+            d = x3 - mu[:, None]
+        inv_std = 1 / xp.sqrt(var + dt(self.eps))
+        d *= inv_std[:, None]  # d is x_hat from here on
         if self.needs_backward:
-            self.saved = (x_hat, inv_std, scale, axes)
-        return _channel_view(scale, x.ndim) * x_hat + _channel_view(bias, x.ndim)
+            self.saved = (d, inv_std, scale, n)
+        y = d * scale.astype(x.dtype, copy=False)[:, None]
+        y += bias.astype(x.dtype, copy=False)[:, None]
+        return y.reshape(x.shape)
 
     def _update_running(self, xp, mu, var, n):
         # n/(n-1) turns the biased batch variance into the unbiased one (spec §2.8.1); a
@@ -70,21 +73,22 @@ class BatchNorm(Function):
         self.var[...] = m * unbiased.astype(self.var.dtype) + (1 - m) * self.var
 
     def backward(self, xp, gy, needs_grad):
-        x_hat, inv_std, scale, axes = self.saved
-        ndim = gy.ndim
-        g_scale = (gy * x_hat).sum(axis=axes)
-        g_bias = gy.sum(axis=axes)
+        x_hat, inv_std, scale, n = self.saved
+        gy3 = gy.reshape(x_hat.shape)
+        g_scale = xp.einsum("nci,nci->c", gy3, x_hat)
+        g_bias = xp.einsum("nci->c", gy3)
         gx = None
         if needs_grad[0]:
-            g_hat = gy * _channel_view(scale, ndim)
+            k = (scale * inv_std)[:, None]
             if self.batch_stats:
-                # closed form of d/dx through μ and σ²: (ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) / σ
-                n = gy.size // gy.shape[1]
-                mean_g = _channel_view(g_bias * scale / n, ndim)
-                mean_gx = _channel_view(g_scale * scale / n, ndim)
-                gx = (g_hat - mean_g - x_hat * mean_gx) * _channel_view(inv_std, ndim)
+                # closed form of d/dx through μ and σ²: scale/σ · (g - mean(g) - x̂·mean(g·x̂))
+                gx = x_hat * (-g_scale / n)[:, None]
+                gx += gy3
+                gx -= (g_bias / n)[:, None]
+                gx *= k
             else:
-                gx = g_hat * _channel_view(inv_std, ndim)
+                gx = gy3 * k
+            gx = gx.reshape(gy.shape)
         return (gx,
                 g_scale.astype(scale.dtype, copy=False) if needs_grad[1] else None,
                 g_bias.astype(scale.dtype, copy=False) if needs_grad[2] else None)

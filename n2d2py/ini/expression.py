@@ -221,6 +221,8 @@ def _int(value):
 def _round(value, digits=None):
     if isinstance(value, float) and not math.isfinite(value):
         raise ExpressionError(f"cannot round {value}")
+    if isinstance(digits, int) and digits < -MAX_INT_BITS:
+        digits = -MAX_INT_BITS     # same result (0), without computing 10**-digits
     return round(value) if digits is None else round(value, digits)
 
 
@@ -306,7 +308,10 @@ def parse(text):
 
 def evaluate(text):
     """The value of ``text``: int, float or bool."""
-    return _walk(parse(text))
+    try:
+        return _walk(parse(text))
+    except RecursionError:         # a long chain (1+1+...+1) makes a deep left-leaning tree
+        raise ExpressionError("expression too long to evaluate (too many operators)") from None
 
 
 def format_value(value):

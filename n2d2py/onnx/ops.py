@@ -677,16 +677,47 @@ def shape_op(imp, node, a):
 
 @op("Slice")
 def slice_op(imp, node, a):
-    """N2D2 ignores Slice; n2d2py accepts it only where it keeps the whole tensor."""
+    """N2D2 ignores Slice; n2d2py keeps whole-tensor Slices as views and turns a crop of the
+    spatial axes (step 1) into a Padding cell with negative amounts (what ``export_onnx``
+    writes for N2D2's negative padding)."""
     x = imp.value(node.input[0], node)
     from .graph import fold_node
-    inputs = [numpy.broadcast_to(numpy.zeros((), numpy.float32), x.shape)] + \
-        [imp.const(node, n, "Slice parameters") if n else None for n in node.input[1:]]
+    rank = len(x.shape)
+    index = numpy.arange(int(numpy.prod(x.shape)), dtype=numpy.float64).reshape(x.shape)
+    inputs = [index] + [imp.const(node, n, "Slice parameters") if n else None
+                        for n in node.input[1:]]
     result = fold_node(node, inputs, imp.opset)[0]
-    if result.shape != x.shape:
+    if result.shape == x.shape and numpy.array_equal(result, index):
+        return view(imp, node, x.shape)
+    crop = _spatial_crop(x.shape, index, result) if rank in (3, 4) and not imp.transpose else None
+    if crop is None:
         raise imp.error(node, f"slices {x.shape} to {result.shape}: only whole-tensor Slices "
-                              f"(which N2D2 ignores) are supported")
-    view(imp, node, x.shape)
+                              f"(which N2D2 ignores) and crops of the spatial axes are supported")
+    src = imp.source(node.input[0], node)
+    t, b, l, r = crop
+    cell = cells().CELLS.get("Padding")(name=node.output[0], parents=[src],
+                                        nb_outputs=imp.physical(src)[0], top=-t, bottom=-b,
+                                        left=-l, right=-r)
+    imp.add_cell(cell, node)
+    imp.set_value(node.output[0], cell.name, result.shape)
+
+
+def _spatial_crop(shape, index, result):
+    """(top, bottom, left, right) >= 0 when ``result`` is a contiguous spatial window of
+    ``index``; else None."""
+    if result.ndim != len(shape) or result.shape[:2] != tuple(shape[:2]) or not result.size:
+        return None
+    if len(shape) == 3:
+        index, result = index[:, :, None, :], result[:, :, None, :]
+    H, W = index.shape[2:]
+    h, w = result.shape[2:]
+    first = numpy.argwhere(index[0, 0] == result[0, 0, 0, 0])
+    if len(first) != 1:
+        return None
+    t, l = (int(v) for v in first[0])
+    if t + h > H or l + w > W or not numpy.array_equal(index[:, :, t:t + h, l:l + w], result):
+        return None
+    return t, H - h - t, l, W - w - l
 
 
 @op("Transpose")

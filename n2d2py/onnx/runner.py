@@ -67,22 +67,57 @@ class OnnxModel:
         return out
 
 
-def infer_file(model_path, in_npy, out_path, device="cpu"):
-    """Run ``model_path`` on the array in ``in_npy`` (one graph input; ``.npz``: one array per
-    input name) and write ``out_path``: ``.npy`` for one output, else ``.npz`` (one array per
-    output name; the suffix is added if missing). Returns the path written."""
-    model = OnnxModel(model_path, device)
+def infer_file(model_path, in_npy, out_path, device="cpu", weights=None):
+    """Run ``model_path`` (``.onnx``, or an N2D2 INI) on the array in ``in_npy`` and write
+    ``out_path``: ``.npy`` for one output, else ``.npz`` (one array per output name; the suffix
+    is added if missing). Returns the path written.
+
+    ``.onnx``: ``in_npy`` holds the one graph input (``.npz``: one array per input name); the
+    outputs are the graph outputs, in their ONNX shapes. INI: the DeepNet is built without data,
+    ``weights`` (a folder, N2D2's ``-w``) imported if given, and run under ``no_grad`` on the
+    (N, C, H, W) array (a single (C, H, W) stimulus gets a batch axis); the outputs are the
+    target cells', (N, C, H, W), named after the cells."""
+    if str(model_path).endswith(".onnx"):
+        if weights:
+            raise OnnxError("-w imports N2D2 weight folders into an INI network; an .onnx file "
+                            "carries its own weights")
+        outputs = OnnxModel(model_path, device).run(read_feeds(in_npy))
+    else:
+        outputs = infer_ini(model_path, numpy.load(in_npy, allow_pickle=False), device, weights)
+    return write_outputs(outputs, out_path)
+
+
+def read_feeds(in_npy):
     if str(in_npy).endswith(".npz"):
         with numpy.load(in_npy, allow_pickle=False) as data:
-            feeds = {k: data[k] for k in data.files}
-    else:
-        feeds = [numpy.load(in_npy, allow_pickle=False)]
-    outputs = model.run(feeds)
+            return {k: data[k] for k in data.files}
+    return [numpy.load(in_npy, allow_pickle=False)]
+
+
+def infer_ini(ini_path, x, device="cpu", weights=None):
+    """{target cell: output (N, C, H, W)} of the INI network on ``x``."""
+    from ..deepnet import DeepNet
+    net = DeepNet.from_ini(ini_path, device=device, load_data=False)
+    if weights:
+        net.import_weights(weights, ignore_missing=True)
+    x = numpy.asarray(x, dtype=DTYPE)
+    if x.shape == tuple(net.input_shape):
+        x = x[None]
+    if x.ndim != 4 or x.shape[1:] != tuple(net.input_shape):
+        raise OnnxError(f"input of shape {x.shape}: the network '{ini_path}' takes (N, "
+                        f"{', '.join(str(d) for d in net.input_shape)}) stimuli")
+    with no_grad():
+        outputs = net.forward(numpy.ascontiguousarray(x), training=False)
+    return {name: asnumpy(v.data) for name, v in outputs.items()}
+
+
+def write_outputs(outputs, out_path):
+    out_path = os.fspath(out_path)
     if len(outputs) == 1:
-        path = out_path if str(out_path).endswith(".npy") else f"{out_path}.npy"
+        path = out_path if out_path.endswith(".npy") else f"{out_path}.npy"
         numpy.save(path, next(iter(outputs.values())))
     else:
-        path = out_path if str(out_path).endswith(".npz") else f"{os.path.splitext(out_path)[0]}.npz"
+        path = out_path if out_path.endswith(".npz") else f"{os.path.splitext(out_path)[0]}.npz"
         numpy.savez(path, **outputs)
     return path
 

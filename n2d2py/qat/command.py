@@ -7,7 +7,8 @@ atomically, test the fused network and print N2D2's "Final recognition rate" lin
 below (argparse namespace); missing ones take N2D2's defaults:
 
 ``act_rescaling_mode`` ("Floating-point"), ``wt_round_mode``, ``b_round_mode``, ``c_round_mode``
-("NONE"), ``n2d2_compat`` (False), ``nb_test`` (-1: all), ``export`` (None), ``ini`` (for the PNG
+("NONE"), ``n2d2_compat`` (False), ``nb_test`` (-1: all), ``export`` (None, or "C": C99 sources
+in export_C_int8/, or a folder), ``ini`` (for the PNG
 name), ``workdir`` (".").
 
 ``add_qat_arguments(parser)`` adds those options (N2D2's single-dash spellings work through the
@@ -33,8 +34,6 @@ def add_qat_arguments(parser):
                            help=f"NONE (default) or RINTF: round the fused {what}")
     group.add_argument("--n2d2-compat", action="store_true",
                        help="reproduce N2D2's fused simulation bit for bit (signed FC saturation, ...)")
-    group.add_argument("--export", metavar="DIR", default=None,
-                       help="with --qat-sat: write C99 sources of the fused network in DIR")
 
 
 def run_qat_sat(net, args, out=None):
@@ -56,9 +55,11 @@ def run_qat_sat(net, args, out=None):
     except Exception as exc:   # a picture must never stop a run
         out.write(f"Notice: fused network picture not written ({exc})\n")
     fused.export_weights_quantized(os.path.join(workdir, "weights_quantized"))
-    if get("export", None):
-        fused.export_c(args.export)
-        out.write(f"C99 export written to '{args.export}' (make -C {args.export})\n")
+    export = get("export", None)  # --export C (cli's export stage handles it without --test)
+    if export:
+        folder = "export_C_int8" if str(export).upper() == "C" else export
+        fused.export_c(folder)
+        out.write(f"C99 export written to '{folder}' (make -C {folder})\n")
     nb_test = get("nb_test", -1)
     result = fused.test(limit=nb_test if nb_test >= 0 else None, out=out)
     out.write(f"Test pass (fused integer network): {result.nb_stimuli} stimuli in "

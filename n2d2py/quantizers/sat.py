@@ -170,26 +170,45 @@ class SATActQuantize(Function):
 
     def __init__(self, R, rounding):
         self.R, self.rnd = R, rounding_function(rounding)
+        self.half_away = rounding == "half_away"
 
     def check_inputs(self, x, alpha):
         expect(alpha.size == 1, f"SAT activation: α must have one element, got shape {alpha.shape}")
 
     def forward(self, xp, x, alpha):
+        # One array per step where possible (out=, in place): at LeNet sizes every fresh
+        # float array costs page faults as well as a pass.
         a = xp.abs(alpha).reshape(())
-        xc = xp.where(x < 0, F32(0.0), xp.where(x < a, x, a))
-        q = xc / a
+        q = xp.maximum(x, F32(0.0))  # clip(x, 0, a) without ``where``; NaN -> a as before
+        xp.fmin(q, a, out=q)
+        q /= a
         Rf = F32(self.R)
-        qd = self.rnd(xp, Rf * q) / Rf
+        v = q * Rf
+        if self.half_away:
+            # round_half_away for v >= 0: floor(v) + [v - floor(v) >= 0.5], the same values
+            # (v - floor(v) is exact, so 0.49999997 still rounds down), fewer passes
+            qd = xp.floor(v)
+            v -= qd
+            qd += v >= F32(0.5)
+        else:
+            qd = self.rnd(xp, v)
+        qd /= Rf
         if self.needs_backward:
-            self.saved = (x, a, q, qd, alpha.shape)
-        return qd * a
+            # what backward needs, as masks and one float array: g_x passes on 0 < x <= a;
+            # d = 1 where x >= a (there q = qd = 1, so qd - q = 0), else qd - q
+            inside = x > F32(0.0)
+            inside &= x <= a
+            d = xp.subtract(qd, q, out=v)
+            d += x >= a
+            self.saved = (inside, d, alpha.shape)
+        qd *= a
+        return qd
 
     def backward(self, xp, gy, needs_grad):
-        x, a, q, qd, alpha_shape = self.saved
-        gx = gy * ((x > 0) & (x <= a)) if needs_grad[0] else None
+        inside, d, alpha_shape = self.saved
+        gx = gy * inside if needs_grad[0] else None
         galpha = None
         if needs_grad[1]:
-            d = xp.where(x >= a, F32(1.0), qd - q)
             galpha = xp.sum(gy * d, dtype=gy.dtype).reshape(alpha_shape)
         return gx, galpha
 

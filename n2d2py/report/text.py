@@ -91,7 +91,8 @@ def network_summary(net):
     lines, totals = [], {"neurons": 0, "synapses": 0, "virtual": 0}
     for name, cell in net.cells.items():
         type_name = getattr(type(cell), "type_name", type(cell).__name__)
-        model = net.document.section(name).get("Model", net.model).strip()
+        model = (net.document.section(name).get("Model", net.model).strip()
+                 if name in net.document else net.model)   # ONNX-imported cells have no section
         lines.append(f"Layer: {name} [{type_name}({model})]")
         synapses = nb_synapses(cell)
         out_positions = cell.out_shape[1] * cell.out_shape[2]

@@ -1,4 +1,4 @@
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # tests/cells/helpers.py
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # tests/cells/cell_helpers.py

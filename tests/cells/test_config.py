@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import build_cells
+from cell_helpers import build_cells
 from n2d2py.errors import IniError
 
 BASE = "[c]\nInput=env\nType=Conv\nKernelDims=1 1\nNbOutputs=2\n"

@@ -3,7 +3,7 @@ import numpy
 import pytest
 from numpy.testing import assert_allclose
 
-from helpers import build_cells, run
+from cell_helpers import build_cells, run
 from n2d2py.cells import ConvCell
 
 ATOL = 1e-5  # float32 sums of up to a few hundred products

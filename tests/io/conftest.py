@@ -1,4 +1,4 @@
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "cells"))  # helpers.build_cells
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "cells"))  # cell_helpers.build_cells

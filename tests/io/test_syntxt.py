@@ -4,7 +4,7 @@ import filecmp
 import numpy
 import pytest
 
-from helpers import build_cells, run
+from cell_helpers import build_cells, run
 from n2d2py.errors import WeightsError
 from n2d2py.io import syntxt
 from n2d2py.ini import load_ini

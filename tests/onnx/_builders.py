@@ -112,3 +112,37 @@ def mobilenet_v2_like(rng, size=33):
     x = b.node("Add", [x, b.const(rng.standard_normal(10) * 0.1)])
     x = b.node("Softmax", [x], axis=-1)
     return b.model([2, 3, size, size], x)
+
+
+def resnet18v1(rng, size=224, classes=1000, widths=(8, 16, 32, 64)):
+    """ResNet-18 v1 with resnet18v1.onnx's node names (MXNet Gluon ``resnetv15_*``: stage ReLUs
+    ``relu0/relu1``, adds ``_plus0/1``, block outputs ``activation0/1``, shortcuts ``down2..4``),
+    its 7x7 stem and no Softmax (output ``resnetv15_dense0_fwd``), narrowed to ``widths``."""
+    b = GraphBuilder(rng)
+    x = b.conv("x", 3, widths[0], 7, 2, pads=[3] * 4, bias=False, out="resnetv15_conv0_fwd")
+    x = b.bn(x, widths[0], out="resnetv15_batchnorm0_fwd")
+    x = b.node("Relu", [x], "resnetv15_relu0_fwd")
+    x = b.node("MaxPool", [x], "resnetv15_pool0_fwd", kernel_shape=[3, 3], strides=[2, 2],
+               pads=[1, 1, 1, 1])
+    cin = widths[0]
+    for stage, cout in enumerate(widths, start=1):
+        p = f"resnetv15_stage{stage}_"
+        for block in range(2):
+            stride = 2 if block == 0 and stage > 1 else 1
+            y = b.conv(x, cin, cout, 3, stride, bias=False, out=f"{p}conv{2 * block}_fwd")
+            y = b.node("Relu", [b.bn(y, cout, out=f"{p}batchnorm{2 * block}_fwd")], f"{p}relu{block}_fwd")
+            y = b.conv(y, cout, cout, 3, bias=False, out=f"{p}conv{2 * block + 1}_fwd")
+            y = b.bn(y, cout, out=f"{p}batchnorm{2 * block + 1}_fwd")
+            short = x
+            if stride != 1 or cin != cout:
+                d = f"resnetv15_down{stage}_"
+                short = b.conv(x, cin, cout, 1, stride, pads=[0] * 4, bias=False, out=f"{d}conv0_fwd")
+                short = b.bn(short, cout, out=f"{d}batchnorm0_fwd")
+            x = b.node("Relu", [b.node("Add", [short, y], f"{p}_plus{block}")], f"{p}activation{block}")
+            cin = cout
+    x = b.node("GlobalAveragePool", [x], "resnetv15_pool1_fwd")
+    x = b.node("Flatten", [x], "resnetv15_flatten0_reshape0", axis=1)
+    W = rng.standard_normal((classes, cin)) * 0.3
+    x = b.node("Gemm", [x, b.const(W), b.const(rng.standard_normal(classes) * 0.1)],
+               "resnetv15_dense0_fwd", transB=1)
+    return b.model([1, 3, size, size], x)

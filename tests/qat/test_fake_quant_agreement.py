@@ -8,7 +8,7 @@ from n2d2py.autograd import no_grad
 from n2d2py.backend import asnumpy
 from n2d2py.qat import fuse_qat
 
-from helpers import load
+from qat_helpers import load
 
 TIE = 2e-3   # a float32 fake-quant and a float64 fusion may round x.5 ± float32 noise apart
 

@@ -5,7 +5,7 @@ import pytest
 from n2d2py.errors import N2D2Error
 from n2d2py.qat import fuse_qat
 
-from helpers import load
+from qat_helpers import load
 
 REL = 2e-5   # the spec prints 6 significant digits
 

@@ -12,7 +12,7 @@ import pytest
 
 from n2d2py.qat import fuse_qat
 
-from helpers import CONFIGS, load
+from qat_helpers import CONFIGS, load
 
 #: (fixed-point32 RINTF, single-shift RINTF) accuracies we measured, % (regression guards)
 MEASURED = {"LeNet-bn-SAT": (99.6, 98.5), "LeNet-bn-SAT-8b": (100.0, 96.3),

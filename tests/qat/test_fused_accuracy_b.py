@@ -1,7 +1,7 @@
 """Second half of the ten LeNet configurations (see test_fused_accuracy.py)."""
 import pytest
 
-from helpers import CONFIGS
+from qat_helpers import CONFIGS
 from test_fused_accuracy import check_config
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from n2d2py.qat import fuse_qat
 
-from helpers import MULTIBRANCH, load
+from qat_helpers import MULTIBRANCH, load
 
 LIMIT = 300
 

@@ -4,22 +4,25 @@
 One step = forward + softmax cross-entropy + backward + SGD update (lr 0.05, momentum 0.9,
 Decay 5e-4: N2D2's rule, spec/ini.md §4.2) on random data, batch 128 by default:
 
-  * lenet    N2D2's models/LeNet.ini topology (conv 1→6 5x5 relu, maxpool 2, conv 6→16 5x5
-             relu (full connections, as the peer), maxpool 2, conv 16→120 5x5 relu, fc 120→84
-             relu, dropout 0.5, fc 84→10; no biases; 32x32 input);
-  * resnet20 ResNet-20 for CIFAR-10 (3 stages of 3 basic blocks, BatchNorm, identity shortcuts
-             zero-padded in channels, "option A").
+  * lenet      ``models/LeNet.ini`` built by ``DeepNet.from_ini(path, load_data=False)``, one
+               step = ``DeepNet.learn_batch`` (the real path: cells, Mapping mask on conv2,
+               Target, solvers with the INI's keys). The peer is the same topology with full
+               conv2 connections;
+  * lenet-sat  LeNet with BatchNorm and SAT quantization (``QWeight=SAT`` R=15/255, ``QAct=SAT``),
+               N2D2's ``tests_data/mnist_model/LeNet-bn-SAT.ini``, timed against the same INI
+               with every ``QWeight*``/``QAct*`` line removed (the float step): prints the
+               QAT/float step-time ratio (no PyTorch peer);
+  * resnet20   ResNet-20 for CIFAR-10 as n2d2py functions (3 stages of 3 basic blocks,
+               BatchNorm, identity shortcuts zero-padded in channels, "option A", as the peer).
 
 The peer is ``../shared/bench/torch_reference.py`` (or ``--peer-script``), run as a separate
 process with the same batch, steps and threads; it prints one JSON line. Without PyTorch the
 ratio is skipped. For LeNet the script also prints the peak memory of one step (tracemalloc,
 which NumPy reports its buffers to) and a cProfile of a few steps (``--profile N`` rows).
 
-Usage: python tools/bench/train_step.py [--model lenet|resnet20|all] [--batch 128] [--steps 20]
-                                        [--threads N] [--peer-script PATH] [--profile 15]
-
-To time ``models/LeNet.ini`` through the INI layer instead, replace ``build_lenet`` by a builder
-returning ``Model(params, forward)`` from a DeepNet (its Parameters and its forward to logits).
+Usage: python tools/bench/train_step.py [--model lenet|lenet-sat|resnet20|all] [--batch 128]
+                                        [--steps 20] [--threads N] [--peer-script PATH]
+                                        [--profile 15] [--sat-ini PATH]
 """
 import argparse
 import importlib.util
@@ -32,21 +35,28 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_PEER = ROOT.parent / "shared" / "bench" / "torch_reference.py"
-INPUT_SHAPES = {"lenet": (1, 32, 32), "resnet20": (3, 32, 32)}
+INPUT_SHAPES = {"lenet": (1, 32, 32), "lenet-sat": (1, 32, 32), "resnet20": (3, 32, 32)}
+LENET_INI = ROOT / "models" / "LeNet.ini"
+SAT_INI = ROOT.parent / "shared" / "n2d2-ini" / "tests_data" / "mnist_model" / "LeNet-bn-SAT.ini"
 NB_CLASSES = 10
 SGD_KEYS = dict(learning_rate=0.05, momentum=0.9, decay=5e-4)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=["lenet", "resnet20", "all"], default="all")
+    p.add_argument("--model", choices=["lenet", "lenet-sat", "resnet20", "all"], default="all")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each model this many times and print the best ratio too")
     p.add_argument("--threads", type=int, default=0, help="BLAS/OpenMP threads (0: library default)")
     p.add_argument("--peer-script", type=pathlib.Path, default=DEFAULT_PEER)
     p.add_argument("--no-peer", action="store_true", help="skip the PyTorch measurement")
-    p.add_argument("--profile", type=int, default=15, help="cProfile rows for LeNet (0: none)")
+    p.add_argument("--profile", type=int, default=15,
+                   help="cProfile rows for lenet and lenet-sat (0: none)")
+    p.add_argument("--sat-ini", type=pathlib.Path, default=SAT_INI,
+                   help="the SAT LeNet INI of --model lenet-sat")
     return p.parse_args(argv)
 
 
@@ -58,14 +68,40 @@ def set_threads(threads):
 
 
 class Model:
-    """What the timing loop needs: learnable Parameters and ``forward(x, training) -> logits``."""
+    """What the timing loop needs: ``step(x, labels)`` runs one training step, returns the loss."""
 
-    def __init__(self, params, forward):
-        self.params, self.forward = params, forward
+    def __init__(self, step):
+        self.step = step
 
 
 # n2d2py is imported inside the functions below, not at the top: ``--threads`` must set the BLAS
 # environment variables before NumPy is first imported (main() does that, then builds).
+
+def deepnet_model(source):
+    """A DeepNet from an INI path or text (no data read): its step is ``learn_batch``."""
+    from n2d2py import DeepNet
+    from n2d2py.ini import parse_ini_text
+    if isinstance(source, pathlib.Path):
+        net = DeepNet.from_ini(source, load_data=False)
+    else:
+        net = DeepNet.from_ini(parse_ini_text(source[1], str(source[0])), load_data=False)
+    return Model(lambda x, labels: net.learn_batch(x, labels)[0])
+
+
+def build_lenet(rng, args):
+    return deepnet_model(LENET_INI)
+
+
+def float_twin(text):
+    """The INI text without its quantizers: every ``QWeight*``/``QAct*`` line dropped."""
+    return "\n".join(line for line in text.splitlines()
+                     if not line.lstrip().startswith(("QWeight", "QAct")))
+
+
+def build_lenet_sat(rng, args, quantized=True):
+    text = args.sat_ini.read_text()
+    return deepnet_model((args.sat_ini, text if quantized else float_twin(text)))
+
 
 def _learnable(rng, shape, filler):
     """A Parameter filled by ``filler`` (per-tensor fans) with its own SGD solver."""
@@ -77,29 +113,13 @@ def _learnable(rng, shape, filler):
     return p
 
 
-def build_lenet(rng):
-    """models/LeNet.ini as functions (HeFiller weights, NoBias=1)."""
-    import n2d2py.functions as F
-    from n2d2py.fillers import HeFiller
-    he = HeFiller()
-    W = [_learnable(rng, s, he) for s in
-         ((6, 1, 5, 5), (16, 6, 5, 5), (120, 16, 5, 5), (84, 120), (10, 84))]
-
-    def forward(x, training=True):
-        h = F.max_pool2d(F.relu(F.conv2d(x, W[0])), (2, 2), (2, 2), (0, 0))
-        h = F.max_pool2d(F.relu(F.conv2d(h, W[1])), (2, 2), (2, 2), (0, 0))
-        h = F.relu(F.conv2d(h, W[2]))
-        h = F.dropout(F.relu(F.linear(h, W[3])), 0.5, training, rng)
-        return F.linear(h, W[4])
-    return Model(W, forward)
-
-
-def build_resnet20(rng):
+def build_resnet20(rng, args):
     """ResNet-20 (CIFAR): conv3x3-BN-ReLU, 3x3 blocks of 16/32/64 channels, global average
     pool, fc 64→10 with bias. Shortcuts: stride-2 subsampling (a 1x1 max pool) and zero
     channels concatenated on both sides, as the peer's ``F.pad`` does."""
     import numpy
     import n2d2py.functions as F
+    from n2d2py.autograd import Variable
     from n2d2py.fillers import ConstantFiller, HeFiller, default_filler
     he, params = HeFiller(), []
 
@@ -144,64 +164,78 @@ def build_resnet20(rng):
         for b in blocks:
             h = b(h, training)
         return F.linear(F.global_avg_pool2d(h), fc, fc_bias)
-    return Model(params, forward)
+
+    def step(x, labels):
+        targets = numpy.eye(NB_CLASSES, dtype=numpy.float32)[labels]
+        loss = F.softmax_cross_entropy(forward(Variable(x), True), targets)
+        loss.backward()
+        for p in params:
+            p.solver.update(p, len(labels))
+        return float(loss.data)
+    return Model(step)
 
 
-BUILDERS = {"lenet": build_lenet, "resnet20": build_resnet20}
-
-
-def train_step(model, x, targets, batch):
-    import n2d2py.functions as F
-    from n2d2py.autograd import Variable
-    loss = F.softmax_cross_entropy(model.forward(Variable(x), True), targets)
-    loss.backward()
-    for p in model.params:
-        p.solver.update(p, batch)
-    return loss
+BUILDERS = {"lenet": build_lenet, "lenet-sat": build_lenet_sat, "resnet20": build_resnet20}
 
 
 def random_batch(name, batch, rng):
     import numpy
     x = rng.standard_normal((batch, *INPUT_SHAPES[name])).astype(numpy.float32)
-    labels = rng.integers(0, NB_CLASSES, batch)
-    return x, numpy.eye(NB_CLASSES, dtype=numpy.float32)[labels]
+    return x, rng.integers(0, NB_CLASSES, batch)
 
 
-def time_n2d2py(name, batch, steps, warmup):
+def time_steps(models, x, labels, steps, warmup):
+    """Time ``steps`` steps of each model, interleaved (model 0, model 1, model 0, ...) so that
+    every model sees the same machine load. Per model: images/s and ms/step of the mean wall
+    time (what the peer reports), and the median CPU time of a step (``time.process_time``:
+    with one BLAS thread it hardly moves when other processes share the cores)."""
+    for _ in range(warmup):
+        for model in models:
+            model.step(x, labels)
+    wall, cpu = [[] for _ in models], [[] for _ in models]
+    for _ in range(steps):
+        for i, model in enumerate(models):
+            w, c = time.perf_counter(), time.process_time()
+            loss = model.step(x, labels)
+            cpu[i].append(time.process_time() - c)
+            wall[i].append(time.perf_counter() - w)
+    results = []
+    for w, c in zip(wall, cpu):
+        dt = sum(w) / steps
+        results.append({"images_per_s": round(len(x) / dt, 1), "step_ms": round(dt * 1e3, 2),
+                        "cpu_ms": round(sorted(c)[len(c) // 2] * 1e3, 2), "loss": loss})
+    return results
+
+
+def time_n2d2py(name, args, variants=({},)):
+    """Build ``name`` once per options dict of ``variants`` and time them interleaved."""
     import numpy
     rng = numpy.random.default_rng(0)
-    model = BUILDERS[name](rng)
-    x, t = random_batch(name, batch, rng)
-    for _ in range(warmup):
-        train_step(model, x, t, batch)
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = train_step(model, x, t, batch)
-    dt = (time.perf_counter() - start) / steps
-    return {"images_per_s": round(batch / dt, 1), "step_ms": round(dt * 1e3, 2),
-            "loss": float(loss.data)}, (model, x, t)
+    models = [BUILDERS[name](rng, args, **options) for options in variants]
+    x, labels = random_batch(name, args.batch, rng)
+    return time_steps(models, x, labels, args.steps, args.warmup), (models[0], x, labels)
 
 
-def peak_memory_mib(model, x, t, batch):
+def peak_memory_mib(model, x, labels):
     """Peak traced bytes of one step (NumPy buffers included) and the process's max RSS."""
     import resource
     import tracemalloc
     tracemalloc.start()
-    train_step(model, x, t, batch)
+    model.step(x, labels)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
     return round(peak / 2 ** 20, 1), round(rss_kib / 2 ** 10, 1)
 
 
-def profile(model, x, t, batch, rows, steps=3):
+def profile(model, x, labels, rows, steps=5):
     import cProfile
     import io
     import pstats
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(steps):
-        train_step(model, x, t, batch)
+        model.step(x, labels)
     prof.disable()
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(rows)
@@ -223,25 +257,63 @@ def run_peer(script, name, batch, steps, threads):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+
+
 def report(name, args):
-    ours, (model, x, t) = time_n2d2py(name, args.batch, args.steps, args.warmup)
+    """One line per repetition, then the best of the repetitions (the least disturbed)."""
+    ratios = []
+    for _ in range(args.repeat):
+        line, ratio = measure(name, args)
+        print(line, flush=True)
+        if ratio is not None:
+            ratios.append(ratio)
+    if args.repeat > 1 and ratios:
+        if name == "lenet-sat":
+            what, best = "QAT/float CPU step time", min(ratios)
+        else:
+            what, best = "n2d2py/PyTorch images/s", max(ratios)
+        print(f"{name:9s} best of {args.repeat}: {what} {best:.3f} (all: "
+              f"{', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
+    if name.startswith("lenet"):
+        _, (model, x, labels) = time_n2d2py(name, argparse.Namespace(**{**vars(args), "steps": 1}))
+        traced, rss = peak_memory_mib(model, x, labels)
+        print(f"{name:9s} peak memory of one step: {traced} MiB traced (tracemalloc), "
+              f"process max RSS {rss} MiB, work arrays kept between steps "
+              f"{scratch_mib()} MiB", flush=True)
+        if args.profile:
+            print(profile(model, x, labels, args.profile), flush=True)
+
+
+def scratch_mib():
+    """MiB held by the conv/pool work arrays (n2d2py/functions/_im2col.py ``scratch``): made
+    before tracemalloc starts, so not in its peak, but part of the working set."""
+    from n2d2py.functions import _im2col
+    held = getattr(_im2col, "_scratch", None)
+    arrays = vars(held).values() if held is not None else ()
+    return round(sum(a.nbytes for a in arrays) / 2 ** 20, 1)
+
+
+def measure(name, args):
+    """(report line, ratio): n2d2py vs the peer, or for lenet-sat QAT vs its float twin."""
+    if name == "lenet-sat":
+        (ours, flt), _ = time_n2d2py(name, args, variants=({}, {"quantized": False}))
+        ratio = ours["cpu_ms"] / flt["cpu_ms"]
+        return (f"{name:9s} batch {args.batch}: QAT {ours['images_per_s']:8.1f} img/s "
+                f"({ours['step_ms']:.1f} ms/step, CPU {ours['cpu_ms']:.1f} ms) | float twin "
+                f"{flt['images_per_s']:8.1f} img/s ({flt['step_ms']:.1f} ms/step, CPU "
+                f"{flt['cpu_ms']:.1f} ms) | QAT/float step time: CPU {ratio:.3f}, wall "
+                f"{ours['step_ms'] / flt['step_ms']:.3f}"), ratio
+    (ours,), _ = time_n2d2py(name, args)
     line = (f"{name:9s} batch {args.batch}: n2d2py {ours['images_per_s']:8.1f} img/s "
-            f"({ours['step_ms']:.1f} ms/step)")
+            f"({ours['step_ms']:.1f} ms/step, CPU {ours['cpu_ms']:.1f} ms)")
     peer = "skipped (--no-peer)" if args.no_peer else run_peer(
         args.peer_script, name, args.batch, args.steps, args.threads)
-    if isinstance(peer, dict):
-        line += (f" | PyTorch {peer['version']} CPU x{peer['threads']} "
-                 f"{peer['images_per_s']:8.1f} img/s ({peer['step_ms']:.1f} ms/step)"
-                 f" | ratio n2d2py/PyTorch {ours['images_per_s'] / peer['images_per_s']:.3f}")
-    else:
-        line += f" | {peer}"
-    print(line, flush=True)
-    if name == "lenet":
-        traced, rss = peak_memory_mib(model, x, t, args.batch)
-        print(f"lenet     peak memory of one step: {traced} MiB traced (tracemalloc), "
-              f"process max RSS {rss} MiB", flush=True)
-        if args.profile:
-            print(profile(model, x, t, args.batch, args.profile), flush=True)
+    if not isinstance(peer, dict):
+        return line + f" | {peer}", None
+    ratio = ours["images_per_s"] / peer["images_per_s"]
+    return (line + f" | PyTorch {peer['version']} CPU x{peer['threads']} "
+            f"{peer['images_per_s']:8.1f} img/s ({peer['step_ms']:.1f} ms/step)"
+            f" | ratio n2d2py/PyTorch {ratio:.3f}"), ratio
 
 
 NEEDED = ("conv2d", "max_pool2d", "relu", "linear", "dropout", "batch_norm", "concat",
@@ -256,7 +328,7 @@ def main(argv=None):
     missing = [n for n in NEEDED if not callable(getattr(F, n, None))]
     if missing:
         sys.exit(f"train_step.py: n2d2py.functions lacks {', '.join(missing)}")
-    for name in (["lenet", "resnet20"] if args.model == "all" else [args.model]):
+    for name in (["lenet", "lenet-sat", "resnet20"] if args.model == "all" else [args.model]):
         report(name, args)
 
 

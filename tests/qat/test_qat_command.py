@@ -4,7 +4,7 @@ import io
 
 from n2d2py.qat import run_qat_sat
 
-from helpers import MNIST_MODEL, load
+from qat_helpers import MNIST_MODEL, load
 
 
 def test_run_qat_sat(tmp_path):

@@ -1,7 +1,12 @@
 """Shared loaders for the QAT tests: N2D2's test models (spec/qat.md §6.6) on the bundled digits."""
+import os
+import pathlib
+
 import pytest
 
-from conftest import N2D2_INI
+# the same place tests/conftest.py looks (conftest modules are not importable by name: several exist)
+N2D2_INI = pathlib.Path(os.environ.get(
+    "N2D2PY_SHARED", pathlib.Path(__file__).resolve().parents[2].parent / "shared")) / "n2d2-ini"
 
 MNIST_MODEL = N2D2_INI / "tests_data" / "mnist_model"
 MULTIBRANCH = N2D2_INI / "tests_data" / "mnist_multibranch_model"

@@ -11,7 +11,7 @@ from n2d2py.io import syntxt
 from n2d2py.qat import fuse_qat
 from n2d2py.qat.export import write_stimuli
 
-from helpers import load
+from qat_helpers import load
 
 CASES = [("LeNet-bn-SAT", "weights_test_SAT", "Fixed-point32", "RINTF", False),
          ("LeNet_w1_a2", "weights_LeNet_w1_a2", "Floating-point", "NONE", False),

@@ -1,0 +1,83 @@
+"""The command line's ONNX side (spec/ini.md §5.1, §6.1): ``n2d2py MODEL.onnx ...``,
+``--infer IN.npy -o OUT.npy`` and ``--export ONNX|C``.
+
+``cli.py`` adds ``add_arguments`` to its parser and the stages ``stage_infer`` (before the
+seed: inference reads no database and writes no seed.dat) and ``stage_export`` (after the -w
+import; N2D2's ``-export`` also exits before learning).
+"""
+import os
+
+from ..errors import OnnxError
+
+EXPORT_TYPES = ("ONNX", "C")
+
+
+def add_arguments(parser):
+    group = parser.add_argument_group("ONNX and export")
+    group.add_argument("--infer", metavar="IN.npy",
+                       help="run the network (NET.ini or MODEL.onnx) on the array in IN.npy "
+                            "(.npz: one array per ONNX input) and write -o OUT.npy (.npz when "
+                            "there are several outputs); with -w DIR for an INI")
+    group.add_argument("-o", dest="output", metavar="OUT.npy", default="out.npy",
+                       help="with --infer: where to write the outputs (default out.npy)")
+    group.add_argument("--export", metavar="TYPE", type=str.upper, choices=EXPORT_TYPES,
+                       help="ONNX: write <ini basename>.onnx (float, or QDQ with SAT/LSQ "
+                            "quantizers) after importing -w weights; C: the fused integer "
+                            "network's C99 sources (n2d2py.qat), in export_C_int8/")
+
+
+def is_onnx(path):
+    return os.fspath(path).lower().endswith(".onnx")
+
+
+def stage_infer(run):
+    """``--infer``: one inference, nothing else; an ``.onnx`` run directly has no database, so
+    learning and testing are refused (N2D2 would run them on an empty set)."""
+    args = run.args
+    if args.infer:
+        from .runner import infer_file
+        device = "cpu" if args.device == "auto" else args.device
+        path = infer_file(args.ini, args.infer, args.output, device=device, weights=args.weights)
+        run.say(f"Outputs of '{args.ini}' on '{args.infer}' written to '{path}'")
+        return "stop"
+    if is_onnx(args.ini) and (args.test or args.learn or args.learn_epoch):
+        option = "--test" if args.test else "--learn-epoch" if args.learn_epoch else "--learn"
+        raise OnnxError(f"{option} needs a database, and an .onnx file run directly has none: "
+                        f"write an INI with [database], [sp] and a Type=ONNX section "
+                        f"(File={args.ini}); an .onnx file alone supports --build-only, "
+                        f"--infer and --export")
+    return None
+
+
+def build_net(args, device, seed):
+    """The DeepNet of an ``.onnx`` positional argument (``cli.stage_build``)."""
+    from .deepnet import deepnet_from_onnx
+    if not os.path.isfile(args.ini):
+        raise FileNotFoundError(2, "No such file", args.ini)
+    return deepnet_from_onnx(args.ini, device=device, seed=seed)
+
+
+def stage_export(run):
+    """``--export ONNX`` → ``<ini basename>.onnx``; ``--export C`` → ``n2d2py.qat``'s C99 export
+    of the fused integer network. Both stop the run, as N2D2's ``-export`` does."""
+    args = run.args
+    if not getattr(args, "export", None):
+        return None
+    if args.export == "ONNX":
+        from .export import export_onnx
+        base = os.path.splitext(os.path.basename(args.ini))[0]
+        path = f"{base}.onnx" if not is_onnx(args.ini) else f"{base}.export.onnx"
+        export_onnx(run.net, path)
+        run.say(f"ONNX export written to '{path}'")
+        return "stop"
+    from ..qat import fuse_qat
+    get = lambda name, default: getattr(args, name, None) or default  # noqa: E731
+    fused = fuse_qat(run.net, get("act_rescaling_mode", "Floating-point"),
+                     get("wt_round_mode", "NONE"), get("b_round_mode", "NONE"),
+                     get("c_round_mode", "NONE"))
+    fused.export_c("export_C_int8")
+    run.say("C99 export written to 'export_C_int8' (make -C export_C_int8)")
+    return "stop"
+
+
+__all__ = ["add_arguments", "stage_infer", "stage_export", "build_net", "is_onnx"]

@@ -1,0 +1,27 @@
+"""Every runnable INI we ship (models/, ini_examples/) builds, with the layer sizes N2D2 gives."""
+import pathlib
+
+import pytest
+
+from n2d2py.deepnet import DeepNet
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHIPPED = sorted(ROOT.glob("models/*.ini")) + sorted(ROOT.glob("ini_examples/*.ini"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_ini_builds(path):
+    net = DeepNet.from_ini(str(path), load_data=False)
+    last = list(net.cells.values())[-1]
+    assert net.targets, "every shipped network has a target"
+    assert last.out_shape[0] in (10, 100), f"{path.name}: last cell has {last.out_shape} outputs"
+
+
+def test_lenet_layer_sizes():
+    """N2D2's LeNet on 32x32: 28x28x6, 14x14x6, 10x10x16, 5x5x16, 1x1x120, 84, 10."""
+    net = DeepNet.from_ini(str(ROOT / "models" / "LeNet.ini"), load_data=False)
+    shapes = {name: tuple(cell.out_shape) for name, cell in net.cells.items()}
+    assert shapes["conv1"] == (6, 28, 28) and shapes["pool1"] == (6, 14, 14)
+    assert shapes["conv2"] == (16, 10, 10) and shapes["pool2"] == (16, 5, 5)
+    assert shapes["conv3"] == (120, 1, 1)
+    assert shapes["fc1"][0] == 84 and shapes["fc2"][0] == 10

@@ -5,6 +5,17 @@ traceback from deep inside NumPy. Code that validates user input raises one of t
 detects its own bugs uses plain assertions.
 """
 import difflib
+import re
+
+# Characters that would break the one-line error or drive the terminal (carriage return,
+# vertical tab, form feed, escape, Unicode line separators); "\n" and "\t" are left to the caller.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text):
+    """``text`` with control characters written as escapes (``\\x1b``), so that a name or value
+    taken from a binary file cannot split the error line or drive the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 class N2D2Error(Exception):
@@ -27,7 +38,7 @@ class N2D2Error(Exception):
         return " ".join(parts)
 
     def __str__(self):
-        return f"{self.where}: {self.message}" if self.where else self.message
+        return printable(f"{self.where}: {self.message}" if self.where else self.message)
 
 
 class IniError(N2D2Error):

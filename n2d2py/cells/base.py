@@ -367,11 +367,28 @@ class Cell(Parameterizable):
         section.mark_all_read()  # judged here; the DeepNet need not report them again
 
     # ------------------------------------------------------------------ build
+    def check_positive_dims(self):
+        """Kernel, stride, sub-sampling and dilation dims must be at least 1 (a 0 would divide
+        by zero in the output size); padding may be 0 or negative (cropping)."""
+        for key in type(self).keys().values():
+            if not isinstance(key, DimsKey) or key.prefix == "Padding":
+                continue
+            try:
+                dims = tuple(int(d) for d in getattr(self, key.attr))
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if dims and min(dims) < 1:
+                spelling = next((n for n in (key.ini, *key.aliases) if self.section is not None
+                                 and n in self.section), key.ini)
+                raise self.error(f"{spelling} must be at least 1 in each dimension, got "
+                                 f"{' '.join(map(str, dims))} (X Y)", key=spelling)
+
     def build(self, in_shapes, rng=None):
         self.in_shapes = [tuple(int(d) for d in s) for s in in_shapes]
         if len(self.in_shapes) != len(self.parents):
             raise self.error(f"{len(self.parents)} parents but {len(self.in_shapes)} input shapes")
         self.rng = rng
+        self.check_positive_dims()
         self.out_shape = tuple(int(d) for d in self.compute_out_shape(self.in_shapes))
         if min(self.out_shape) <= 0:
             raise self.error(f"output size {self.out_shape} (C, H, W) from inputs "

@@ -119,8 +119,14 @@ class MappingSpec:
 
     def _matrix(self, key, nb_outputs, nb_channels):
         words = self.values[key].split()
-        if len(words) != nb_outputs * nb_channels or any(w not in ("0", "1") for w in words):
+        for index, word in enumerate(words):
+            if word not in ("0", "1"):
+                row, col = divmod(index, nb_outputs) if nb_outputs else (0, index)
+                raise self._error(f"mapping value '{word}' at row {row + 1}, column {col + 1} "
+                                  f"must be 0 or 1", key)
+        if len(words) != nb_outputs * nb_channels:
             raise self._error(f"expected a 0/1 matrix of {nb_channels} rows (input channels) x "
-                              f"{nb_outputs} columns (outputs), got {len(words)} values", key)
+                              f"{nb_outputs} columns (outputs) = {nb_outputs * nb_channels} "
+                              f"values, got {len(words)}", key)
         rows = numpy.array([w == "1" for w in words]).reshape(nb_channels, nb_outputs)
         return rows.T.copy()  # stored as mask[output, channel]

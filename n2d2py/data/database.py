@@ -164,8 +164,18 @@ class Database(Parameterizable):
             n_test = min(n_test, nb_stimuli - n_learn - n_val)
         return n_learn, n_val, n_test
 
+    def check_fractions(self, learn, validation, test):
+        """Each partition fraction in [0, 1] (``Validation=1.5`` would leave a negative Learn)."""
+        for label, value in (("Validation", validation), ("Test", test), ("Learn", learn)):
+            if not -1e-12 <= value <= 1.0 + 1e-12:
+                raise self.error(f"{label} fraction {value:g} is not between 0 and 1 (fractions "
+                                 f"Learn {learn:g}, Validation {validation:g}, Test {test:g})",
+                                 key=label if self.section is not None and label in self.section
+                                 else None)
+
     def partition_stimuli(self, learn, validation, test):
         """Move Unpartitioned ids into Learn, then Validation, then Test by the given fractions."""
+        self.check_fractions(learn, validation, test)
         if learn + validation + test > 1.0 + 1e-12:
             raise self.error(f"partition fractions sum to {learn + validation + test} > 1")
         pool = self.sets["Unpartitioned"]
@@ -178,6 +188,7 @@ class Database(Parameterizable):
     def partition_stimuli_per_label(self, learn, validation, test, equiv_label=True):
         """Same fractions applied to each label separately; with ``equiv_label`` every label
         counts as many stimuli as the smallest one (the surplus stays Unpartitioned)."""
+        self.check_fractions(learn, validation, test)
         if learn + validation + test > 1.0 + 1e-12:
             raise self.error(f"partition fractions sum to {learn + validation + test} > 1")
         pool = self.sets["Unpartitioned"]

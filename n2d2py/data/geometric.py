@@ -35,7 +35,11 @@ class RescaleTransformation(Transformation):
         return int(ratio * w), int(ratio * h)
 
     def apply(self, image, rng=None):
-        return resize(image, *self.output_size(image.shape[1], image.shape[0]))
+        width, height = self.output_size(image.shape[1], image.shape[0])
+        if width < 1 or height < 1:
+            raise self.error(f"rescaled size {width}x{height} is empty (Width and Height must "
+                             f"be at least 1)")
+        return resize(image, width, height)
 
 
 def pad_crop(image, width, height, border_type, border_value):
@@ -181,6 +185,9 @@ class RandomResizeCropTransformation(Transformation):
 
     def apply(self, image, rng):
         x, y, cw, ch = self.crop_box(image.shape[1], image.shape[0], rng)
+        if self.width < 1 or self.height < 1:
+            raise self.error(f"size {self.width}x{self.height} is empty (Width and Height must "
+                             f"be at least 1)")
         return resize(image[y:y + ch, x:x + cw], self.width, self.height)
 
 

@@ -89,7 +89,10 @@ def provider_from_ini(cls, document, database, rng=None):
                             key="CompositeStimuli")
     expand_env(section.get_as("CachePath", to_str, ""))   # read (static results are cached in memory)
     config = read_config(document, section)
-    provider = cls(database, read_size(section), section.get_as("BatchSize", to_uint, 1), rng,
+    batch_size = section.get_as("BatchSize", to_uint, 1)
+    if batch_size < 1:
+        raise section.error("BatchSize must be at least 1", key="BatchSize")
+    provider = cls(database, read_size(section), batch_size, rng,
                    name=section.name, section=section,
                    data_signed_mapping=config.get("DataSignedMapping", False),
                    quantization_levels=config.get("QuantizationLevels", 0),

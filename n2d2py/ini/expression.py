@@ -37,6 +37,12 @@ _TOKEN = re.compile(r"""
     | (?P<op>\*\*|//|==|!=|<=|>=|[-+*/%<>(),])
     )""", re.VERBOSE)
 
+ALLOWED = ("expected numbers, + - * / // % **, comparisons, and/or/not, 'x if c else y' and "
+           "the functions abs float int max min round")
+_WHY = {"'": " (strings are not supported)", '"': " (strings are not supported)",
+        ".": " (attribute access is not supported)", "[": " (indexing is not supported)",
+        "=": " (assignment is not supported)"}
+
 _KEYWORDS = {"and", "or", "not", "if", "else", "True", "False"}
 _COMPARISONS = {"<", ">", "<=", ">=", "==", "!="}
 # Binding power of infix operators (higher binds tighter), as in Python's grammar.
@@ -50,8 +56,9 @@ def tokenize(text):
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
-            raise ExpressionError(f"unexpected character {text[pos:].lstrip()[:1]!r} "
-                                  f"at column {pos + 1}")
+            char = text[pos:].lstrip()[:1]
+            raise ExpressionError(f"unexpected character {char!r} at column {pos + 1}"
+                                  f"{_WHY.get(char, '')}; {ALLOWED}")
         kind = match.lastgroup
         tokens.append((kind, match.group(kind)))
         pos = match.end()

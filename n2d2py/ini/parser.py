@@ -30,6 +30,8 @@ def load_ini(path, env=None):
     """Parse the INI file ``path``; ``env`` replaces ``os.environ`` for template paths and
     ``expand_env`` (``N2D2_MODELS`` defaults to the file's directory)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IniError("is a directory, expected an INI file", file=path)
     if not os.path.isfile(path):
         raise IniError(f"INI file not found: {path}", file=path)
     document = IniDocument(path, env)
@@ -50,6 +52,11 @@ def _read(path):
             return stream.read()
     except OSError as exc:
         raise IniError(f"cannot read INI file: {exc.strerror}", file=path) from None
+
+
+def _show(line, limit=60):
+    """``line`` as quoted in an error: at most ``limit`` characters (binary junk can be long)."""
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def logical_lines(text, file, warn=None):
@@ -105,6 +112,9 @@ class _Parser:
         """Add the sections of ``text``; ``parent`` is the template-including section."""
         document = self.document
         section, template = document.global_section, None
+        if "\x00" in text:
+            raise IniError("not an INI text file (binary data: NUL byte)", file=file,
+                           line=text.count("\n", 0, text.index("\x00")) + 1)
         for number, line in logical_lines(text, file, self.warn):
             if line.startswith("["):
                 if template is not None:
@@ -118,7 +128,7 @@ class _Parser:
     def header(self, line, file, number, parent):
         close = line.find("]")
         if close < 0:
-            raise IniError(f"unterminated section header '{line}' (expected ']')",
+            raise IniError(f"unterminated section header '{_show(line)}' (expected ']')",
                            file=file, line=number)
         name, bases = line[1:close].strip(_SPACE), line[close + 1:].split()
         if not name:
@@ -146,11 +156,11 @@ class _Parser:
     def property(self, section, line, file, number):
         equal = line.find("=")
         if equal < 0:
-            raise IniError(f"expected key=value, got '{line}' (Missing value for property)",
+            raise IniError(f"expected key=value, got '{_show(line)}' (Missing value for property)",
                            file=file, line=number, section=section.name)
         key, value = line[:equal].rstrip(_SPACE), line[equal + 1:].lstrip(_SPACE)
         if not key:
-            raise IniError(f"empty key in '{line}'", file=file, line=number, section=section.name)
+            raise IniError(f"empty key in '{_show(line)}'", file=file, line=number, section=section.name)
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
         previous = section.entries.get(key)

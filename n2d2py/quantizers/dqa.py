@@ -253,6 +253,11 @@ class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
         a = self.attention_values()
         return self.nbits[a.index(max(a))]
 
+    @property
+    def range(self):
+        """N2D2's Range R = 2^b − 1 of the chosen quantizer (the size/BitOps report reads it)."""
+        return 2 ** self.bits() - 1
+
     def expected_bits(self):
         return sum(a * n for a, n in zip(self.attention_values(), self.nbits))
 

@@ -22,7 +22,8 @@ def add_arguments(parser):
                        help="with --infer: where to write the outputs (default out.npy)")
     group.add_argument("--export", metavar="TYPE", type=str.upper, choices=EXPORT_TYPES,
                        help="ONNX: write <ini basename>.onnx (float, or QDQ with SAT/LSQ "
-                            "quantizers) after importing -w weights; C: the fused integer "
+                            "quantizers) after importing -w weights; with --qat-sat the fused "
+                            "integer network as <ini basename>.int.onnx; C: the fused integer "
                             "network's C99 sources (n2d2py.qat), in export_C_int8/")
 
 
@@ -58,26 +59,38 @@ def build_net(args, device, seed):
 
 
 def stage_export(run):
-    """``--export ONNX`` → ``<ini basename>.onnx``; ``--export C`` → ``n2d2py.qat``'s C99 export
-    of the fused integer network. Both stop the run, as N2D2's ``-export`` does."""
+    """``--export ONNX`` → ``<ini basename>.onnx``; with ``--qat-sat`` the fused integer network
+    as ``<ini basename>.int.onnx`` (``export_integer.py``); ``--export C`` → ``n2d2py.qat``'s C99
+    export of the fused integer network. All stop the run, as N2D2's ``-export`` does."""
     args = run.args
     if not getattr(args, "export", None):
         return None
-    if args.export == "ONNX":
+    base = os.path.splitext(os.path.basename(args.ini))[0]
+    if args.export == "ONNX" and not getattr(args, "qat_sat", False):
         from .export import export_onnx
-        base = os.path.splitext(os.path.basename(args.ini))[0]
         path = f"{base}.onnx" if not is_onnx(args.ini) else f"{base}.export.onnx"
         export_onnx(run.net, path)
         run.say(f"ONNX export written to '{path}'")
         return "stop"
-    from ..qat import fuse_qat
-    get = lambda name, default: getattr(args, name, None) or default  # noqa: E731
-    fused = fuse_qat(run.net, get("act_rescaling_mode", "Floating-point"),
-                     get("wt_round_mode", "NONE"), get("b_round_mode", "NONE"),
-                     get("c_round_mode", "NONE"))
+    fused = fuse(run.net, args)
+    if args.export == "ONNX":
+        from .export_integer import export_integer_onnx
+        path = f"{base}.int.onnx"
+        export_integer_onnx(fused, path)
+        run.say(f"Integer ONNX export of the fused network written to '{path}'")
+        return "stop"
     fused.export_c("export_C_int8")
     run.say("C99 export written to 'export_C_int8' (make -C export_C_int8)")
     return "stop"
+
+
+def fuse(net, args):
+    """``qat.fuse_qat`` with the ``--qat-sat`` options of ``args`` (N2D2's defaults if absent)."""
+    from ..qat import fuse_qat
+    get = lambda name, default: getattr(args, name, None) or default  # noqa: E731
+    return fuse_qat(net, get("act_rescaling_mode", "Floating-point"), get("wt_round_mode", "NONE"),
+                    get("b_round_mode", "NONE"), get("c_round_mode", "NONE"),
+                    n2d2_compat=bool(get("n2d2_compat", False)))
 
 
 __all__ = ["add_arguments", "stage_infer", "stage_export", "build_net", "is_onnx"]

@@ -11,6 +11,16 @@ import numpy
 from ..backend import DTYPE, get_xp
 
 _state = threading.local()
+_arith = None  # n2d2py.functions.arith, imported on first use (it imports this module)
+
+
+def _ops():
+    """functions.arith, cached: an ``import`` statement in every operator costs ~5 us."""
+    global _arith
+    if _arith is None:
+        from ..functions import arith
+        _arith = arith
+    return _arith
 
 
 def grad_enabled():
@@ -130,36 +140,29 @@ class Variable:
 
     # -- arithmetic (differentiable, via functions.arith) ------------------------------
     def __add__(self, other):
-        from ..functions import arith
-        return arith.add(self, other)
+        return _ops().add(self, other)
 
     __radd__ = __add__
 
     def __sub__(self, other):
-        from ..functions import arith
-        return arith.sub(self, other)
+        return _ops().sub(self, other)
 
     def __rsub__(self, other):
-        from ..functions import arith
-        return arith.sub(other, self)
+        return _ops().sub(other, self)
 
     def __mul__(self, other):
-        from ..functions import arith
-        return arith.mul(self, other)
+        return _ops().mul(self, other)
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        from ..functions import arith
-        return arith.div(self, other)
+        return _ops().div(self, other)
 
     def __rtruediv__(self, other):
-        from ..functions import arith
-        return arith.div(other, self)
+        return _ops().div(other, self)
 
     def __neg__(self):
-        from ..functions import arith
-        return arith.neg(self)
+        return _ops().neg(self)
 
 
 class Parameter(Variable):

@@ -7,9 +7,11 @@ deconv2d: the adjoint of conv2d in x; W is (C_in, O/groups, kH, kW) like PyTorch
           out = (in-1)*s + d(k-1)+1 - p0 - p1                       (spec/ini.md §2.8.1, Deconv)
 
 Three GEMM kernels carry everything, each looping over chunks of the batch (_im2col.py):
-``_correlate`` (forward), ``_grad_weight`` and ``_grad_input``; the last is itself a
-correlation of the zero-upsampled output gradient with the flipped, transposed kernels, so
-the input gradient costs one well-shaped GEMM instead of an im2col-sized scatter (col2im).
+``_correlate`` (forward), ``_grad_weight`` and ``_grad_input``; the last picks by cost
+between a correlation of the zero-upsampled output gradient with the flipped, transposed
+kernels and a col2im (a GEMM, then one add per kernel offset). Large images use one GEMM
+per batch item (a single ``matmul`` call) so results land in NCHW without transposed copies;
+the unrolled matrices and GEMM outputs are reused work arrays (``_im2col.scratch``).
 Groups are a batch dimension of the GEMM (depthwise: groups == C, one tiny GEMM per group
 inside a single ``matmul`` call, no Python loop over channels).
 A Mapping is applied by the cell as ``W * mask`` (spec/ini.md §2.7); nothing special here.
@@ -43,7 +45,7 @@ def deconv_output_size(in_hw, kernel, stride=1, padding=0, dilation=1):
 
 # Per-item GEMMs (``(O, K) @ (K, P)`` for each batch item, one ``matmul`` call) write NCHW
 # directly and need no transposed copy of gy; they pay off once an item has enough pixels P
-# (measured with /tmp-style micro runs of tools/bench/conv_micro.py shapes: LeNet conv1/conv2
+# (CPU time on the tools/bench/conv_micro.py shapes, batch 128, one thread: LeNet conv1/conv2
 # forward 2.0 -> 0.8 ms and 2.4 -> 1.6 ms; ResNet-20 layers equal). For the weight gradient
 # they only win when K = C*kH*kW is tiny (LeNet conv1: 3.3 -> 1.0 ms; conv2 and ResNet lose).
 PER_ITEM_MIN_PIXELS = 16
@@ -71,7 +73,8 @@ def _correlate(xp, x, W, stride, pads, dilation, groups, upsample=(1, 1)):
         m = len(xpad)
         cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide, per_item)
         if per_item and not wide:
-            xp.matmul(W3, cols.reshape(m, groups, K, P), out=y[start:start + m].reshape(m, groups, Og, P))
+            out = y[start:start + m].reshape(m, groups, Og, P)  # a view: y is contiguous
+            xp.matmul(W3, cols.reshape(m, groups, K, P), out=out)
         elif per_item:
             out = scratch(xp, "gemm", (m, groups, Og, P), dtype)
             xp.matmul(W3, cols.reshape(m, groups, K, P), out=out)

@@ -79,10 +79,19 @@ class _Pool(Function):
         of a zero padded buffer, then crop the padding away."""
         N, C, H, W = x_shape
         t, b, l, r = pads
-        gxpad = xp.zeros((N, C, H + t + b, W + l + r), dtype=g.dtype)
+        Hp, Wp = H + t + b, W + l + r
+        # disjoint windows (kernel <= stride, e.g. 2x2/2): each cell is written once, no add;
+        # if they also tile the padded input, nothing is left to zero first
+        disjoint = all(k <= s for k, s in zip(self.kernel, self.stride))
+        tiled = disjoint and self.kernel == self.stride and \
+            (out_hw[0] * self.kernel[0], out_hw[1] * self.kernel[1]) == (Hp, Wp)
+        gxpad = (xp.empty if tiled else xp.zeros)((N, C, Hp, Wp), dtype=g.dtype)
         for k, (kh, kw) in enumerate(self.offsets()):
-            window(gxpad, kh, kw, self.stride, out_hw)[...] += g if weight_of is None \
-                else weight_of(k)
+            part = g if weight_of is None else weight_of(k)
+            if disjoint:
+                window(gxpad, kh, kw, self.stride, out_hw)[...] = part
+            else:
+                window(gxpad, kh, kw, self.stride, out_hw)[...] += part
         return xp.ascontiguousarray(gxpad[:, :, t:t + H, l:l + W])
 
 

@@ -36,21 +36,32 @@ class LSQQuantize(Function):
         expect(s.size == 1, f"LSQ: the step size must have one element, got shape {s.shape}")
 
     def forward(self, xp, x, s):
+        # clip(rnd(v), Qn, Qp) is the three-way select above (Qn, Qp are integers, so rounding
+        # inside never leaves them; NaN stays NaN) without ``where``, slow on random data
         s0 = s.reshape(())
         v = x / s0
-        y = xp.where(v <= self.qn, F32(self.qn) * s0,
-                     xp.where(v >= self.qp, F32(self.qp) * s0, self.rnd(xp, v) * s0))
+        r = self.rnd(xp, v)
+        xp.clip(r, F32(self.qn), F32(self.qp), out=r)
         if self.needs_backward:
             self.saved = (v, s.shape)
-        return y
+        r *= s0
+        return r
 
     def backward(self, xp, gy, needs_grad):
         v, s_shape = self.saved
         qn, qp = self.qn, self.qp
-        gx = gy * ((v > qn) & (v < qp)) if needs_grad[0] else None
+        inside = (v > qn) & (v < qp)
+        gx = gy * inside if needs_grad[0] else None
         gs = None
         if needs_grad[1]:
-            e = xp.where(v <= qn, F32(qn), xp.where(v >= qp, F32(qp), self.rnd(xp, v) - v))
+            # e = r - v inside, r (= Qn or Qp) outside; v is clamped first so that an infinite
+            # v outside gives r, not r - inf·0
+            r = self.rnd(xp, v)
+            xp.clip(r, F32(qn), F32(qp), out=r)
+            vc = xp.maximum(v, F32(qn))
+            xp.minimum(vc, F32(qp), out=vc)
+            vc *= inside
+            e = r - vc
             gs = (xp.sum(gy * e, dtype=gy.dtype) * gy.dtype.type(self.grad_scale)).reshape(s_shape)
         return gx, gs
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Training-step throughput of n2d2py vs PyTorch (CPU), measured in one run.
 
-One step = forward + softmax cross-entropy + backward + SGD update (lr 0.05, momentum 0.9,
-Decay 5e-4: N2D2's rule, spec/ini.md §4.2) on random data, batch 128 by default:
+One step = forward + softmax cross-entropy + backward + solver updates on random data, batch
+128 by default (SGD lr 0.05, momentum 0.9, Decay 5e-4 for lenet and resnet20, as the peer;
+lenet-sat uses its INI's solvers):
 
   * lenet      ``models/LeNet.ini`` built by ``DeepNet.from_ini(path, load_data=False)``, one
                step = ``DeepNet.learn_batch`` (the real path: cells, Mapping mask on conv2,
@@ -17,12 +18,16 @@ Decay 5e-4: N2D2's rule, spec/ini.md §4.2) on random data, batch 128 by default
 
 The peer is ``../shared/bench/torch_reference.py`` (or ``--peer-script``), run as a separate
 process with the same batch, steps and threads; it prints one JSON line. Without PyTorch the
-ratio is skipped. For LeNet the script also prints the peak memory of one step (tracemalloc,
-which NumPy reports its buffers to) and a cProfile of a few steps (``--profile N`` rows).
+ratio is skipped. Each line gives images/s and ms/step from the mean wall time (as the peer)
+and the median CPU time of a step (``process_time``, steadier on a shared machine);
+``--repeat N`` measures N times and prints the best ratio. For lenet and lenet-sat the script
+also prints the peak memory of one step (tracemalloc, which NumPy reports its buffers to, plus
+the conv work arrays kept between steps) and a cProfile of a few steps (``--profile N`` rows).
+See tools/bench/README.md for the latest numbers.
 
 Usage: python tools/bench/train_step.py [--model lenet|lenet-sat|resnet20|all] [--batch 128]
-                                        [--steps 20] [--threads N] [--peer-script PATH]
-                                        [--profile 15] [--sat-ini PATH]
+                                        [--steps 20] [--threads N] [--repeat N]
+                                        [--peer-script PATH] [--profile 15] [--sat-ini PATH]
 """
 import argparse
 import importlib.util

@@ -57,6 +57,11 @@ def add_arguments(parser):
                           help="stop after N validations without improvement (0: never)")
     learning.add_argument("--seed", type=int, default=0, metavar="N",
                           help="random seed (0: time-based when learning, else read seed.dat)")
+    learning.add_argument("-l", "--load-state", dest="load_state", metavar="DIR",
+                          help="resume the training saved in DIR (net_state/ or "
+                               "net_state_validation/, written at each log point and on Ctrl-C): "
+                               "weights, solver and schedule state, position, random generators; "
+                               "--learn-epoch/--learn N are the totals to reach")
     testing = parser.add_argument_group("testing and weights")
     testing.add_argument("--test", action="store_true", help="run the test pass on the Test set")
     testing.add_argument("--nb-test", type=int, default=-1, metavar="N",
@@ -107,6 +112,7 @@ class Run:
     def __init__(self, args, out):
         self.args, self.out = args, out
         self.net, self.seed, self.learned, self.rng = None, None, False, None
+        self.state = None  # checkpoint.Checkpoint of -l DIR
 
     def say(self, line=""):
         self.out.write(line + "\n")
@@ -117,6 +123,17 @@ class Run:
 def stage_seed(run):
     args = run.args
     learning = bool(args.learn_epoch or args.learn)
+    if args.load_state and learning and not args.build_only:
+        from . import checkpoint
+        run.state = checkpoint.load(args.load_state)
+        saved = run.state.seed
+        if args.seed and saved is not None and args.seed != saved:
+            run.say(f"Notice: resuming with the seed of '{args.load_state}' ({saved}), not "
+                    f"--seed {args.seed}")
+        if saved is not None:
+            args.seed = saved
+    elif args.load_state:
+        run.say("Notice: -l DIR is used only when learning (--learn-epoch N or --learn N)")
     if args.seed:
         run.seed = args.seed
     elif learning:
@@ -179,7 +196,7 @@ def stage_learn(run):
     history = run.net.learn(epochs=args.learn_epoch or None, stimuli=None if args.learn_epoch else args.learn,
                             log_epoch=args.log_epoch, log=args.log, valid_metric=args.valid_metric,
                             stop_valid=args.stop_valid, rng=run.rng, out=run.out,
-                            reload_best=False)
+                            reload_best=False, resume=run.state, seed=run.seed)
     seconds = time.perf_counter() - start
     run.say(f"Learning done: {history.stimuli} stimuli in {seconds:.2f} s "
             f"({history.stimuli / max(seconds, 1e-9):.2f} p./s)")
@@ -252,9 +269,18 @@ STAGES = [stage_infer, stage_report, stage_seed, stage_build, stage_import, stag
 
 
 def main(argv=None):
-    """Entry point ``n2d2py``; returns the exit status (0, 2 on a user error, 130 on Ctrl-C)."""
+    """Entry point ``n2d2py``; returns the exit status (0, 2 on a user error, 130 on Ctrl-C,
+    143 on SIGTERM: both save weights/ and net_state/ when learning)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from .backend import keep_freed_memory
+    keep_freed_memory()
     run = Run(args, sys.stdout)
+    import signal
+    import threading
+    from .learn import Terminated, raise_terminated
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM acts as Ctrl-C
     try:
         for stage in STAGES:
             if stage(run) == "stop":
@@ -264,12 +290,16 @@ def main(argv=None):
     except OSError as exc:
         place = exc.filename if exc.filename else ""
         return fail(f"{place}: {exc.strerror or exc}" if place else str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         saved = " (current weights saved in 'weights/')" if run.net is not None and \
             getattr(run.net, "history", None) is not None else ""
         sys.stdout.flush()
-        sys.stderr.write(f"\nn2d2py: interrupted{saved}\n")
-        return 130
+        word, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        sys.stderr.write(f"\nn2d2py: {word}{saved}\n")
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

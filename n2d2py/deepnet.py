@@ -7,6 +7,7 @@ keys). Cells come from ``cells.CELLS`` by ``Type``; the StimuliProvider and Data
 Where we differ from N2D2 (and say so): a section whose parents never resolve (a cycle) or a
 parent that names no cell is **reported** as an IniError; N2D2 silently drops such sections.
 """
+import math
 import os
 import time
 
@@ -29,6 +30,49 @@ OUT_OF_SCOPE_CELLS = {
 }
 
 
+class NumericalFault(ArithmeticError):
+    """A NaN/Inf found by ``learn_batch`` before its updates: ``where`` is "loss" or
+    "gradient", ``kind`` "NaN" or "Inf", ``param`` the Parameter's name and ``cell`` its cell."""
+
+    def __init__(self, where, kind, param=None, cell=None):
+        super().__init__(f"{kind} in the {where}" + (f" of {param}" if param else ""))
+        self.where, self.kind, self.param, self.cell = where, kind, param, cell
+
+
+def _gradient_fault(params, cells):
+    """NumericalFault for the last Parameter in build order (the first that backward reached)
+    whose gradient has a NaN/Inf, else None. One sum
+    per gradient and a single device synchronisation when all is well."""
+    total = None
+    for param in params:
+        if param.grad is not None:
+            s = param.grad.sum()
+            total = s if total is None else total + s
+    if total is None or math.isfinite(float(backend.asnumpy(total))):
+        return None
+    # rare: find it, in backward order (the first gradient to go bad); a float32 sum that
+    # overflowed finds nothing: no fault
+    for cell in reversed(list(cells.values())):
+        for param in cell.parameters():
+            g = param.grad
+            if g is None:
+                continue
+            xp = backend.get_xp(g)
+            if not bool(xp.isfinite(g).all()):
+                kind = "NaN" if bool(xp.isnan(g).any()) else "Inf"
+                return NumericalFault("gradient", kind, param.name, cell.name)
+    return None
+
+
+def seed_quantizers(cells, seed):
+    """Quantizers with their own generator (Prune's random masks) get one derived from the run's
+    seed, so that every random draw of a run follows ``--seed``."""
+    for index, cell in enumerate(cells.values()):
+        for role, q in ((1, getattr(cell, "qweight", None)), (2, getattr(cell, "qact", None))):
+            if isinstance(getattr(q, "rng", None), numpy.random.Generator):
+                q.rng = numpy.random.default_rng([int(seed) & 0xFFFFFFFF, 7, index, role])
+
+
 class DeepNet:
     """Cells in N2D2 build order, their targets, the StimuliProvider and the Database.
 
@@ -47,6 +91,8 @@ class DeepNet:
         self.history = None  # filled by learn.learn()
         self.timings = None  # {cell: seconds} accumulated by forward() when a dict (--bench)
         self.weight_histograms = True  # export_weights() writes <cell>_weights_quant.distrib.*
+        self.constraint_penalty = False  # learn_batch adds constraints.constraint_loss (learn.py)
+        self.check_finite = True         # learn_batch stops on a NaN/Inf loss or gradient
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -67,6 +113,7 @@ class DeepNet:
         database, sp, input_shape = build_stimuli(document, load_data, rng)
         order, levels = cell_order(document)
         cells, targets = build_cells(document, order, input_shape, rng)
+        seed_quantizers(cells, seed)
         if not targets:
             raise IniError("Missing target cell (no [*.Target] section found)", file=document.path)
         net = cls(document, cells, targets, sp, database, input_shape, "cpu", model, levels, notices)
@@ -114,20 +161,38 @@ class DeepNet:
         return total
 
     def learn_batch(self, x, labels):
-        """One training step: forward, loss, backward, then every solver's update. Returns
-        (loss value, outputs)."""
+        """One training step: forward, loss (+ the quantizers' constraint penalty when
+        ``constraint_penalty``, set by learn.py), backward, then every solver's update. Returns
+        (loss value, outputs).
+
+        With ``check_finite`` (default) a NaN/Inf loss (tested every step) or gradient (one
+        reduction per Parameter) raises ``NumericalFault`` before any update: the parameters
+        are left as they were."""
         x = Variable(backend.to_device(x, self.device))
         outputs = self.forward(x, training=True)
         loss = self.loss(outputs, labels, x)
+        if self.constraint_penalty:
+            from .quantizers.constraints import constraint_loss
+            loss = loss + constraint_loss(self.cells)
+        value = float(backend.asnumpy(loss.data).sum())
+        if self.check_finite and not math.isfinite(value):
+            raise NumericalFault("loss", "NaN" if math.isnan(value) else "Inf")
         loss.backward()
-        from .learn import deferred_sigint
-        with deferred_sigint():  # Ctrl-C never leaves half the parameters updated
-            for param in self.parameters():
+        params = self.parameters()
+        if self.check_finite:
+            fault = _gradient_fault(params, self.cells)
+            if fault is not None:
+                for param in params:
+                    param.grad = None
+                raise fault
+        from .learn import deferred_signals
+        with deferred_signals():  # Ctrl-C never leaves half the parameters updated
+            for param in params:
                 if param.solver is not None:
                     param.solver.update(param, len(labels))
                 else:
                     param.grad = None
-        return float(backend.asnumpy(loss.data)), outputs
+        return value, outputs
 
     def parameters(self):
         return [p for cell in self.cells.values() for p in cell.parameters()]

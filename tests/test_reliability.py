@@ -9,8 +9,7 @@ in a temporary working directory:
   the kill interrupted;
 * Ctrl-C (SIGINT) and SIGTERM: a clean exit (130 / 143 or 0) that leaves ``weights/`` consistent;
 * ``--seed``: two runs with the same seed write byte-identical weights (NumPy);
-* ``-l DIR``: resuming an interrupted training continues it exactly (xfail until learn.py saves a
-  full training state; see the reason).
+* ``-l DIR``: resuming an interrupted training continues it exactly (more in test_resume.py).
 """
 import os
 import pathlib
@@ -137,8 +136,6 @@ def test_ctrl_c_saves_consistent_weights_and_exits_cleanly(workdir, signum, code
     assert set(check_folders(workdir)) == {"weights", "weights_validation"}
 
 
-@pytest.mark.xfail(strict=True, reason="SIGTERM is not handled: cli.py must treat it as Ctrl-C "
-                   "(save weights/ atomically, exit 143 without a traceback)")
 def test_sigterm_saves_consistent_weights_and_exits_cleanly(workdir):
     process = start(workdir, "--learn-epoch", "1000", "--seed", "1")
     wait_for_training(process, workdir)
@@ -176,9 +173,6 @@ def test_different_seeds_give_different_weights(tmp_path):
     assert results[0] != results[1]
 
 
-@pytest.mark.xfail(strict=True, reason="needs -l/--seed support in learn.py: -l DIR must restore "
-                   "weights, solver momentum, LR-schedule position, epoch/stimuli count, best "
-                   "validation score and RNG states saved by an interrupted run")
 def test_resume_after_interrupt_continues_exactly(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     for folder in (whole, broken):

@@ -153,6 +153,8 @@ def stage_build(run):
     from .deepnet import DeepNet
     args = run.args
     run.say(f"Loading network configuration file {args.ini}")
+    if os.path.isdir(args.ini):
+        raise IsADirectoryError(21, "is a directory, expected an INI or ONNX file", args.ini)
     if not os.path.isfile(args.ini):
         raise FileNotFoundError(2, "No such file", args.ini)
     device = None if args.device == "auto" else args.device
@@ -281,10 +283,12 @@ def main(argv=None):
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM acts as Ctrl-C
+    from .guard import user_input_errors
     try:
-        for stage in STAGES:
-            if stage(run) == "stop":
-                break
+        with user_input_errors(place=args.ini):  # anything unexpected: one line, no traceback
+            for stage in STAGES:
+                if stage(run) == "stop":
+                    break
     except N2D2Error as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -305,7 +309,7 @@ def main(argv=None):
 
 def fail(message):
     sys.stdout.flush()
-    sys.stderr.write("n2d2py: error: " + " ".join(message.split("\n")) + "\n")
+    sys.stderr.write("n2d2py: error: " + " ".join(message.splitlines()) + "\n")
     return 2
 
 

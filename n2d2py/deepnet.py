@@ -468,7 +468,11 @@ def build_cells(document, order, input_shape, rng):
                                     f"{close_matches(parent, cells)}", key="Input")
         in_shapes = [tuple(input_shape) if p == "env" else tuple(cells[p].out_shape) for p in parents]
         cell = cls.from_section(section, parents)
-        cell.build(in_shapes, rng)
+        try:
+            cell.build(in_shapes, rng)
+        except MemoryError:  # an absurd NbOutputs or size: name the cell, not NumPy
+            raise section.error(f"not enough memory to build this {type_name} cell from inputs "
+                                f"{in_shapes}: check NbOutputs and the kernel/pool sizes") from None
         cells[section.name] = cell  # build() wrote the _* keys (spec/ini.md §2.5)
         for target_section in document:
             if target_section.name.startswith(section.name + ".Target"):

@@ -635,6 +635,10 @@ def reload_best_weights(net, ignore_missing=False, workdir="."):
     else ``weights/``. Returns the folder read."""
     folder = os.path.join(workdir, "weights_validation" if set_size(net, "Validation") > 0 else "weights")
     recover_folder(folder)
+    if not os.path.isdir(folder):
+        from .errors import WeightsError
+        raise WeightsError(f"weights folder '{folder}' does not exist: train first with "
+                           f"--learn-epoch N, or give the weights with -w DIR")
     net.import_weights(folder, ignore_missing)
     return folder
 

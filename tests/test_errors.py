@@ -149,7 +149,6 @@ def test_ini_that_is_a_directory(run, tmp_path):
     assert_error(line, "dir.ini")
 
 
-@pytest.mark.xfail(reason="cli.py stage_build reports a directory as 'No such file'")
 def test_ini_that_is_a_directory_says_so(run, tmp_path):
     (tmp_path / "dir.ini").mkdir()
     assert_error(fails(run, tmp_path / "dir.ini", "--build-only"), "is a directory")
@@ -411,9 +410,6 @@ def test_test_without_a_previous_run(run, write):
     assert_error(line, "weights_validation", "does not exist")
 
 
-@pytest.mark.xfail(reason="cli.main must run its stages under guard.user_input_errors: a "
-                          "MemoryError from an absurd NbOutputs escapes as a traceback",
-                   raises=MemoryError)
 def test_absurd_size_is_one_line(run, write):
     text = NET.replace("NbOutputs=4", "NbOutputs=4000000000000")
     assert_error(fails(run, write(text), "--build-only"), "[conv1]", "memory")

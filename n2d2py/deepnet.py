@@ -216,20 +216,22 @@ class DeepNet:
         return test(self, set_name=set_name, limit=limit, **options)
 
     # -- weights -----------------------------------------------------------------------------
-    def export_weights(self, folder, histograms=None):
+    def export_weights(self, folder, histograms=None, precision=None):
         """Write every cell's weights into ``folder`` atomically (temporary folder, fsync,
         rename): an interruption leaves the previous folder as it was.
 
         Cells with a weight quantizer also write their quantizer state and quantized weights
         (``<cell>_quant_weights*.syntxt``); with ``histograms`` (default ``self.weight_histograms``)
-        N2D2's ``<cell>_weights_quant.distrib.{dat,png}`` are added (report/histograms.py)."""
+        N2D2's ``<cell>_weights_quant.distrib.{dat,png}`` are added (report/histograms.py).
+        ``precision`` (significant digits) defaults to N2D2's 6 (10 with a quantizer); 9
+        round-trips float32 exactly."""
         from .learn import write_folder_atomically
         if histograms is None:
             histograms = getattr(self, "weight_histograms", True)
 
         def write(tmp):
             for cell in self.cells.values():
-                cell.export_weights(tmp)
+                cell.export_weights(tmp, precision)
             if histograms:
                 from .report.histograms import write_quant_distributions
                 write_quant_distributions(self, tmp)
@@ -410,7 +412,7 @@ def cell_order(document):
         for parent in parents[section.name]:
             if parent != "env" and parent not in cells and not has_onnx:
                 hint = (" (that section has no Input key, so it is not a cell)" if parent in document
-                        else close_matches(parent, list(cells) + ["sp"]))
+                        else close_matches(parent, [c for c in cells if c != section.name] + ["sp"]))
                 raise section.error(f"unknown parent '{parent}'{hint}", key="Input")
     levels = {"env": 0}
     changed = True

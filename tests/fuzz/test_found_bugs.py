@@ -42,8 +42,7 @@ def build(keys):
                             load_data=False)
 
 
-@pytest.mark.xfail(strict=True, reason="cells/conv.py: KernelDims=0 builds a conv whose output "
-                   "is the bias alone (9x9 from 8x8); must be an IniError (dims >= 1)")
+# fixed in cells/conv.py (was: a conv whose output is the bias alone, 9x9 from 8x8)
 @pytest.mark.parametrize("keys", ["KernelDims=0 0", "KernelDims=0",
                                   "KernelDims=0 0\nWeightsFiller=HeFiller"])
 def test_zero_kernel_is_an_ini_error(keys):
@@ -51,12 +50,19 @@ def test_zero_kernel_is_an_ini_error(keys):
         build(keys)
 
 
-@pytest.mark.xfail(strict=True, reason="cells/conv.py:72 ZeroDivisionError for StrideDims=0; "
-                   "Dilation=0 builds silently: both must be IniErrors (>= 1)")
+# fixed in cells/conv.py (was: ZeroDivisionError for StrideDims=0, Dilation=0 built silently)
 @pytest.mark.parametrize("keys", ["KernelDims=3 3\nStrideDims=0 0", "KernelDims=3 3\nDilation=0"])
 def test_zero_stride_or_dilation_is_an_ini_error(keys):
     with pytest.raises(N2D2Error):
         build(keys)
+
+
+@pytest.mark.xfail(strict=True, reason="params.py:34 raises AttributeError 'ConstantFiller: "
+                   "required key Value not set'; a missing required key must be an IniError "
+                   "naming the section and WeightsFiller.Value")
+def test_filler_missing_required_key_is_an_ini_error():
+    with pytest.raises(N2D2Error):
+        build("KernelDims=3 3\nWeightsFiller=ConstantFiller")
 
 
 @pytest.mark.xfail(strict=True, reason="cells/mapping.py: an unknown Mapping sub-key "

@@ -98,7 +98,7 @@ class _FakeCell:
     def __init__(self, name, fail=False):
         self.name, self.fail = name, fail
 
-    def export_weights(self, folder):
+    def export_weights(self, folder, precision=None):
         _write(folder, f"{self.name}_weights.syntxt", "1 2 3\n")
         if self.fail:
             raise OSError(28, "No space left on device")

@@ -191,8 +191,25 @@ class Cell(Parameterizable):
         cell.read_solvers(section)
         cell.read_quantizers(section)
         cell.apply_config(section)
+        cell.check_required_keys(section)
         cell.collect_warnings(section)
         return cell
+
+    def check_required_keys(self, section):
+        """A filler/solver/quantizer/activation key with no default (``ConstantFiller`` needs
+        ``WeightsFiller.Value``) that neither the section nor its ConfigSection set."""
+        parts = [(f"{role}Filler", filler) for role, filler in self.fillers.items()]
+        parts += [(f"{role}Solver", solver) for role, solver in self.solvers.items()]
+        parts += [("ActivationFunction", self.activation), ("QWeight", self.qweight),
+                  ("QWeightSolver", self.qweight_solver), ("QAct", self.qact),
+                  ("QActSolver", self.qact_solver)]
+        for selector, obj in parts:
+            missing = obj.missing_required() if isinstance(obj, Parameterizable) else []
+            if missing:
+                key = f"{selector}.{missing[0]}"
+                raise section.error(f"missing required key {key} for {obj.describe()} "
+                                    f"({selector}={section.get(selector, type(obj).__name__)})",
+                                    key=key)
 
     def read_keys(self, section):
         for key in self.keys().values():

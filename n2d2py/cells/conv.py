@@ -48,7 +48,7 @@ class ConvCell(WeightedCell):
     @classmethod
     def from_section(cls, section, parents):
         cell = super().from_section(section, parents)
-        cell.mapping = MappingSpec.from_section(section)
+        cell.mapping = MappingSpec.from_section(section, cell.parents)
         return cell
 
     # (H, W) tuples for F.*, from N2D2's (X, Y) dims; SubSample folds into the stride

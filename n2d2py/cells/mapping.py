@@ -8,6 +8,9 @@ A map is a boolean array ``mask[output, channel]`` (NumPy, host side: it is stru
 3. any other ``Mapping.*`` / ``Mapping(<parent>).*`` key: a pattern (Size/Stride/Offset/NbIterations);
 4. else full connectivity.
 """
+import difflib
+import re
+
 import numpy
 
 from ..errors import IniError
@@ -16,6 +19,11 @@ from ..ini.convert import to_int
 PATTERN_DEFAULTS = {"SizeX": 1, "SizeY": 1, "StrideX": 1, "StrideY": 1,
                     "OffsetX": 0, "OffsetY": 0, "NbIterations": 0}
 GROUP_KEYS = ("NbGroups", "ChannelsPerGroup")
+#: every sub-key N2D2 reads after ``Mapping.``; after ``Mapping(<parent>).`` only the pattern ones
+PATTERN_KEYS = ("Size", "SizeX", "SizeY", "Stride", "StrideX", "StrideY",
+                "Offset", "OffsetX", "OffsetY", "NbIterations")
+SUB_KEYS = PATTERN_KEYS + GROUP_KEYS
+_PARENT_KEY = re.compile(r"Mapping\(([^()]*)\)(?:\.(.*))?$", re.DOTALL)
 
 
 def group_map(nb_outputs, nb_channels, nb_groups):
@@ -68,9 +76,41 @@ class MappingSpec:
         self.section = section
 
     @classmethod
-    def from_section(cls, section):
+    def from_section(cls, section, parents=None):
         keys = [k for k in section.keys() if k.startswith("Mapping.") or k.startswith("Mapping(")]
-        return cls({k: section.get(k) for k in keys}, section)
+        spec = cls({k: section.get(k) for k in keys}, section)
+        for key in keys:
+            spec.check_key(key, parents)
+        return spec
+
+    def check_key(self, key, parents=None):
+        """Raise an IniError for a ``Mapping*`` key N2D2 would not read: it would still switch
+        the layer to a pattern map (or be ignored), so a misspelt sub-key or parent name
+        silently changes the network. ``parents``: the cell's inputs (``env`` for the stimuli)."""
+        if key.startswith("Mapping."):
+            sub, allowed, scope = key[len("Mapping."):], SUB_KEYS, "Mapping."
+        else:
+            match = _PARENT_KEY.match(key)
+            if match is None:
+                raise self._error("expected Mapping(<parent>)=<0/1 matrix> or "
+                                  "Mapping(<parent>).<key>=<value>", key)
+            if parents is not None and match.group(1) not in parents:
+                raise self._error(f"'{match.group(1)}' is not an input of this cell (inputs: "
+                                  f"{', '.join(parents)}; the stimuli provider is 'env')", key)
+            if match.group(2) is None:
+                return
+            sub, allowed = match.group(2), PATTERN_KEYS
+            scope = key[:len(key) - len(sub)]
+        if sub in allowed:
+            return
+        if sub in GROUP_KEYS:
+            raise self._error(f"{sub} is read only as Mapping.{sub} (for every parent), not per "
+                              f"parent", key)
+        hits = difflib.get_close_matches(sub, allowed, n=3, cutoff=0.6)
+        did_you_mean = (f" (did you mean {', '.join(repr(scope + h) for h in hits)}?)"
+                        if hits else "")
+        raise self._error(f"unknown Mapping key '{sub}'{did_you_mean}; expected one of "
+                          f"{', '.join(allowed)}", key)
 
     def _error(self, message, key):
         if self.section is not None:

@@ -32,7 +32,7 @@ class PoolCell(Cell):
     @classmethod
     def from_section(cls, section, parents):
         cell = super().from_section(section, parents)
-        cell.mapping = MappingSpec.from_section(section)
+        cell.mapping = MappingSpec.from_section(section, cell.parents)
         return cell
 
     @staticmethod

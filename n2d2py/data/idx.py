@@ -5,7 +5,9 @@ dimensions, then one big-endian uint32 per dimension, then the data in C order. 
 the file and what was expected, because a truncated download is the usual cause of failure.
 """
 import gzip
+import math
 import os
+import zlib
 
 import numpy
 
@@ -26,13 +28,20 @@ def find_idx(folder, stem):
     return None
 
 
-def _read_bytes(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as exc:  # gzip raises these on a truncated or corrupt stream
-        raise DataError(f"cannot read IDX file: {exc}", file=path) from None
+CHUNK = 1 << 24   # decompression step: a gzip bomb is never expanded past what the header needs
+
+
+def _read_upto(handle, count):
+    """At most ``count`` bytes of ``handle`` (fewer at the end), read in ``CHUNK`` steps so that
+    a header claiming a huge size costs nothing until the data is really there."""
+    chunks = []
+    while count > 0:
+        chunk = handle.read(min(count, CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
 
 
 def read_idx(path, expect_ndim=None):
@@ -40,9 +49,19 @@ def read_idx(path, expect_ndim=None):
 
     ``expect_ndim`` (1 for labels, 3 for images) is checked when given. Errors: DataError naming
     ``path`` for a bad magic number, wrong dimension count, or a length that does not match the
-    header (expected vs actual bytes).
+    header (expected vs actual bytes). A gzip file is decompressed only up to the size the
+    header implies (plus one byte to detect an oversized file).
     """
-    data = _read_bytes(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            return _read_idx(handle, path, expect_ndim)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip: truncated or corrupt stream
+        raise DataError(f"cannot read IDX file: {exc}", file=path) from None
+
+
+def _read_idx(handle, path, expect_ndim):
+    data = _read_upto(handle, CHUNK)   # the header, and small files whole (corrupt streams show)
     if len(data) < 4:
         raise DataError(f"truncated IDX header: expected at least 4 bytes, got {len(data)}", file=path)
     if data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
@@ -56,11 +75,16 @@ def read_idx(path, expect_ndim=None):
     if len(data) < header:
         raise DataError(f"truncated IDX header: expected {header} bytes, got {len(data)}", file=path)
     dims = tuple(int(d) for d in numpy.frombuffer(data, ">u4", ndim, 4))
-    expected = header + int(numpy.prod(dims, dtype=numpy.int64)) * dtype.itemsize
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "oversized"
-        raise DataError(f"{kind} IDX file: header {dims} needs {expected} bytes, got {len(data)}",
-                        file=path)
+    expected = header + math.prod(dims) * dtype.itemsize
+    size = None if path.endswith(".gz") else os.fstat(handle.fileno()).st_size
+    if size is None or size == expected:   # a raw file's size is known without reading it
+        data += _read_upto(handle, expected + 1 - len(data))
+        size = len(data)
+    if size != expected:
+        kind = "truncated" if size < expected else "oversized"
+        got = f"more than {expected}" if size > expected and path.endswith(".gz") else size
+        raise DataError(f"{kind} IDX file: header {dims} needs {expected} bytes, got {got}"
+                        f"{' (decompressed)' if path.endswith('.gz') else ''}", file=path)
     array = numpy.frombuffer(data, dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True)
 

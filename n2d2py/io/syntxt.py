@@ -94,7 +94,15 @@ def read_numbers(path, expected=None, ignore_missing=False, what="values"):
         if len(values) > expected:
             raise WeightsError(f"synaptic file larger than expected: expected {expected} "
                                f"{what}, found {len(values)}", file=path)
-    return values.astype(DTYPE)
+    with numpy.errstate(over="ignore"):
+        out = values.astype(DTYPE)
+    overflow = numpy.flatnonzero(numpy.isinf(out))
+    for index in overflow:   # "inf" written literally is kept (N2D2 reads it); 1e39 is not
+        if words[index].lstrip("+-").lower() not in ("inf", "infinity"):
+            raise WeightsError(f"error while reading synaptic file: value {words[index]!r} "
+                               f"(number {index + 1}) is outside the float32 range "
+                               f"(magnitude at most {numpy.finfo(DTYPE).max:.8g})", file=path)
+    return out
 
 
 def _is_number(word):

@@ -12,7 +12,7 @@ Targets: every ``[<cell>.Target*]`` section of an imported cell, then the automa
 """
 import os
 
-from ..errors import OnnxError
+from ..errors import OnnxError, close_matches
 from .importer import import_onnx
 
 
@@ -33,7 +33,8 @@ def build_onnx_section(document, section, parents, in_shapes, rng):
                             input_names=list(parents), rng=rng)
     except OnnxError as exc:
         if exc.section is None:
-            raise section.error(exc.message, error=OnnxError) from None
+            message = f"{exc.file}: {exc.message}" if exc.file else exc.message
+            raise section.error(message, error=OnnxError) from None
         raise
     targets, explicit = [], set()
     for name, cell in graph.cells.items():
@@ -54,10 +55,11 @@ def splice_onnx_section(document, section, parents, cells, targets, input_shape,
     """Build the ``Type=ONNX`` ``section`` into ``cells`` / ``targets`` (DeepNet's build loop).
 
     Import warnings go to ``document.warnings``. Returns the imported cell names (in order)."""
-    in_shapes = [tuple(input_shape) if p == "env" else tuple(cells[p].out_shape) for p in parents]
     for parent in parents:
         if parent != "env" and parent not in cells:
-            raise section.error(f"parent '{parent}' is not a cell built so far", key="Input")
+            raise section.error(f"parent '{parent}' is not a cell built so far"
+                                f"{close_matches(parent, list(cells) + ['sp'])}", key="Input")
+    in_shapes = [tuple(input_shape) if p == "env" else tuple(cells[p].out_shape) for p in parents]
     new_cells, new_targets, notes = build_onnx_section(document, section, parents, in_shapes, rng)
     for name in new_cells:
         if name in cells:

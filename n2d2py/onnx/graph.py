@@ -11,7 +11,9 @@
 * ``Value``: what the importer knows of a non-constant tensor: the cell (or graph input) that
   holds its data and its ONNX shape with the import-time batch size.
 """
+import math
 import os
+import re
 
 import numpy
 import onnx
@@ -25,23 +27,45 @@ def _inside(folder, path):
     return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
-def check_external_data(model, folder):
-    """Refuse external-data locations that leave ``folder`` (path escapes or symlinks)."""
+def _failure(tensor, path):
+    """``fail(message)`` -> an OnnxError naming the initializer ``tensor`` and the model file."""
+    return lambda message: OnnxError(f"initializer '{tensor.name}': {message}", file=path)
+
+
+def check_external_data(model, folder, path=None):
+    """Refuse external-data locations that leave ``folder`` (path escapes or symlinks), and
+    offsets/lengths that do not fit in the file. ``path``: the model file (named in errors)."""
     for tensor in onnx.external_data_helper._get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        fail = _failure(tensor, path)
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         parts = location.replace("\\", "/").split("/")
-        if not location or os.path.isabs(location) or ".." in parts or ":" in parts[0]:
-            raise OnnxError(f"initializer '{tensor.name}': external data location "
-                            f"'{location}' must be a relative path inside the model's folder")
+        if not location or "\x00" in location or os.path.isabs(location) or ".." in parts \
+                or ":" in parts[0]:
+            raise fail(f"external data location '{location}' must be a relative path inside "
+                       f"the model's folder")
         full = os.path.join(folder, location)
         if not _inside(folder, full):
-            raise OnnxError(f"initializer '{tensor.name}': external data '{location}' leads "
-                            f"outside the model's folder (symbolic link?)")
+            raise fail(f"external data '{location}' leads outside the model's folder "
+                       f"(symbolic link?)")
         if not os.path.isfile(full):
-            raise OnnxError(f"initializer '{tensor.name}': external data file '{full}' not found")
+            raise fail(f"external data file '{full}' not found")
+        size = os.path.getsize(full)
+        numbers = {}
+        for key in ("offset", "length"):
+            text = info.get(key)
+            if text is None:
+                continue
+            if not re.fullmatch(r"[0-9]{1,20}", text.strip()):
+                raise fail(f"external data {key} '{text}' must be a non-negative integer")
+            numbers[key] = int(text)
+        offset = numbers.get("offset", 0)
+        length = numbers.get("length", max(size - offset, 0))
+        if offset > size or offset + length > size:
+            raise fail(f"external data offset {offset} + length {length} is past the end of "
+                       f"'{location}' ({size} bytes)")
 
 
 def load_model(source):
@@ -50,16 +74,19 @@ def load_model(source):
         return source
     path = os.fspath(source)
     if not os.path.isfile(path):
-        raise OnnxError(f"ONNX file '{path}' not found")
+        raise OnnxError(f"ONNX file '{path}' not found", file=path)
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends: not an ONNX file
-        raise OnnxError(f"'{path}' is not a readable ONNX model ({exc})") from None
+        raise OnnxError(f"not a readable ONNX model ({exc})", file=path) from None
     folder = os.path.dirname(os.path.abspath(path))
     if any(t.data_location == onnx.TensorProto.EXTERNAL
            for t in onnx.external_data_helper._get_all_tensors(model)):
-        check_external_data(model, folder)
-        onnx.external_data_helper.load_external_data_for_model(model, folder)
+        check_external_data(model, folder, path)
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, folder)
+        except (OSError, ValueError) as exc:
+            raise OnnxError(f"cannot read the external data ({exc})", file=path) from None
     return model
 
 
@@ -74,8 +101,29 @@ def attributes(node):
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def to_array(tensor):
-    return numpy_helper.to_array(tensor)
+def to_array(tensor, path=None):
+    """The array of an initializer; a malformed one (raw data of the wrong size, undefined or
+    unsupported type, negative dims) is an OnnxError naming it (and the model ``path``)."""
+    fail = _failure(tensor, path)
+    dims = list(tensor.dims)
+    if any(d < 0 for d in dims):
+        raise fail(f"negative dimension in {dims}")
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        raise fail("external data was not loaded")
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    except Exception:
+        raise fail(f"unsupported element type {tensor.data_type}") from None
+    packed = {getattr(onnx.TensorProto, n, -1) for n in ("INT4", "UINT4", "FLOAT4E2M1")}
+    if tensor.HasField("raw_data") and tensor.data_type not in packed | {onnx.TensorProto.STRING}:
+        expected = math.prod(dims) * dtype.itemsize
+        if len(tensor.raw_data) != expected:
+            raise fail(f"raw_data has {len(tensor.raw_data)} bytes, expected {expected} for "
+                       f"shape {dims} of {dtype}")
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise fail(f"cannot be read ({exc})") from None
 
 
 def fold_node(node, inputs, opset):

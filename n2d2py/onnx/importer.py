@@ -17,6 +17,8 @@ output **replaces** ``<onnx>:<X>_def``. **Difference from N2D2**: a section ``[<
 other than the six ``_def`` ones, or a section inheriting an ``<onnx>:X_def`` whose name is no
 imported cell, is an ``OnnxError`` naming the section (N2D2 only prints "Unused section").
 """
+import os
+
 import numpy
 import onnx
 
@@ -45,8 +47,9 @@ class Importer:
     """State of one import; ``ops.py`` handlers call its helpers."""
 
     def __init__(self, model, document=None, section=None, input_shapes=None, input_names=None,
-                 rng=None):
+                 rng=None, path=None):
         self.model, self.document, self.section = model, document, section
+        self.path = path        # the model file, named in errors (None for a ModelProto)
         self.opset = opset_of(model)
         self.rng = numpy.random.default_rng(1) if rng is None else rng
         self.onnx_name = section.name if section is not None else "onnx"
@@ -78,20 +81,22 @@ class Importer:
         graph = self.model.graph
         initializers = {t.name for t in graph.initializer}
         for t in graph.initializer:
-            self.consts[t.name] = to_array(t)
+            self.consts[t.name] = to_array(t, self.path)
         inputs = [i for i in graph.input if i.name not in initializers]
         if input_names is not None and len(input_names) != len(inputs):
             raise OnnxError(f"the ONNX graph has {len(inputs)} input(s) "
                             f"({', '.join(i.name for i in inputs)}) but {len(input_names)} "
-                            f"parent(s) were given ({', '.join(input_names)})")
+                            f"parent(s) were given ({', '.join(input_names)})", file=self.path)
         if input_shapes is not None and len(input_shapes) != len(inputs):
-            raise OnnxError(f"{len(input_shapes)} input shape(s) for {len(inputs)} graph input(s)")
+            raise OnnxError(f"{len(input_shapes)} input shape(s) for {len(inputs)} graph "
+                            f"input(s)", file=self.path)
         for k, info in enumerate(inputs):
             elem = info.type.tensor_type.elem_type
             if elem not in (0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                             onnx.TensorProto.BFLOAT16):
                 raise OnnxError(f"graph input '{info.name}' is of type "
-                                f"{onnx.TensorProto.DataType.Name(elem)}: N2D2 computes in Float32")
+                                f"{onnx.TensorProto.DataType.Name(elem)}: N2D2 computes in Float32",
+                                file=self.path)
             declared = [d.dim_value if d.HasField("dim_value") else 0
                         for d in info.type.tensor_type.shape.dim]
             name = input_names[k] if input_names is not None else info.name
@@ -119,7 +124,7 @@ class Importer:
                  4: (batch, c, h, w)}.get(rank)
         if shape is None:
             raise OnnxError(f"graph input '{name}' has rank {rank}; n2d2py maps inputs of rank "
-                            f"1 to 4 onto the stimuli provider")
+                            f"1 to 4 onto the stimuli provider", file=self.path)
         known = [(d, s) for d, s in zip(declared[1:], shape[1:]) if d]
         if any(d != s for d, s in known) and not self.options["IgnoreInputSize"]:
             self.graph.warnings.append(f"Warning: ONNX input '{name}' has size {declared} but its "
@@ -177,7 +182,7 @@ class Importer:
     # -------------------------------------------------------------- helpers for ops.py
     def error(self, node, message):
         name = node.output[0] if node.output else node.name
-        return OnnxError(f"node '{name}' ({node.op_type}): {message}")
+        return OnnxError(f"node '{name}' ({node.op_type}): {message}", file=self.path)
 
     def const(self, node, name, what):
         if name not in self.consts:
@@ -188,7 +193,8 @@ class Importer:
     def value(self, name, node=None):
         if name not in self.values:
             where = f" (node '{node.output[0]}' {node.op_type})" if node is not None else ""
-            raise OnnxError(f"tensor '{name}'{where} has no value: is its producer missing?")
+            raise OnnxError(f"tensor '{name}'{where} has no value: is its producer missing?",
+                            file=self.path)
         return self.values[name]
 
     def physical(self, source):
@@ -311,7 +317,7 @@ class Importer:
 
 
 def import_onnx(path_or_model, document=None, onnx_section=None, input_shapes=None,
-                input_names=None, rng=None):
+                input_names=None, rng=None, path=None):
     """Import an ONNX model (path or ModelProto) as built n2d2py cells (spec/ini.md §5).
 
     ``document``/``onnx_section``: the INI and its ``Type=ONNX`` section (keys ``Ignore``,
@@ -320,9 +326,12 @@ def import_onnx(path_or_model, document=None, onnx_section=None, input_shapes=No
     for a full ONNX shape, batch first);
     default the declared shapes (unknown dims 1). ``input_names``: the parent names cells use
     for those inputs (the ``[onnx]`` Input list, e.g. ``["env"]``); default the graph names.
+    ``path``: the model file to name in errors when ``path_or_model`` is a ModelProto.
     """
+    if not isinstance(path_or_model, onnx.ModelProto):
+        path = os.fspath(path_or_model)
     model = load_model(path_or_model)
-    importer = Importer(model, document, onnx_section, input_shapes, input_names, rng)
+    importer = Importer(model, document, onnx_section, input_shapes, input_names, rng, path)
     return importer.run()
 
 

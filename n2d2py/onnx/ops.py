@@ -41,6 +41,48 @@ def dispatch(table, imp, node):
 
 
 # ---------------------------------------------------------------- shared helpers
+REQUIRED = object()
+
+
+def attr_ints(imp, node, a, name, count, default=REQUIRED, minimum=None):
+    """Attribute ``name`` as a list of ``count`` ints (``count`` None: any length), each at
+    least ``minimum``; ``default`` when absent (an OnnxError naming the node if required)."""
+    if name not in a:
+        if default is REQUIRED:
+            raise imp.error(node, f"attribute '{name}' is required")
+        return list(default)
+    values = a[name]
+    if isinstance(values, (bytes, str)) or not hasattr(values, "__len__") or \
+            not all(isinstance(v, (int, numpy.integer)) for v in values):
+        raise imp.error(node, f"attribute {name}={values!r}: expected a list of integers")
+    values = [int(v) for v in values]
+    if count is not None and len(values) != count:
+        raise imp.error(node, f"attribute {name}={values}: expected {count} value(s) for this "
+                              f"input")
+    if minimum is not None and any(v < minimum for v in values):
+        raise imp.error(node, f"attribute {name}={values}: each value must be at least {minimum}")
+    return values
+
+
+def attr_int(imp, node, a, name, default, minimum=None):
+    """Attribute ``name`` as one int (at least ``minimum``), ``default`` when absent."""
+    if name not in a and default is REQUIRED:
+        raise imp.error(node, f"attribute '{name}' is required")
+    value = a.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)):
+        raise imp.error(node, f"attribute {name}={value!r}: expected an integer")
+    if minimum is not None and value < minimum:
+        raise imp.error(node, f"attribute {name}={value}: must be at least {minimum}")
+    return int(value)
+
+
+def attr_float(imp, node, a, name, default):
+    value = a.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
+        raise imp.error(node, f"attribute {name}={value!r}: expected a number")
+    return float(value)
+
+
 def cells():
     from .. import cells as C
     return C
@@ -72,7 +114,7 @@ def hw(imp, values, rank, default):
 def pads4(imp, node, a, rank, in_hw, kernel, strides, dilations):
     """(top, bottom, left, right) physical, from ``pads`` or ``auto_pad``."""
     auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = auto.decode(errors="replace") if isinstance(auto, bytes) else auto
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         out = []
         for size, k, s, d in zip(in_hw, kernel, strides, dilations):
@@ -82,7 +124,8 @@ def pads4(imp, node, a, rank, in_hw, kernel, strides, dilations):
         return (*out[0], *out[1])
     if auto not in ("NOTSET", "VALID"):
         raise imp.error(node, f"auto_pad={auto}: expected NOTSET, SAME_UPPER, SAME_LOWER or VALID")
-    pads = [int(p) for p in a.get("pads", [0] * (2 * (rank - 2)))] if auto == "NOTSET" else [0] * (2 * (rank - 2))
+    pads = attr_ints(imp, node, a, "pads", 2 * (rank - 2), [0] * (2 * (rank - 2))) \
+        if auto == "NOTSET" else [0] * (2 * (rank - 2))
     t, l, b, r = (0, pads[0], 0, pads[1]) if rank == 3 else (pads[0], pads[1], pads[2], pads[3])
     return (l, r, t, b) if imp.transpose else (t, b, l, r)
 
@@ -124,14 +167,28 @@ def conv(imp, node, a):
     b = None
     if node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
         b = imp.const(node, node.input[2], "the bias B").astype(numpy.float32)
-    group = int(a.get("group", 1))
+        if b.size != W.shape[0]:
+            raise imp.error(node, f"bias B of shape {b.shape}: expected one value per output "
+                                  f"({W.shape[0]})")
+    if W.ndim != rank or 0 in W.shape:
+        raise imp.error(node, f"weights W of shape {W.shape}: expected rank {rank} (O, C/group, "
+                              f"{'L' if rank == 3 else 'kH, kW'}) with no empty dimension for an "
+                              f"input of shape {x.shape}")
+    group = attr_int(imp, node, a, "group", 1, minimum=1)
+    if W.shape[0] % group:
+        raise imp.error(node, f"weights W of shape {W.shape}: {W.shape[0]} outputs are not a "
+                              f"multiple of group={group}")
+    if "kernel_shape" in a and attr_ints(imp, node, a, "kernel_shape", rank - 2) != \
+            list(W.shape[2:]):
+        raise imp.error(node, f"kernel_shape={list(a['kernel_shape'])} but W has shape {W.shape}")
     W4 = W.reshape(W.shape[0], W.shape[1], *([1] * (4 - W.ndim)), *W.shape[2:]) if rank == 3 \
         else W
     if imp.transpose:
         W4 = W4.transpose(0, 1, 3, 2)
     kernel = W4.shape[2:]
-    strides = hw(imp, a.get("strides", [1] * (rank - 2)), rank, 1)
-    dilations = hw(imp, a.get("dilations", [1] * (rank - 2)), rank, 1)
+    strides = hw(imp, attr_ints(imp, node, a, "strides", rank - 2, [1] * (rank - 2), 1), rank, 1)
+    dilations = hw(imp, attr_ints(imp, node, a, "dilations", rank - 2, [1] * (rank - 2), 1),
+                   rank, 1)
     src = imp.source(node.input[0], node)
     c, h, w = imp.physical(src)
     if c != W.shape[1] * group:
@@ -189,13 +246,15 @@ def make_fc(imp, node, x_name, W, bias):
 
 @op("Gemm")
 def gemm(imp, node, a):
-    if a.get("transA", 0):
+    if attr_int(imp, node, a, "transA", 0):
         raise imp.error(node, "transA=1 is not supported (the first operand is the data)")
     B = imp.const(node, node.input[1], "B (the weights: N2D2 makes an Fc)")
-    W = (B if a.get("transB", 0) else B.T) * float(a.get("alpha", 1.0))
+    if B.ndim != 2:
+        raise imp.error(node, f"weights B of shape {B.shape}: expected 2-D")
+    W = (B if attr_int(imp, node, a, "transB", 0) else B.T) * attr_float(imp, node, a, "alpha", 1.0)
     bias = None
     if len(node.input) > 2 and node.input[2]:
-        C = imp.const(node, node.input[2], "the bias C") * float(a.get("beta", 1.0))
+        C = imp.const(node, node.input[2], "the bias C") * attr_float(imp, node, a, "beta", 1.0)
         if C.size == 1:
             bias = numpy.full(W.shape[0], float(C.ravel()[0]))
         elif C.size == W.shape[0] and C.shape[-1] == W.shape[0]:
@@ -243,10 +302,10 @@ def pool(imp, node, a):
     rank = spatial_rank(imp, node, x)
     if any(imp.consumers.get(o, 0) for o in node.output[1:] if o):
         raise imp.error(node, "the Indices output of MaxPool is not supported")
-    if any(int(d) != 1 for d in a.get("dilations", [])):
+    if any(d != 1 for d in attr_ints(imp, node, a, "dilations", rank - 2, [1] * (rank - 2))):
         raise imp.error(node, f"dilations={list(a['dilations'])}: N2D2 pools have no dilation")
-    kernel = hw(imp, a["kernel_shape"], rank, 1)
-    strides = hw(imp, a.get("strides", [1] * (rank - 2)), rank, 1)
+    kernel = hw(imp, attr_ints(imp, node, a, "kernel_shape", rank - 2, minimum=1), rank, 1)
+    strides = hw(imp, attr_ints(imp, node, a, "strides", rank - 2, [1] * (rank - 2), 1), rank, 1)
     src = imp.source(node.input[0], node)
     pads = pads4(imp, node, a, rank, imp.physical(src)[1:], kernel, strides, (1, 1))
     pooling = "Max" if node.op_type == "MaxPool" else "Average"

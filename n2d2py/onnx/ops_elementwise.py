@@ -5,7 +5,7 @@ Concat, and the activations (Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Clip). Re
 import numpy
 
 from ..errors import OnnxError
-from .ops import cells, init, make_activation, op, set_data, view
+from .ops import REQUIRED, attr_int, cells, init, make_activation, op, set_data, view
 from .ops_shape import identity
 
 BIG = 1e30   # |bound| above which a Clip bound is "no bound" (FLT_MAX defaults of opset 6)
@@ -64,7 +64,8 @@ def lrn(imp, node, a):
     x = imp.value(node.input[0], node)
     src = imp.source(node.input[0], node)
     cell = cells().CELLS.get("LRN")(name=node.output[0], parents=[src],
-                                    nb_outputs=imp.physical(src)[0], n=int(a["size"]),
+                                    nb_outputs=imp.physical(src)[0],
+                                    n=attr_int(imp, node, a, "size", REQUIRED, minimum=1),
                                     alpha=float(a.get("alpha", 1e-4)),
                                     beta=float(a.get("beta", 0.75)), k=float(a.get("bias", 1.0)))
     imp.add_cell(cell, node, "LRN")
@@ -172,10 +173,12 @@ def fold_bias(imp, node, src, vector):
 
 @op("Concat")
 def concat(imp, node, a):
-    values = [imp.value(n, node) for n in node.input]
+    values = [imp.value(n, node) for n in node.input if n]
+    if not values:
+        raise imp.error(node, "no input to concatenate")
     rank = len(values[0].shape)
-    axis = int(a.get("axis", 1)) % rank
-    if axis != 1:
+    axis = attr_int(imp, node, a, "axis", 1)
+    if not -rank <= axis < rank or axis % rank != 1:
         raise imp.error(node, f"axis={a.get('axis')}: N2D2 concatenates along the channels only")
     srcs = [imp.source(n, node) for n in node.input]
     C = cells()

@@ -5,7 +5,7 @@ import math
 
 import numpy
 
-from .ops import cells, hw, op, spatial_rank, view
+from .ops import attr_int, attr_ints, cells, hw, op, spatial_rank, view
 
 
 # ---------------------------------------------------------------- Softmax
@@ -32,10 +32,11 @@ def softmax(imp, node, a):
     ``<name>_before``/``_after`` (spec §5.3). Before opset 13 the axis flattens what follows."""
     x = imp.value(node.input[0], node)
     rank, out = len(x.shape), node.output[0]
-    axis = int(a.get("axis", 1 if imp.opset < 13 else -1)) % rank
-    if rank < 2 or rank > 4 or axis == 0:
+    axis = attr_int(imp, node, a, "axis", 1 if imp.opset < 13 else -1)
+    if rank < 2 or rank > 4 or not -rank <= axis < rank or axis % rank == 0:
         raise imp.error(node, f"axis={a.get('axis')} on shape {x.shape}: a softmax over a "
                               f"non-batch axis of a rank 2 to 4 tensor is supported")
+    axis %= rank
     if imp.opset < 13 and axis < rank - 1 and math.prod(x.shape[axis + 1:]) > 1:
         if axis != 1:
             raise imp.error(node, f"axis={axis} over the flattened {x.shape[axis:]} is not "
@@ -69,7 +70,10 @@ def softmax(imp, node, a):
 @op("Flatten")
 def flatten(imp, node, a):
     x = imp.value(node.input[0], node)
-    axis = int(a.get("axis", 1))
+    axis = attr_int(imp, node, a, "axis", 1)
+    if not -len(x.shape) <= axis <= len(x.shape):
+        raise imp.error(node, f"axis={axis} on shape {x.shape}: expected "
+                              f"{-len(x.shape)}..{len(x.shape)}")
     axis = axis + len(x.shape) if axis < 0 else axis
     view(imp, node, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
 
@@ -80,7 +84,11 @@ def reshape(imp, node, a):
     if len(node.input) > 1:
         target = [int(d) for d in imp.const(node, node.input[1], "the shape")]
     else:
-        target = [int(d) for d in a["shape"]]
+        target = attr_ints(imp, node, a, "shape", None)
+    if target.count(-1) > 1 or any(d < -1 for d in target) or \
+            any(d == 0 and i >= len(x.shape) for i, d in enumerate(target)):
+        raise imp.error(node, f"shape {target}: at most one -1, no other negative value, and a "
+                              f"0 only where the input {x.shape} has that axis")
     shape = [x.shape[i] if d == 0 and not a.get("allowzero", 0) else d
              for i, d in enumerate(target)]
     if -1 in shape:
@@ -91,30 +99,47 @@ def reshape(imp, node, a):
     view(imp, node, shape)
 
 
-def axes_of(imp, node, a):
+def axes_of(imp, node, a, rank):
+    """The ``axes`` attribute or input, each in -rank..rank-1 and made non-negative; None if
+    neither is given."""
     if "axes" in a:
-        return [int(d) for d in a["axes"]]
-    if len(node.input) > 1 and node.input[1]:
-        return [int(d) for d in imp.const(node, node.input[1], "axes")]
-    return None
+        axes = attr_ints(imp, node, a, "axes", None)
+    elif len(node.input) > 1 and node.input[1]:
+        axes = [int(d) for d in numpy.ravel(imp.const(node, node.input[1], "axes"))]
+    else:
+        return None
+    if any(not -rank <= d < rank for d in axes) or len({d % rank for d in axes}) != len(axes):
+        raise imp.error(node, f"axes={axes}: expected distinct axes in {-rank}..{rank - 1}")
+    return [d % rank for d in axes]
 
 
 @op("Squeeze")
 def squeeze(imp, node, a):
     x = imp.value(node.input[0], node)
-    axes = axes_of(imp, node, a)
     rank = len(x.shape)
-    axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else [d % rank for d in axes]
+    axes = axes_of(imp, node, a, rank)
+    axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else axes
+    if any(x.shape[d] != 1 for d in axes):
+        raise imp.error(node, f"axes={axes} of shape {x.shape}: only axes of size 1 can be "
+                              f"squeezed")
     view(imp, node, [d for i, d in enumerate(x.shape) if i not in axes])
 
 
 @op("Unsqueeze")
 def unsqueeze(imp, node, a):
     x = imp.value(node.input[0], node)
-    axes = axes_of(imp, node, a)
-    rank = len(x.shape) + len(axes)
+    if "axes" in a:
+        count = len(attr_ints(imp, node, a, "axes", None))
+    elif len(node.input) > 1 and node.input[1]:
+        count = numpy.size(imp.const(node, node.input[1], "axes"))
+    else:
+        count = 0
+    if not count:
+        raise imp.error(node, "the axes to insert (attribute or second input) are required")
+    rank = len(x.shape) + count
+    axes = axes_of(imp, node, a, rank)
     shape = list(x.shape)
-    for d in sorted(d % rank for d in axes):
+    for d in sorted(axes):
         shape.insert(d, 1)
     view(imp, node, shape)
 
@@ -130,8 +155,9 @@ def identity(imp, node, a):
 def shape_op(imp, node, a):
     """Of a computed tensor: its static shape (import-time batch) as a constant."""
     shape = numpy.array(imp.value(node.input[0], node).shape, numpy.int64)
-    start, end = int(a.get("start", 0)), a.get("end")
-    imp.consts[node.output[0]] = shape[start:None if end is None else int(end)]
+    start, end = attr_int(imp, node, a, "start", 0), a.get("end")
+    end = None if end is None else attr_int(imp, node, a, "end", 0)
+    imp.consts[node.output[0]] = shape[start:end]
 
 
 @op("Slice")
@@ -183,7 +209,9 @@ def _spatial_crop(shape, index, result):
 def transpose(imp, node, a):
     x = imp.value(node.input[0], node)
     rank = len(x.shape)
-    perm = [int(p) for p in a.get("perm", range(rank - 1, -1, -1))]
+    perm = attr_ints(imp, node, a, "perm", rank, range(rank - 1, -1, -1))
+    if sorted(perm) != list(range(rank)):
+        raise imp.error(node, f"perm={perm}: expected a permutation of 0..{rank - 1}")
     out_shape = tuple(x.shape[p] for p in perm)
     moved = [p for p in perm if x.shape[p] != 1]
     if moved == sorted(moved):   # only size-1 axes move: a reshape (spec §5.3)
@@ -215,20 +243,38 @@ def transpose(imp, node, a):
 @op("Pad")
 def pad(imp, node, a):
     mode = a.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = mode.decode(errors="replace") if isinstance(mode, bytes) else mode
     if mode != "constant":
         raise imp.error(node, f"mode={mode}: N2D2's Padding cell pads with zeros only")
     x = imp.value(node.input[0], node)
     rank = len(x.shape)
     if "pads" in a or "paddings" in a:
-        pads = [int(p) for p in a.get("pads", a.get("paddings"))]
-        value = float(a.get("value", 0.0))
+        pads = attr_ints(imp, node, a, "pads" if "pads" in a else "paddings", 2 * rank)
+        value = a.get("value", 0.0)
+        if not isinstance(value, (int, float)):
+            raise imp.error(node, f"attribute value={value!r}: expected a number")
     else:
-        pads = [int(p) for p in imp.const(node, node.input[1], "pads")]
-        value = float(imp.const(node, node.input[2], "constant_value")) \
-            if len(node.input) > 2 and node.input[2] else 0.0
+        if len(node.input) < 2 or not node.input[1]:
+            raise imp.error(node, "the pads (attribute or second input) are required")
+        pads = [int(p) for p in numpy.ravel(imp.const(node, node.input[1], "pads"))]
+        value = imp.const(node, node.input[2], "constant_value") \
+            if len(node.input) > 2 and node.input[2] else numpy.zeros(1)
+        if numpy.size(value) != 1:
+            raise imp.error(node, f"constant_value of shape {numpy.shape(value)}: expected one "
+                                  f"value")
+        value = float(numpy.ravel(value)[0])
+        axes = list(range(rank))
         if len(node.input) > 3 and node.input[3]:
-            axes = [int(d) % rank for d in imp.const(node, node.input[3], "axes")]
+            axes = [int(d) for d in numpy.ravel(imp.const(node, node.input[3], "axes"))]
+            if any(not -rank <= d < rank for d in axes) or len({d % rank for d in axes}) != \
+                    len(axes):
+                raise imp.error(node, f"axes={axes}: expected distinct axes in "
+                                      f"{-rank}..{rank - 1}")
+            axes = [d % rank for d in axes]
+        if len(pads) != 2 * len(axes):
+            raise imp.error(node, f"pads={pads}: expected {2 * len(axes)} values (begin and end "
+                                  f"of each of {len(axes)} axes)")
+        if len(node.input) > 3 and node.input[3]:
             full = [0] * (2 * rank)
             for k, d in enumerate(axes):
                 full[d], full[d + rank] = pads[k], pads[k + len(axes)]
@@ -256,7 +302,7 @@ def pad(imp, node, a):
 # ---------------------------------------------------------------- Resize / Upsample
 def _decode(value, default):
     value = value if value is not None else default
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 @op("Resize", "Upsample")

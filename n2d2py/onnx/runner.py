@@ -8,6 +8,7 @@ identity) and each output is reshaped from the cell's (N, C, H, W) to its ONNX s
 import os
 
 import numpy
+import onnx
 
 from ..autograd import Variable, no_grad
 from ..backend import DTYPE, asnumpy, to_device
@@ -21,13 +22,15 @@ class OnnxModel:
 
     def __init__(self, source, device="cpu", document=None, section=None):
         self.model = load_model(source)
+        self.path = None if isinstance(source, onnx.ModelProto) else os.fspath(source)
         self.device, self.document, self.section = device, document, section
         self.graph, self._shapes = None, None
 
     def imported(self, shapes=None):
         """The ImportedGraph for ``shapes`` (full ONNX input shapes), imported once per shapes."""
         if self.graph is None or (shapes is not None and shapes != self._shapes):
-            self.graph = import_onnx(self.model, self.document, self.section, input_shapes=shapes)
+            self.graph = import_onnx(self.model, self.document, self.section, input_shapes=shapes,
+                                     path=self.path)
             self._shapes = shapes
             if self.device != "cpu":
                 for cell in self.graph.cells.values():
@@ -43,7 +46,7 @@ class OnnxModel:
         missing = [n for n in names if n not in feeds]
         if missing:
             raise OnnxError(f"missing input(s) {', '.join(missing)}; the model's inputs are "
-                            f"{', '.join(names)}")
+                            f"{', '.join(names)}", file=self.path)
         arrays = [numpy.asarray(feeds[n]) for n in names]
         graph = self.imported([("onnx", a.shape) for a in arrays])   # refuses non-float inputs
         arrays = [a.astype(DTYPE, copy=False) for a in arrays]

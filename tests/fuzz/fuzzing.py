@@ -72,16 +72,9 @@ def time_limit(seconds=CASE_SECONDS):
 #: (exception class, innermost n2d2py file). Such a case is counted as "known bug", not failed,
 #: so CI stays usable until the owner fixes it; delete the entry with the fix.
 KNOWN_BUGS = {
-    ("IndexError", "n2d2py/onnx/ops.py"),                  # short attribute lists, weight rank
-    ("KeyError", "n2d2py/onnx/ops.py"),                    # MaxPool without kernel_shape
-    ("ValueError", "n2d2py/onnx/graph.py"),                # raw_data size, NUL, offset
-    ("TypeError", "n2d2py/onnx/graph.py"),
     ("TypeError", "n2d2py/onnx/runner.py"),
     ("ValueError", "n2d2py/onnx/runner.py"),
     ("ValueError", "n2d2py/onnx/importer.py"),
-    ("KeyError", "n2d2py/onnx/deepnet.py"),                # [onnx] Input naming no cell
-    ("ZeroDivisionError", "n2d2py/onnx/ops.py"),           # Conv group=0
-    ("AttributeError", "n2d2py/params.py"),                # ConstantFiller without Value
 }
 
 

@@ -80,6 +80,8 @@ def stage_export(run):
         run.say(f"Integer ONNX export of the fused network written to '{path}'")
         return "stop"
     fused.export_c("export_C_int8")
+    from ..qat.export import weight_memory_line
+    run.say(weight_memory_line(fused))
     run.say("C99 export written to 'export_C_int8' (make -C export_C_int8)")
     return "stop"
 

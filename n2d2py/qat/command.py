@@ -58,8 +58,10 @@ def run_qat_sat(net, args, out=None):
     export = get("export", None)  # --export C (cli's export stage handles it without --test)
     if export:
         folder = "export_C_int8" if str(export).upper() == "C" else export
+        from .export import weight_memory_line
         fused.export_c(folder)
         out.write(f"C99 export written to '{folder}' (make -C {folder})\n")
+        out.write(weight_memory_line(fused) + "\n")
     nb_test = get("nb_test", -1)
     result = fused.test(limit=nb_test if nb_test >= 0 else None, out=out)
     out.write(f"Test pass (fused integer network): {result.nb_stimuli} stimuli in "

@@ -4,10 +4,13 @@ Every node maps integer activation codes (N, C, H, W) to integer codes; only the
 without an activation quantizer outputs float64 logits, and a Softmax node float64
 probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input).
 
-* ``IntegerConv``: ``acc = Σ_(kh,kw) W_int[:, :, kh, kw] · window(x)``, one GEMM per kernel offset.
-  The products run in float64, which is exact because the fusion proves
-  ``max_code · max_o Σ|W_int[o]| < 2^53`` (``check_exact``); the result is converted to int64
-  and handed to the layer's ``ActivationRescaling`` (scaling.py). Groups (depthwise) supported.
+* ``IntegerConv``: ``acc = Σ_(kh,kw) W_int[:, :, kh, kw] · window(x)``, one GEMM per group and
+  kernel offset (batch and pixels as columns; depthwise convs multiply element-wise). The sums
+  are exact: float32 when max code · max_o Σ|W_int[o]| < 2^24 on the input, else float64, which
+  the fusion proves exact (``check_exact``: < 2^53); the float array of integers goes straight
+  to the layer's ``ActivationRescaling`` (scaling.py); ``accumulate`` gives it as int64.
+  ``FusedNet.forward`` runs the nodes on chunks of ``CHUNK`` stimuli (cache-sized arrays).
+  Groups (depthwise) supported.
 * ``IntegerFc``: the same on the flattened input (N2D2's C, H, W order).
 * ``IntegerPool``: Max on codes; Average outputs the window **sum** (N2D2 counts the padding):
   its 1/K is folded into the consuming layer's weight denominator by the fusion, so the average
@@ -22,6 +25,9 @@ from ..backend import get_xp
 from ..errors import N2D2Error
 
 EXACT_LIMIT = 2 ** 53
+#: stimuli per pass of ``FusedNet.forward``: small enough for the layers' arrays to stay in
+#: cache (the results do not depend on it)
+CHUNK = 50
 
 
 def check_exact(name, W_int, max_code, fan_axis_sum):
@@ -31,6 +37,21 @@ def check_exact(name, W_int, max_code, fan_axis_sum):
         raise N2D2Error(f"[{name}] accumulator bound {bound:.3g} >= 2^53: the integer engine "
                         f"cannot prove its products exact")
     return bound
+
+
+def fan_abs_max(W_int):
+    """max_o Σ|W_int[o]| (the accumulator bound per unit of input code)."""
+    rows = numpy.abs(numpy.asarray(W_int, numpy.int64)).reshape(len(W_int), -1).sum(axis=1)
+    return int(rows.max()) if rows.size else 0
+
+
+def exact_dtype(xp, x, fan):
+    """float32 when every partial sum of ``x`` (integer codes) times weights with
+    max_o Σ|W[o]| = ``fan`` is below 2^24 in magnitude (float32 then adds and multiplies
+    integers exactly), else float64."""
+    if not x.size:
+        return xp.float64
+    return xp.float32 if float(xp.abs(x).max()) * fan < 2 ** 24 else xp.float64
 
 
 class Node:
@@ -56,31 +77,55 @@ class IntegerConv(Node):
                  groups, rescaling, W_fused=None):
         super().__init__(name, parents, out_shape, R, alpha)
         self.W_int = numpy.asarray(W_int, numpy.int32)
+        self.fan = fan_abs_max(self.W_int)
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.groups, self.rescaling, self.W_fused = groups, rescaling, W_fused
 
     def accumulate(self, x):
+        """Exact integer accumulators (N, O, OH, OW) as int64."""
+        xp = get_xp(x)
+        return xp.rint(self.accumulate_exact(x)).astype(xp.int64)
+
+    def accumulate_exact(self, x):
+        """The accumulators as a float array holding exact integers: float32 when every
+        partial sum is below 2^24 on this input (max code · max_o Σ|W_int[o]|), else float64
+        (below 2^53, proven by the fusion). Depthwise convs multiply element-wise; others
+        run one batched matmul per kernel offset (never a loop over pixels or batch items)."""
         xp = get_xp(x)
         N, C, H, Wd = x.shape
         O, Cg, kh, kw = self.W_int.shape
         (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
-        xpad = xp.zeros((N, C, H + 2 * ph, Wd + 2 * pw), xp.float64)
+        dtype = exact_dtype(xp, x, self.fan)
+        xpad = xp.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype)
         xpad[:, :, ph:ph + H, pw:pw + Wd] = x
         OH = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
         OW = (Wd + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
-        xg = xpad.reshape(N, G, Cg, H + 2 * ph, Wd + 2 * pw)
-        Wg = xp.asarray(self.W_int, xp.float64).reshape(G, O // G, Cg, kh, kw)
-        acc = xp.zeros((N, G, O // G, OH, OW), xp.float64)
-        for i in range(kh):      # loop over kernel offsets only (never pixels or batch items)
+        Wf = xp.asarray(self.W_int, dtype)
+
+        def window(i, j):
+            return xpad[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh,
+                        j * dw:j * dw + sw * (OW - 1) + 1:sw]
+
+        if Cg == 1 and O == G:       # depthwise: one weight per channel and offset
+            acc = xp.zeros((N, O, OH, OW), dtype)
+            tmp = xp.empty_like(acc)
+            for i in range(kh):
+                for j in range(kw):
+                    xp.multiply(window(i, j), Wf[:, 0, i, j].reshape(1, O, 1, 1), out=tmp)
+                    acc += tmp
+            return acc
+        # one GEMM per group and kernel offset, the batch and pixels as columns
+        Wg = Wf.reshape(G, O // G, Cg, kh, kw)
+        acc = xp.zeros((G, O // G, N * OH * OW), dtype)
+        for i in range(kh):      # loop over kernel offsets only
             for j in range(kw):
-                win = xg[:, :, :, i * dh:i * dh + sh * (OH - 1) + 1:sh,
-                         j * dw:j * dw + sw * (OW - 1) + 1:sw]
-                acc += xp.einsum("ngchw,goc->ngohw", win, Wg[:, :, :, i, j], optimize=True)
-        return xp.rint(acc).astype(xp.int64).reshape(N, O, OH, OW)
+                win = xp.ascontiguousarray(window(i, j).transpose(1, 0, 2, 3))
+                acc += xp.matmul(Wg[:, :, :, i, j], win.reshape(G, Cg, N * OH * OW))
+        return xp.ascontiguousarray(acc.reshape(O, N, OH, OW).transpose(1, 0, 2, 3))
 
     def __call__(self, xs):
         x, = xs
-        return self.rescaling(get_xp(x), self.accumulate(x))
+        return self.rescaling(get_xp(x), self.accumulate_exact(x))
 
 
 class IntegerFc(Node):
@@ -89,17 +134,22 @@ class IntegerFc(Node):
     def __init__(self, name, parents, out_shape, R, alpha, W_int, rescaling, W_fused=None):
         super().__init__(name, parents, out_shape, R, alpha)
         self.W_int = numpy.asarray(W_int, numpy.int32)
+        self.fan = fan_abs_max(self.W_int)
         self.rescaling, self.W_fused = rescaling, W_fused
 
     def accumulate(self, x):
         xp = get_xp(x)
-        flat = x.reshape(len(x), -1).astype(xp.float64)
-        acc = flat @ xp.asarray(self.W_int, xp.float64).T
-        return xp.rint(acc).astype(xp.int64).reshape(len(x), -1, 1, 1)
+        return xp.rint(self.accumulate_exact(x)).astype(xp.int64)
+
+    def accumulate_exact(self, x):
+        xp = get_xp(x)
+        dtype = exact_dtype(xp, x, self.fan)
+        flat = x.reshape(len(x), -1).astype(dtype)
+        return (flat @ xp.asarray(self.W_int, dtype).T).reshape(len(x), -1, 1, 1)
 
     def __call__(self, xs):
         x, = xs
-        return self.rescaling(get_xp(x), self.accumulate(x))
+        return self.rescaling(get_xp(x), self.accumulate_exact(x))
 
 
 class IntegerPool(Node):
@@ -209,11 +259,14 @@ class FusedNet:
         ("all" or a list of node names)."""
         xp = get_xp(codes)
         codes = xp.asarray(codes).astype(xp.int32)
-        values = run(self.nodes, codes)
-        if keep is None:
-            return values[self.targets[0].cell]
-        names = list(self.nodes) if keep == "all" else keep
-        return {k: values[k] for k in names}
+        names = [self.targets[0].cell] if keep is None else \
+            (list(self.nodes) if keep == "all" else list(keep))
+        parts = [run(self.nodes, codes[k:k + CHUNK], names) for k in range(0, len(codes), CHUNK)]
+        if not parts:
+            parts = [run(self.nodes, codes, names)]
+        values = {k: parts[0][k] if len(parts) == 1 else xp.concatenate([p[k] for p in parts])
+                  for k in names}
+        return values[names[0]] if keep is None else values
 
     def test(self, sp=None, set_name="Test", limit=None, out=None):
         """Score ``set_name`` with the targets (N2D2's "Final recognition rate"); returns a

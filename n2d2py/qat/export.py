@@ -41,7 +41,8 @@ from ..errors import N2D2Error
 from ..io import syntxt
 from .engine import IntegerConv, IntegerElemWise, IntegerFc, IntegerPool, SoftmaxNode
 
-__all__ = ["export_weights_quantized", "export_c", "write_stimuli", "scaling_description"]
+__all__ = ["export_weights_quantized", "export_c", "write_stimuli", "scaling_description",
+           "weight_memory", "weight_memory_line"]
 
 INT32_LIMIT = 2 ** 31 - 1
 
@@ -109,6 +110,50 @@ def c_int_type(values):
     if m <= 127:
         return "int8_t"
     return "int16_t" if m <= 32767 else "int32_t"
+
+
+C_BITS = {"int8_t": 8, "int16_t": 16, "int32_t": 32}
+
+
+def weight_memory(fused):
+    """Weight memory of the C export, per fused Conv/Fc node (build order): dicts with
+    ``name``, ``weights`` (the integer array's size: the C export stores every connected
+    weight), ``ctype`` and ``c_bits`` (the array's integer type, the smallest of
+    int8/int16/int32 holding max|W_int|), ``c_bytes`` = weights · c_bits / 8, and
+    ``range_bits`` = ceil(log2(R_w + 1)), the bits ``n2d2py --report`` (``stats.cost_table``)
+    gives a SAT weight quantizer of Range R_w, with ``range_bytes`` = weights · range_bits / 8.
+
+    The two differ by design: the report counts the information of the quantizer's R_w + 1
+    levels (a 4-bit layer is 0.5 byte per weight), the C arrays use a whole C integer type per
+    weight (int8_t), and under ``-wt-round-mode NONE`` a Default-mode R_w = 255 grid lowers to the
+    odd integers −255..255 (W_int = w_q·R_w), which need int16_t. ``cost_table(net,
+    overrides={name: (c_bits, a_bits)}).size_bytes`` gives the C bytes back."""
+    from ..stats.cost import range_bits
+    rows = []
+    for node in fused.nodes.values():
+        if not isinstance(node, (IntegerConv, IntegerFc)):
+            continue
+        ctype = c_int_type(node.W_int)
+        n, bits = int(node.W_int.size), C_BITS[ctype]
+        R = getattr(node, "weight_range", None)
+        rbits = range_bits(R) if R else None
+        rows.append({"name": node.name, "weights": n, "ctype": ctype, "c_bits": bits,
+                     "c_bytes": n * bits / 8, "range_bits": rbits,
+                     "range_bytes": None if rbits is None else n * rbits / 8})
+    return rows
+
+
+def weight_memory_line(fused):
+    """One line for the user: the C arrays' weight bytes, and the report's at the Range bits."""
+    rows = weight_memory(fused)
+    c_bytes = sum(r["c_bytes"] for r in rows)
+    per_layer = ", ".join(f"{r['name']} {r['weights']}x{r['ctype']}" for r in rows)
+    line = f"C export weight memory: {c_bytes:.0f} bytes ({per_layer})"
+    if all(r["range_bytes"] is not None for r in rows):
+        r_bytes = sum(r["range_bytes"] for r in rows)
+        bits = ", ".join(f"{r['name']} {r['range_bits']}" for r in rows)
+        line += f"; at the quantizers' Range bits ({bits}, as n2d2py --report): {r_bytes:g} bytes"
+    return line
 
 
 def c_double(v):
@@ -340,6 +385,7 @@ def export_c(fused, folder):
 #include <stdint.h>
 #define NETWORK_INPUT_SIZE {C * H * W}
 #define NETWORK_OUTPUT_SIZE {nb_out}
+#define NETWORK_WEIGHTS_BYTES {int(sum(r["c_bytes"] for r in weight_memory(fused)))}
 /* input: C*H*W codes (x*255), C, H, W order; returns the index of the largest output */
 int network_run(const int32_t *input);
 #endif

@@ -89,6 +89,11 @@ def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE
     return Fuser(net, options).run()
 
 
+def quantizer_name(q):
+    """The INI name of a quantizer (``SAT``, ``LSQ``, ``Prune``)."""
+    return getattr(q, "type_name", None) or type(q).__name__
+
+
 def bits(R):
     """N2D2's bit count of a range: rintf(log2(R)) (255 -> 8, 15 -> 4, 3 -> 2, 1 -> 0)."""
     return int(rintf(numpy.log2(float(R))))
@@ -143,6 +148,7 @@ class Fuser:
         handlers = {"Conv": self.conv, "BatchNorm": self.batchnorm, "Fc": self.fc,
                     "Pool": self.pool, "Dropout": self.dropout, "ElemWise": self.elemwise,
                     "Softmax": self.softmax}
+        self.check_has_sat()
         with no_grad():
             for name, cell in self.net.cells.items():
                 handler = handlers.get(cell.type_name)
@@ -159,17 +165,40 @@ class Fuser:
         return engine.FusedNet(self.nodes, self.input, targets, self.net.sp, self.options,
                                self.constants, self.alias)
 
+    def check_has_sat(self):
+        """A network without any SAT quantizer: say so at its first cell, before anything."""
+        from ..quantizers import SATActQuantizer, SATWeightQuantizer
+        if any(isinstance(getattr(c, "qweight", None), SATWeightQuantizer)
+               or isinstance(c.qact, SATActQuantizer) for c in self.net.cells.values()):
+            return
+        for c in self.net.cells.values():
+            for key, q in (("QWeight", getattr(c, "qweight", None)), ("QAct", c.qact)):
+                if q is not None:
+                    raise N2D2Error(f"[{c.name}] {key}={quantizer_name(q)}: -qat-sat fuses SAT "
+                                    f"quantizers only, and this network has none")
+        first = next(iter(self.net.cells), "env")
+        raise N2D2Error(f"[{first}] no cell of this network has a SAT quantizer (QWeight=SAT, "
+                        f"QAct=SAT): -qat-sat fuses a SAT-trained network only")
+
     # -- helpers --------------------------------------------------------------------------------
     def single_parent(self, cell):
         if len(cell.parents) != 1:
             raise N2D2Error(f"[{cell.name}] has {len(cell.parents)} parents: the QAT fusion "
                             f"handles one input per {cell.type_name} cell")
 
-    def sat_weights(self, cell):
+    def check_sat_weights(self, cell):
         from ..quantizers import SATWeightQuantizer
         q = cell.qweight
+        if q is None:
+            raise N2D2Error(f"[{cell.name}] has no weight quantizer: -qat-sat fuses SAT-quantized "
+                            f"Conv/Fc cells only (QWeight=SAT)")
         if not isinstance(q, SATWeightQuantizer):
-            raise N2D2Error(f"[{cell.name}] has no SAT weight quantizer (QWeight=SAT): cannot fuse")
+            raise N2D2Error(f"[{cell.name}] QWeight={quantizer_name(q)}: -qat-sat fuses SAT "
+                            f"quantizers only (QWeight=SAT)")
+
+    def sat_weights(self, cell):
+        self.check_sat_weights(cell)
+        q = cell.qweight
         if not q.apply_quantization:
             raise N2D2Error(f"[{cell.name}] QWeight.ApplyQuantization=0: the weights are not "
                             f"quantized, cannot fuse into integers")
@@ -199,8 +228,13 @@ class Fuser:
     # -- Conv + BatchNorm (§5.4) ------------------------------------------------------------------
     def conv(self, cell):
         from ..quantizers import SATActQuantizer
+        self.check_sat_weights(cell)
         kids = self.children[cell.name]
         bn = self.net.cells[kids[0]] if len(kids) == 1 else None
+        if bn is not None and bn.type_name == "BatchNorm" and bn.qact is not None \
+                and not isinstance(bn.qact, SATActQuantizer):
+            raise N2D2Error(f"[{cell.name}] its BatchNorm [{bn.name}] has "
+                            f"QAct={quantizer_name(bn.qact)}: -qat-sat fuses SAT quantizers only")
         if bn is None or bn.type_name != "BatchNorm" or not isinstance(bn.qact, SATActQuantizer):
             raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
                             f"(its only child must be one): cannot fuse")
@@ -244,6 +278,7 @@ class Fuser:
                                   cell.hw(cell.dilation_dims), cell.groups[0], rescaling,
                                   W_fused=W.astype(F32))
         node.max_code, node.source = hi, bn.name
+        node.weight_range = R_w
         self.add(cell, node)
         self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
                                      "corr": corr, "R_in": R_in, "alpha_in": a_in,
@@ -310,6 +345,7 @@ class Fuser:
                                 a_out or 1.0, W_int, rescaling, W_fused=W.astype(F32))
         node.max_code, node.source = hi, cell.name
         node.logits = not has_q
+        node.weight_range = R_w
         self.add(cell, node)
         self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
                                      "sat_scaling": sat_s, "R_in": R_in, "alpha_in": a_in,

@@ -92,6 +92,16 @@ def fixed_point_multiplier(S, fractional_bits=FRACTIONAL_BITS):
     return int(round_half_away(numpy, numpy.float64(S) * 2.0 ** fractional_bits))
 
 
+def _round_half_away_inplace(xp, v):
+    """C ``round`` of a float64 array that the caller owns (overwritten): the same values as
+    ``round_half_away`` with fewer temporaries (|v| − floor(|v|) is exact)."""
+    a = xp.abs(v)
+    fl = xp.floor(a)
+    a -= fl
+    fl += a >= 0.5
+    return xp.copysign(fl, v, out=v)
+
+
 class ActivationRescaling:
     """Per-channel rescale, clip and saturation of one fused layer (see the module docstring).
 
@@ -125,28 +135,32 @@ class ActivationRescaling:
         return xp.asarray(values, dtype=dtype).reshape(shape)
 
     def pre_activation(self, xp, acc):
-        """t = acc / D + B in float64 (the N2D2-domain accumulator)."""
-        t = acc.astype(xp.float64)
+        """t = acc / D + B in float64 (the N2D2-domain accumulator); a new array."""
+        t = acc.astype(xp.float64)   # always a copy: the in-place steps below own it
         if self.D != 1.0:
-            t = t / self.D
+            t /= self.D
         if self.B is not None:
-            t = t + self._channel(xp, self.B, acc.ndim, xp.float64)
+            t += self._channel(xp, self.B, acc.ndim, xp.float64)
         return t
 
-    def _clip(self, xp, t, ndim):
+    def _clip(self, xp, t, ndim, out=None):
         if self.C is None:
             return t
         C = self._channel(xp, self.C, ndim, t.dtype)
         # CPU Clip with C <= 0 clamps to [C, 0]; C >= 0 whenever α > 0 (pitfall 10)
-        return xp.minimum(xp.maximum(t, xp.minimum(C, 0)), xp.maximum(C, 0))
+        y = xp.maximum(t, xp.minimum(C, 0), out=out)
+        return xp.minimum(y, xp.maximum(C, 0), out=y)
 
     def __call__(self, xp, acc):
-        """acc: integer array (N, O, ...) -> output array (int32 codes, or float64 logits)."""
+        """acc: array of integers (N, O, ...), int64 or float holding exact integers ->
+        output array (int32 codes, or float64 logits)."""
         if self.S is None:
             return self.pre_activation(xp, acc)
         if self.mode == "Floating-point":
-            z = self._clip(xp, self.pre_activation(xp, acc), acc.ndim)
-            y = round_half_away(xp, z * self._channel(xp, self.S, acc.ndim, xp.float64))
+            t = self.pre_activation(xp, acc)
+            z = self._clip(xp, t, acc.ndim, out=t)
+            z *= self._channel(xp, self.S, acc.ndim, xp.float64)
+            y = _round_half_away_inplace(xp, z)
         else:
             z = self._integer_input(xp, acc)
             if self.mult is not None:

@@ -9,9 +9,15 @@ holds the leading pads) with ``pads`` (top, bottom, left, right), ``ceil_mode`` 
 ``count_include_pad`` handed to ``F.max_pool2d``/``F.avg_pool2d``, which match ONNX exactly.
 Pools N2D2 can express keep the plain ``PoolCell``.
 """
+import numpy
+
 from .. import functions as F
-from ..cells.base import concat_inputs
+from ..backend import to_device
+from ..cells.base import Cell, concat_inputs
+from ..cells.conv import DeconvCell
 from ..cells.pool import PoolCell
+from . import functions as OF
+from .graph import cell_shape
 
 
 class OnnxPoolCell(PoolCell):
@@ -42,4 +48,127 @@ class OnnxPoolCell(PoolCell):
         return self.activate(y, training)
 
 
-__all__ = ["OnnxPoolCell"]
+class OnnxDeconvCell(DeconvCell):
+    """**n2d2py extension, not in N2D2** (N2D2's importer has no ConvTranspose): ``Type=Deconv``
+    with ONNX's ``pads`` (top, bottom, left, right; asymmetric allowed: they crop the full
+    transposed convolution) and ``output_padding`` (oh, ow: rows/columns added at the end, which
+    hold only the bias where nothing reaches them). ``PaddingDims`` is unused (0)."""
+
+    def __init__(self, name="", parents=("env",), pads=(0, 0, 0, 0), output_padding=(0, 0),
+                 **values):
+        super().__init__(name, parents, **values)
+        self.pads = tuple(int(p) for p in pads)
+        self.output_padding = tuple(int(p) for p in output_padding)
+
+    def compute_out_shape(self, in_shapes):
+        hw = {tuple(s[1:]) for s in in_shapes}
+        if len(hw) != 1:
+            raise self.error(f"inputs {', '.join(self.parents)} have different sizes {in_shapes}")
+        (h, w), = hw
+        (kh, kw), (dh, dw), (sh, sw) = (self.hw(self.kernel_dims), self.hw(self.dilation_dims),
+                                        self.stride_hw)
+        t, b, l, r = self.pads
+        oph, opw = self.output_padding
+        return (self.nb_outputs, (h - 1) * sh + dh * (kh - 1) + 1 - t - b + oph,
+                (w - 1) * sw + dw * (kw - 1) + 1 - l - r + opw)
+
+    def forward(self, xs, training=False):
+        xs = self.inputs(xs)
+        t, b, l, r = self.pads
+        extra_b, extra_r = b - self.output_padding[0], r - self.output_padding[1]
+        pads = (t, max(extra_b, 0), l, max(extra_r, 0))
+        y = None
+        for x, W in zip(xs, self.quantized_weights()):
+            part = F.deconv2d(x, W, None, self.stride_hw, pads, self.hw(self.dilation_dims), 1)
+            y = part if y is None else y + part
+        if extra_b < 0 or extra_r < 0:
+            y = F.pad2d(y, 0, max(-extra_b, 0), 0, max(-extra_r, 0))
+        if self.bias is not None:
+            y = y + F.reshape(self.bias, (1, -1, 1, 1))
+        return self.activate(y, training)
+
+
+class OnnxTensorCell(Cell):
+    """**n2d2py extension, not in N2D2**: one ONNX operator N2D2 has no cell for, computed on
+    the ONNX shapes. The inputs (N, C, H, W) are viewed as their ONNX shapes (``in_dims``: each
+    shape without its batch axis; the element order is the same, spec §5.1), ``op`` runs, and the
+    result is viewed back as the (C, H, W) of ``out_dims``. Operations (``op``, ``options``):
+
+    * ``("Unary", {"kind", "alpha", "gamma"})``: ``functions.UNARY`` (Elu, Selu, Exp, Neg...);
+    * ``("PRelu", {"slope"})``: a learnable slope (Parameter ``weights``, shape broadcasting to
+      the input with a batch axis of 1; solver role ``Weights``);
+    * ``("Binary", {"kind", "constants"})``: Add, Sub, Mul, Div, Min, Max, Sum folded left to
+      right over the inputs with NumPy broadcasting; ``constants`` maps an operand position to
+      a fixed array (not learnt);
+    * ``("LogSoftmax", {"axis"})``; ``("Reduce", {"kind", "axes", "keepdims"})``.
+    """
+    type_name = "OnnxOp"
+    solver_roles = ("Weights",)
+
+    def __init__(self, name="", parents=("env",), op="Unary", options=None, in_dims=(),
+                 out_dims=(), **values):
+        super().__init__(name, parents, **values)
+        self.op, self.options = op, dict(options or {})
+        self.in_dims = [tuple(int(d) for d in dims) for dims in in_dims]
+        self.out_dims = tuple(int(d) for d in out_dims)
+        self.constants = {int(k): numpy.asarray(v, numpy.float32)
+                          for k, v in self.options.pop("constants", {}).items()}
+        self.slope = None
+
+    def describe(self):
+        return f"cell [{self.name}] (n2d2py ONNX {self.op})"
+
+    def compute_out_shape(self, in_shapes):
+        for shape, dims in zip(in_shapes, self.in_dims):
+            if int(numpy.prod(shape)) != int(numpy.prod(dims)):
+                raise self.error(f"input of {shape} (C, H, W) is not the ONNX shape {dims}")
+        return cell_shape((1,) + self.out_dims)
+
+    def create_parameters(self, rng):
+        if self.op == "PRelu":
+            self.slope = self.new_parameter(numpy.asarray(self.options["slope"], numpy.float32),
+                                            "Weights", "weights")
+
+    def own_parameters(self):
+        return [] if self.slope is None else [self.slope]
+
+    def to(self, device):
+        super().to(device)
+        self.constants = {k: to_device(v, device) for k, v in self.constants.items()}
+        return self
+
+    def forward(self, xs, training=False):
+        xs = [F.reshape(x, (x.shape[0],) + dims) for x, dims in zip(xs, self.in_dims)]
+        o, op = self.options, self.op
+        if op == "Unary":
+            y = OF.unary(xs[0], o["kind"], o.get("alpha"), o.get("gamma"))
+        elif op == "PRelu":
+            y = OF.prelu(xs[0], self.slope)
+        elif op == "LogSoftmax":
+            y = F.log_softmax(xs[0], o["axis"])
+        elif op == "Reduce":
+            y = OF.reduce(xs[0], o["kind"], o["axes"], o["keepdims"])
+        else:
+            operands = list(xs)
+            for k in sorted(self.constants):
+                operands.insert(k, self.constants[k])
+            y = operands[0]
+            for z in operands[1:]:
+                y = binary(o["kind"], y, z)
+        y = F.reshape(y, (y.shape[0],) + cell_shape((1,) + self.out_dims))
+        return self.activate(y, training)
+
+
+def binary(kind, a, b):
+    if kind in ("Add", "Sum"):
+        return F.add(a, b)
+    if kind == "Sub":
+        return F.sub(a, b)
+    if kind == "Mul":
+        return F.mul(a, b)
+    if kind == "Div":
+        return F.div(a, b)
+    return OF.minimum(a, b) if kind == "Min" else OF.maximum(a, b)
+
+
+__all__ = ["OnnxPoolCell", "OnnxDeconvCell", "OnnxTensorCell"]

@@ -29,6 +29,14 @@ from .graph import Value, attributes, cell_shape, fold_node, load_model, opset_o
 OVERRIDE_KINDS = ("Conv", "Fc", "BatchNorm", "Pool", "Dropout", "LRN")
 
 
+def type_name(elem):
+    """The ONNX name of element type ``elem`` (an unknown number, from a damaged file, as is)."""
+    try:
+        return onnx.TensorProto.DataType.Name(elem)
+    except ValueError:
+        return f"unknown element type {elem}"
+
+
 class ImportedGraph:
     """What an import produces: ``cells`` (ordered, built), ``parents`` ({cell: [names]}),
     ``inputs`` (graph input names), ``input_names`` (the names cells use for them: the
@@ -92,10 +100,11 @@ class Importer:
                             f"input(s)", file=self.path)
         for k, info in enumerate(inputs):
             elem = info.type.tensor_type.elem_type
+            # DOUBLE: n2d2py extension, not in N2D2 (cast to float32, spec/ini.md §5.1)
             if elem not in (0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
-                            onnx.TensorProto.BFLOAT16):
+                            onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):
                 raise OnnxError(f"graph input '{info.name}' is of type "
-                                f"{onnx.TensorProto.DataType.Name(elem)}: N2D2 computes in Float32",
+                                f"{type_name(elem)}: N2D2 computes in Float32",
                                 file=self.path)
             declared = [d.dim_value if d.HasField("dim_value") else 0
                         for d in info.type.tensor_type.shape.dim]

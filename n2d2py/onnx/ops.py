@@ -10,8 +10,11 @@ The table ``OPS`` (``@op`` registers a handler) and the shared helpers live here
 Gemm/MatMul and pooling handlers; the other families are in ``ops_elementwise.py``
 (BatchNorm, Dropout, LRN, Add/Sub/Mul/Div/Sum/Max, Concat, activations, Clip) and
 ``ops_shape.py`` (Softmax, Flatten, Reshape, Squeeze/Unsqueeze, Identity/Cast, Shape, Slice,
-Transpose, Pad, Resize/Upsample), imported at the end of this module so that importing ``ops``
-fills the whole table.
+Transpose, Pad, Resize/Upsample) and ``ops_extension.py`` (operators outside N2D2's set:
+ConvTranspose, LogSoftmax, Elu/Selu/Exp/Neg/Abs/Sqrt..., PRelu, Min, broadcasting arithmetic,
+ReduceSum/ReduceMean over non-batch axes — **n2d2py extension, not in N2D2**), imported at the
+end of this module so that importing ``ops`` fills the whole table. ``check_arity`` refuses a
+node whose input/output count its schema does not allow.
 """
 import numpy
 
@@ -36,8 +39,29 @@ def dispatch(table, imp, node):
     if handler is None:
         raise imp.error(node, f"Unsupported ONNX operator: {node.op_type}; supported: "
                               f"{', '.join(sorted(table))}")
+    check_arity(imp, node)
     from .graph import attributes
     handler(imp, node, attributes(node))
+
+
+def check_arity(imp, node):
+    """The node's input and output counts against the operator's schema at the model's opset
+    (a Gemm with one input is an OnnxError naming the node, not an IndexError)."""
+    import onnx
+    try:
+        schema = onnx.defs.get_schema(node.op_type, max(imp.opset, 1), node.domain or "")
+    except Exception:   # no schema at this opset: the handler checks what it reads
+        return
+    given = len(node.input)
+    while given and not node.input[given - 1]:   # trailing '' = omitted optional inputs
+        given -= 1
+    if given < schema.min_input or len(node.input) > schema.max_input:
+        raise imp.error(node, f"{len(node.input)} input(s): {node.op_type}-{schema.since_version} "
+                              f"takes {schema.min_input} to {schema.max_input}")
+    if not node.output or not node.output[0] or len(node.output) > schema.max_output:
+        raise imp.error(node, f"{len(node.output)} output(s): {node.op_type}-"
+                              f"{schema.since_version} has {schema.min_output} to "
+                              f"{schema.max_output}, the first one named")
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -339,15 +363,20 @@ def reduce_pool(imp, node, a):
     axes = a.get("axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = imp.const(node, node.input[1], "axes")
-    axes = sorted(int(d) % rank for d in (axes if axes is not None else range(rank)))
+    if axes is not None and any(not isinstance(d, (int, numpy.integer)) or not -rank <= d < rank
+                                for d in numpy.ravel(axes)):
+        raise imp.error(node, f"axes={list(numpy.ravel(axes))}: expected axes in "
+                              f"{-rank}..{rank - 1}")
+    axes = sorted(int(d) % rank for d in (numpy.ravel(axes) if axes is not None else range(rank)))
     if rank not in (3, 4) or axes != list(range(2, rank)):
-        raise imp.error(node, f"axes={axes} on shape {x.shape}: N2D2 maps only a reduction over "
-                              f"all spatial axes (a global Pool)")
+        # n2d2py extension, not in N2D2 (which maps only a global Pool): ops_extension.py
+        from .ops_extension import reduction
+        return reduction(imp, node, a, "Max" if node.op_type == "ReduceMax" else "Mean")
     global_pool(imp, node, "Max" if node.op_type == "ReduceMax" else "Average",
                 bool(a.get("keepdims", 1)))
 
 
-from . import ops_elementwise, ops_shape  # noqa: E402,F401  (register their handlers)
+from . import ops_elementwise, ops_shape, ops_extension  # noqa: E402,F401  (their handlers)
 
 SUPPORTED = sorted(OPS)
 __all__ = ["OPS", "SUPPORTED", "dispatch"]

@@ -1,5 +1,6 @@
 """ONNX handlers (spec/ini.md §5.3): BatchNormalization, Dropout, LRN, the element-wise
-arithmetic (Add, Sub, Mul, Div, Sum, Max; constant operands fold into BatchNorm/bias cells),
+arithmetic (Add, Sub, Mul, Div, Sum, Max; constant operands fold into BatchNorm/bias cells;
+what N2D2 refuses goes to ``ops_extension.broadcast_binary``, an n2d2py extension),
 Concat, and the activations (Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Clip). Registered in
 ``ops.OPS`` (see ``ops.py``)."""
 import numpy
@@ -84,23 +85,26 @@ def per_channel(c, shape):
     return numpy.broadcast_to(full.reshape(-1), (shape[1],)).astype(numpy.float64)
 
 
-@op("Add", "Sub", "Mul", "Div", "Sum", "Max")
+@op("Add", "Sub", "Mul", "Div", "Sum", "Max", "Min")
 def elementwise(imp, node, a):
+    """N2D2's ElemWise / BatchNorm / bias folding where they apply; otherwise (Div or Min of
+    tensors, broadcasting, other constants) the n2d2py extension ``broadcast_binary``."""
+    from .ops_extension import broadcast_binary
     names = list(node.input)
+    if not names or not all(names):
+        raise imp.error(node, "an empty input name")
     constant = [n in imp.consts for n in names]
     if any(constant):
-        if len(names) != 2 or node.op_type in ("Sum", "Max"):
-            raise imp.error(node, "a constant operand is supported only for Add/Sub/Mul/Div "
-                                  "with two inputs")
+        if len(names) != 2 or node.op_type in ("Sum", "Max", "Min"):
+            return broadcast_binary(imp, node, names, " (with a constant)")
         return constant_operand(imp, node, names, constant)
     values = [imp.value(n, node) for n in names]
     if len(values) == 1:
         return view(imp, node, values[0].shape)
-    if node.op_type == "Div":
-        raise imp.error(node, "Div of two tensors is not supported by N2D2")
+    if node.op_type in ("Div", "Min"):
+        return broadcast_binary(imp, node, names)
     if any(v.shape != values[0].shape for v in values):
-        raise imp.error(node, f"inputs of shapes {[v.shape for v in values]}: N2D2's ElemWise "
-                              f"needs equal shapes (no broadcasting)")
+        return broadcast_binary(imp, node, names)
     srcs = [imp.source(n, node) for n in names]
     operation = {"Add": "Sum", "Sum": "Sum", "Sub": "Sum", "Max": "Max", "Mul": "Prod"}[node.op_type]
     weights = (1.0, -1.0) if node.op_type == "Sub" else ()
@@ -112,13 +116,19 @@ def elementwise(imp, node, a):
 
 
 def constant_operand(imp, node, names, constant):
+    from .ops_extension import broadcast_binary
     if constant[0] and node.op_type in ("Sub", "Div"):
-        raise imp.error(node, "a constant first operand of Sub/Div is not supported by N2D2")
+        return broadcast_binary(imp, node, names, " (a constant first operand of Sub/Div)")
     x_name = names[1] if constant[0] else names[0]
     c = numpy.asarray(imp.consts[names[0] if constant[0] else names[1]], numpy.float64)
     x = imp.value(x_name, node)
-    if numpy.broadcast_shapes(c.shape, x.shape) != x.shape:
-        raise imp.error(node, f"constant of shape {c.shape} would broadcast the input {x.shape}")
+    try:
+        stretches = numpy.broadcast_shapes(c.shape, x.shape) != x.shape
+    except ValueError:
+        raise imp.error(node, f"constant of shape {c.shape} and input {x.shape} do not "
+                              f"broadcast") from None
+    if stretches:
+        return broadcast_binary(imp, node, names, " (the constant stretches the input)")
     kind = node.op_type
     if kind in ("Sub", "Div"):
         c = -c if kind == "Sub" else 1.0 / c
@@ -137,8 +147,7 @@ def constant_operand(imp, node, names, constant):
         return imp.set_value(node.output[0], cell.name, x.shape)
     vector = per_channel(c, x.shape)
     if vector is None:
-        raise imp.error(node, f"constant of shape {c.shape} on input {x.shape} is neither a "
-                              f"scalar nor per-channel")
+        return broadcast_binary(imp, node, names, " (neither scalar nor per-channel)")
     src = imp.source(x_name, node)
     if kind == "Add" and fold_bias(imp, node, src, vector):
         return imp.set_value(node.output[0], src, x.shape)

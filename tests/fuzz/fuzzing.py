@@ -71,11 +71,7 @@ def time_limit(seconds=CASE_SECONDS):
 #: Bugs in other modules found by these tests, reproduced in test_found_bugs.py (xfail strict):
 #: (exception class, innermost n2d2py file). Such a case is counted as "known bug", not failed,
 #: so CI stays usable until the owner fixes it; delete the entry with the fix.
-KNOWN_BUGS = {
-    ("TypeError", "n2d2py/onnx/runner.py"),
-    ("ValueError", "n2d2py/onnx/runner.py"),
-    ("ValueError", "n2d2py/onnx/importer.py"),
-}
+KNOWN_BUGS = set()   # the onnx/runner.py and onnx/importer.py ones are fixed
 
 
 def known_bug(exc):

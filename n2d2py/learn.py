@@ -1,17 +1,17 @@
-"""Learning, validation and test loops of the ``n2d2`` executable (spec/ini.md §6.1, §6.2, §6.3).
+"""Learning loops of the ``n2d2`` executable (spec/ini.md §6.1, §6.2, §6.3).
 
 ``learn`` trains by epochs (``-learn-epoch``: Learn shuffled, without replacement) or by a number
 of stimuli (``-learn``: batches drawn at random with replacement), validates at every log point,
 keeps the best weights in ``weights_validation/`` (the primary target's ``-valid-metric``), stops
 early after ``stop_valid`` validations without improvement, and finally reloads the best weights.
-``test`` scores the Test set. Weight folders are written atomically (``write_folder_atomically``).
+
+The pieces it drives live beside it: ``scoring.py`` (``test``, validation passes, best weights),
+``progress.py`` (progress line, history, ``Success_*.dat``), ``folders.py`` (atomic weight
+folders: ``write_folder_atomically``) and ``signals.py`` (Ctrl-C/SIGTERM held during a step);
+their public names stay importable from here.
 """
-import contextlib
 import os
-import shutil
-import signal
 import sys
-import threading
 import time
 
 import numpy
@@ -20,227 +20,13 @@ from . import checkpoint
 from .autograd import no_grad
 from .deepnet import NumericalFault
 from .errors import N2D2Error
-from .report import text
-
-#: Running-success window of the progress line, in stimuli (N2D2's ``-ws``).
-SUCCESS_WINDOW = 10000
-
-
-# -- signals ---------------------------------------------------------------------------------
-class Terminated(KeyboardInterrupt):
-    """SIGTERM turned into an exception (the command installs ``raise_terminated``); a
-    KeyboardInterrupt, so every place that saves on Ctrl-C saves on SIGTERM too."""
-
-
-def raise_terminated(signum=None, frame=None):
-    raise Terminated()
-
-
-_deferring = [0]   # depth of nested deferred_signals() blocks (main thread)
-
-
-@contextlib.contextmanager
-def deferred_signals():
-    """Hold Ctrl-C (and SIGTERM when a Python handler is installed for it) until the block ends:
-    a training step or a folder swap is never cut in half. Nested blocks defer to the outermost
-    one. On exit, a held SIGTERM raises ``Terminated``, a held Ctrl-C ``KeyboardInterrupt``."""
-    if threading.current_thread() is not threading.main_thread() or _deferring[0]:
-        _deferring[0] += threading.current_thread() is threading.main_thread()
-        try:
-            yield
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                _deferring[0] -= 1
-        return
-    caught, previous = [], {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if callable(signal.getsignal(signum)):   # ignored or default (SIGTERM: die) stay so
-            previous[signum] = signal.signal(signum, lambda s, f: caught.append(s))
-    _deferring[0] = 1
-
-    def restore():
-        _deferring[0] = 0
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    try:
-        yield
-    except BaseException:
-        restore()
-        raise
-    restore()
-    if signal.SIGTERM in caught:
-        raise Terminated()
-    if caught:
-        raise KeyboardInterrupt
-
-
-deferred_sigint = deferred_signals  # the older name
-
-
-# -- atomic weight folders -------------------------------------------------------------------
-def _fsync_tree(folder):
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(root)
-
-
-def _fsync_dir(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories
-    finally:
-        os.close(fd)
-
-
-def write_folder_atomically(folder, write):
-    """Call ``write(tmp)`` on a fresh ``folder + ".tmp-<pid>"``, fsync it, then swap it in.
-
-    Any exception (a crash, Ctrl-C) during ``write`` removes the temporary folder and leaves
-    ``folder`` as it was. The swap itself (two renames: a folder cannot replace a non-empty
-    one in a single rename) runs with Ctrl-C held back.
-    """
-    folder = os.path.normpath(os.fspath(folder))
-    tmp, old = f"{folder}.tmp-{os.getpid()}", f"{folder}.old-{os.getpid()}"
-    recover_folder(folder, clean=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        write(tmp)
-        _fsync_tree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    with deferred_signals():
-        if os.path.isdir(folder):
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        _fsync_dir(os.path.dirname(os.path.abspath(folder)))
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def recover_folder(folder, clean=False):
-    """Undo what a kill (SIGKILL, power loss) inside ``write_folder_atomically`` left behind.
-
-    Killed between its two renames, ``folder`` is missing and its previous, complete version is
-    ``folder.old-<pid>``: rename it back. With ``clean``, the ``.tmp-<pid>``/``.old-<pid>``
-    folders of processes that no longer run are removed. Returns True if ``folder`` exists."""
-    folder = os.path.normpath(os.fspath(folder))
-    parent, name = os.path.split(folder)
-    try:
-        entries = os.listdir(parent or ".")
-    except OSError:
-        return os.path.isdir(folder)
-    stale = []
-    for entry in entries:
-        for kind in (".old-", ".tmp-"):
-            head, _, pid = entry.rpartition(kind)
-            if head == name and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                stale.append((kind, os.path.join(parent, entry)))
-    if not os.path.isdir(folder):
-        olds = sorted((p for kind, p in stale if kind == ".old-"), key=os.path.getmtime)
-        if olds:
-            os.replace(olds[-1], folder)
-            stale = [(k, p) for k, p in stale if p != olds[-1]]
-    if clean:
-        for _, path in stale:
-            shutil.rmtree(path, ignore_errors=True)
-    return os.path.isdir(folder)
-
-
-# -- results ---------------------------------------------------------------------------------
-class TestResult:
-    """Scores of one pass for the primary TargetScore: ``recognition_rate`` (mean of per-batch
-    success, N2D2's figure), ``accuracy`` (samples), ``confusion``, ``metrics`` {name: value},
-    ``per_target`` {target name: TargetScore}, ``seconds``, ``nb_stimuli``."""
-
-    def __init__(self, targets, seconds, nb_stimuli):
-        scored = [t for t in targets if t.scored]
-        self.per_target = {t.name: t for t in scored}
-        primary = scored[0] if scored else None
-        self.recognition_rate = primary.recognition_rate if primary else None
-        self.accuracy = primary.accuracy if primary else None
-        self.confusion = None if primary is None else primary.confusion.copy()
-        self.metrics = primary.metrics() if primary else {}
-        self.seconds, self.nb_stimuli = seconds, nb_stimuli
-
-    def __repr__(self):
-        return (f"<TestResult recognition_rate={self.recognition_rate} accuracy={self.accuracy} "
-                f"stimuli={self.nb_stimuli}>")
-
-
-class LearnHistory:
-    """What a learning run did: validation ``(step, score)`` pairs, learning success per log
-    point, the best score and where the weights went."""
-
-    def __init__(self, metric):
-        self.metric = metric
-        self.validation, self.learning = [], []
-        self.best, self.best_step, self.stopped_early = None, None, False
-        self.stimuli = 0
-        self.seconds = 0.0
-
-
-# -- progress ----------------------------------------------------------------------------------
-class Progress:
-    """N2D2's carriage-return line on a terminal; one line per epoch (or log point) otherwise."""
-
-    def __init__(self, out):
-        self.out = out
-        self.tty = hasattr(out, "isatty") and out.isatty()
-        self.last = 0.0
-
-    def update(self, line, force=False):
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if force or now - self.last > 0.2:
-            self.out.write("\r" + line)
-            self.out.flush()
-            self.last = now
-
-    def end(self, line):
-        self.out.write(("\r" if self.tty else "") + line + "\n")
-        self.out.flush()
-
-
-class SuccessWindow:
-    """Running learn success over the last ``size`` stimuli (N2D2's ``-ws`` window)."""
-
-    def __init__(self, size=SUCCESS_WINDOW):
-        self.size, self.items = size, []
-
-    def add(self, n, success):
-        self.items.append((n, success))
-        total = sum(n for n, _ in self.items)
-        while self.items and total - self.items[0][0] >= self.size:
-            total -= self.items.pop(0)[0]
-
-    @property
-    def value(self):
-        total = sum(n for n, _ in self.items)
-        return sum(n * s for n, s in self.items) / total if total else 0.0
-
-
-# -- loops -----------------------------------------------------------------------------------
-def set_size(net, set_name):
-    return len(net.database.sets[set_name]) if net.database is not None else 0
+from .folders import (output_atomically, recover_folder, replace_file_atomically,  # noqa: F401
+                      write_folder_atomically)
+from .progress import (SUCCESS_WINDOW, LearnHistory, Progress, SuccessWindow,  # noqa: F401
+                       learn_line, write_learning_files)
+from .scoring import (TestResult, reload_best_weights, run_pass, set_size, test,  # noqa: F401
+                      validate_and_keep)
+from .signals import Terminated, deferred_sigint, deferred_signals, raise_terminated  # noqa: F401
 
 
 class NumericalError(N2D2Error):
@@ -268,7 +54,7 @@ def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric="S
     history = loop.run()
     history.seconds = time.perf_counter() - loop.start
     net.export_weights(loop.paths["weights"])
-    _write_learning_files(history, loop.paths)
+    write_learning_files(history, loop.paths)
     if reload_best:
         reload_best_weights(net, ignore_missing, workdir)
     return history
@@ -399,34 +185,39 @@ class TrainingLoop:
 
     def run_plan(self, label):
         """The batches of the current epoch or chunk not done yet."""
-        net, plan, history = self.net, self.plan, self.history
-        primary = net.targets[0]
-        b = net.sp.batch_size
-        batches = net.sp._batches("Learn", plan["order"][plan["next"] * b:], self.rng)
+        plan, b = self.plan, self.net.sp.batch_size
+        batches = self.net.sp._batches("Learn", plan["order"][plan["next"] * b:], self.rng)
         while True:
             with deferred_signals():
-                before = self.before_step()
-                item = next(batches, None)
-                if item is None:
+                if not self.step(batches):
                     break
-                x, labels, _ = item
-                try:
-                    _, outputs = net.learn_batch(x, labels)
-                except NumericalFault as fault:
-                    self.numerical_fault(fault, x, before)
-                plan["next"] += 1
-                self.steps += 1
-                history.stimuli += len(labels)
-                if primary.scored:
-                    self.window.add(len(labels), primary.score(outputs[primary.cell].data, labels))
-                    primary.reset()  # the learning window is ours; the confusion matrix is per pass
-            self.progress.update(_learn_line(self.window, history, self.start, label, None))
+            self.progress.update(learn_line(self.window, self.history, self.start, label, None))
+
+    def step(self, batches):
+        """One training step on the next batch (False when there is none), signals held."""
+        net, primary, history = self.net, self.net.targets[0], self.history
+        before = self.before_step()
+        item = next(batches, None)
+        if item is None:
+            return False
+        x, labels, _ = item
+        try:
+            _, outputs = net.learn_batch(x, labels)
+        except NumericalFault as fault:
+            self.numerical_fault(fault, x, before)
+        self.plan["next"] += 1
+        self.steps += 1
+        history.stimuli += len(labels)
+        if primary.scored:
+            self.window.add(len(labels), primary.score(outputs[primary.cell].data, labels))
+            primary.reset()  # the learning window is ours; the confusion matrix is per pass
+        return True
 
     def log_point(self, label, fraction):
         """Learning line, validation (or weights/), then net_state/ (interrupted: redone)."""
         history = self.history
         self.snapshot = self.progress_state(pending_log=True)
-        self.progress.end(_learn_line(self.window, history, self.start, label, fraction))
+        self.progress.end(learn_line(self.window, history, self.start, label, fraction))
         history.learning.append((history.stimuli, self.window.value))
         result, best = None, history.best
         if self.has_validation:
@@ -451,7 +242,7 @@ class TrainingLoop:
 
     def numerical_fault(self, fault, x, before):
         """Name the cell, put back the state before the step, save it, raise NumericalError."""
-        net, history = self.net, self.history
+        net = self.net
         cell, kind = fault.cell, fault.kind
         if fault.where == "loss":
             cell, kind = locate_nonfinite(net, x, default=(net.targets[0].cell, kind))
@@ -461,16 +252,20 @@ class TrainingLoop:
             setattr(net.cells[name], s, value)
         net.export_weights(self.paths["weights"])
         self.save(self.paths["net_state"])
-        if self.plan is not None and self.plan["epoch"] is not None:
-            epoch, batch = self.plan["epoch"], self.plan["next"] + 1
-        else:
-            n, b = max(1, self.nb_learn), max(1, net.sp.batch_size)
-            epoch, batch = 1 + history.stimuli // n, (history.stimuli % n) // b + 1
+        epoch, batch = self.position()
         what = "" if fault.where == "loss" else f" in the gradient of {fault.param}"
         saved = " (last good state saved in 'net_state/' and 'weights/')" if self.save_state else ""
         raise NumericalError(f"[{cell}] produced {kind}{what} at epoch {epoch}, batch {batch} "
                              f"(step {self.steps + 1}){saved}",
                              file=getattr(net.document, "path", None))
+
+    def position(self):
+        """(epoch, batch) of the step being run, both counted from 1."""
+        if self.plan is not None and self.plan["epoch"] is not None:
+            return self.plan["epoch"], self.plan["next"] + 1
+        n, b = max(1, self.nb_learn), max(1, self.net.sp.batch_size)
+        stimuli = self.history.stimuli
+        return 1 + stimuli // n, (stimuli % n) // b + 1
 
     # -- state -----------------------------------------------------------------------------------
     def progress_state(self, pending_log=None):
@@ -499,14 +294,22 @@ class TrainingLoop:
                                  "progress": progress or self.progress_state()}, arrays)
 
     def restore(self, ckpt):
-        place = ckpt.folder
-        p = ckpt.meta["progress"]
+        """Continue the state ``ckpt`` (``checkpoint.load()``) saved by a run of the same mode."""
+        place, p = ckpt.folder, ckpt.meta["progress"]
         mode = "epochs" if self.epochs else "stimuli"
         if p["mode"] != mode:
             option = "--learn-epoch" if p["mode"] == "epochs" else "--learn"
             raise checkpoint.StateError(f"this state was saved by a {option} run: resume it "
                                         f"with {option}", file=place)
         checkpoint.restore_net(self.net, ckpt.meta["network"], ckpt.arrays, place)
+        self.restore_progress(p)
+        if p["plan"] is not None:
+            self.plan = dict(p["plan"], order=numpy.array(ckpt.arrays["loop/order"]))
+        checkpoint.restore_generators(self.generators, p["generators"], place)
+        self.announce_resume(place)
+
+    def restore_progress(self, p):
+        """History, window and counters from ``progress_state()``'s dictionary."""
         h = self.history
         h.stimuli, h.best, h.best_step = p["stimuli"], p["best"], p["best_step"]
         h.validation = [tuple(v) for v in p["validation"]]
@@ -516,9 +319,9 @@ class TrainingLoop:
         self.window.items = [tuple(v) for v in p["window"]]
         self.steps, self.epoch, self.next_log = p["steps"], p["epoch"], p["next_log"]
         self.pending_log = p["pending_log"]
-        if p["plan"] is not None:
-            self.plan = dict(p["plan"], order=numpy.array(ckpt.arrays["loop/order"]))
-        checkpoint.restore_generators(self.generators, p["generators"], place)
+
+    def announce_resume(self, place):
+        h = self.history
         done = f"epoch {self.epoch}" if self.epochs else f"{h.stimuli} stimuli"
         if self.plan is not None:
             done += f" + {self.plan['next']} batches"
@@ -540,147 +343,3 @@ def locate_nonfinite(net, x, default):
         if not bool(xp.isfinite(data).all()):
             return name, "Inf"
     return default
-
-
-def _learn_line(window, history, start, label, fraction):
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    rate = history.stimuli / elapsed
-    minutes, seconds = divmod(int(elapsed), 60)
-    bar = "" if fraction is None else "[" + text.bar(fraction) + "] "
-    return (f"Learning {bar}{label} {100 * window.value:.2f}% duration {minutes:02d}:{seconds:02d} "
-            f"min at {rate:.2f} p./s ({int(rate * 60)} p./min)")
-
-
-def validate_and_keep(net, history, state, metric, paths, out):
-    """One validation pass, BEST/LOWER lines, checkpoint and early-stop bookkeeping."""
-    primary = net.targets[0]
-    result = run_pass(net, "Validation")
-    out.write("Validation" + "." * 20 + "\n")
-    score = primary.metric(metric) if primary.scored else -result.get("loss", 0.0)
-    history.validation.append((history.stimuli, score))
-    if history.best is None or score > history.best:
-        history.best, history.best_step, state["since_best"] = score, history.stimuli, 0
-        net.export_weights(paths["weights_validation"])
-        out.write(f"+++ BEST validation score: {text.fmt(100 * score)}% [{metric}]\n")
-        out.write(f"    '{os.path.basename(paths['weights_validation'])}' saved!\n")
-    else:
-        state["since_best"] += 1
-        out.write(f"--- LOWER validation score: {text.fmt(100 * score)}% [{metric}] "
-                  f"(best was {text.fmt(100 * history.best)}%)\n")
-    if primary.scored:
-        out.write(text.metric_lines(primary) + "\n")
-    out.flush()
-    stop_after = state["stop_valid"]
-    if stop_after and state["since_best"] >= stop_after:
-        out.write(f"--- Validation did not improve after {stop_after} steps\n"
-                  "--- STOPPING THE LEARNING\n")
-        history.stopped_early = True
-        return "stop"
-    return None
-
-
-def run_pass(net, set_name, limit=None, progress=None):
-    """Forward the whole set without gradients, scoring every target. Returns {"stimuli": n}."""
-    for target in net.targets:
-        target.reset()
-    count = 0
-    with no_grad():
-        for x, labels, _ in net.sp.batches(set_name, False, None, limit):
-            outputs = net.forward(x, training=False)
-            for target in net.targets:
-                target.score(outputs[target.cell].data, labels)
-            count += len(labels)
-            if progress is not None:
-                primary = net.targets[0]
-                rate = primary.recognition_rate if primary.scored else 0.0
-                progress.update(f"Testing #{count}   {100 * rate:.2f}% ")
-    return {"stimuli": count}
-
-
-def test(net, set_name="Test", limit=None, out=None, workdir=None):
-    """Score ``set_name`` (spec/ini.md §6.2). With ``out``, print N2D2's final lines; with
-    ``workdir``, write ``<target>/ConfusionMatrix_test.{dat,png}``. Returns a TestResult."""
-    start = time.perf_counter()
-    progress = Progress(out) if out is not None else None
-    info = run_pass(net, set_name, limit, progress)
-    result = TestResult(net.targets, time.perf_counter() - start, info["stimuli"])
-    if out is not None:
-        if progress.tty:
-            out.write("\r")
-        for target in net.targets:
-            if target.scored:
-                out.write(text.final_lines(target) + "\n")
-        out.flush()
-    if workdir is not None:
-        kind = set_name.lower()
-        for target in net.targets:
-            if target.scored and target.confusion is not None:
-                folder = os.path.join(workdir, target.name)
-                os.makedirs(folder, exist_ok=True)
-                base = os.path.join(folder, f"ConfusionMatrix_{kind}")
-                output_atomically(base + ".dat", lambda tmp, t=target: text.write_confusion(tmp, t.confusion))
-                from .report import plots
-                output_atomically(base + ".png", lambda tmp, t=target: plots.confusion_matrix_png(
-                    t.confusion, tmp, f"{t.name}: {set_name}", _label_names(net)))
-    return result
-
-
-def _label_names(net):
-    names = getattr(net.database, "label_names", None)
-    return list(names) if names else None
-
-
-def reload_best_weights(net, ignore_missing=False, workdir="."):
-    """spec/ini.md §6.1 item 7: ``weights_validation/`` when the database has a Validation set,
-    else ``weights/``. Returns the folder read."""
-    folder = os.path.join(workdir, "weights_validation" if set_size(net, "Validation") > 0 else "weights")
-    recover_folder(folder)
-    if not os.path.isdir(folder):
-        from .errors import WeightsError
-        raise WeightsError(f"weights folder '{folder}' does not exist: train first with "
-                           f"--learn-epoch N, or give the weights with -w DIR")
-    net.import_weights(folder, ignore_missing)
-    return folder
-
-
-def _write_learning_files(history, paths):
-    """``<target>/Success_{validation,learning}.dat`` and the curves, each file replaced
-    atomically (written beside it, then renamed)."""
-    folder = paths["target"]
-    os.makedirs(folder, exist_ok=True)
-    for name, rows in (("Success_validation.dat", history.validation),
-                       ("Success_learning.dat", history.learning)):
-        replace_file_atomically(os.path.join(folder, name),
-                                lambda f, rows=rows: f.write("".join(f"{s} {v:.6g}\n" for s, v in rows)))
-    from .report import plots
-    output_atomically(os.path.join(folder, "Success_validation.png"),
-                      lambda tmp: plots.learning_curves_png(history, tmp))
-
-
-def output_atomically(path, write):
-    """``write(tmp)`` to a temporary path beside ``path`` (same extension), then rename it over
-    ``path``: a reader (or a kill) never sees half a file."""
-    folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    try:
-        write(tmp)
-        if os.path.exists(tmp):
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def replace_file_atomically(path, write, mode="w"):
-    """``write(f)`` into a temporary file beside ``path``, fsync, then rename over ``path``."""
-    folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

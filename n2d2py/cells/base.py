@@ -8,16 +8,13 @@ Life of a cell, as the DeepNet drives it::
     cell.parameters()                    # every Parameter, each with .solver
     cell.export_weights(folder) / cell.import_weights(folder, ignore_missing)     # spec §6.4
 
-``from_section`` reads, in N2D2's order (spec §2.4, §4.1): the declared ``Key``s of the cell
-section (dims through one alias chain, ``dims_key``); ``ActivationFunction`` (+ ``.*``);
-``WeightsFiller``/``BiasFiller`` (+ ``.*``); ``Solvers=``/``<Role>Solver=`` (+ prefixed keys of the
-cell section); ``QWeight``/``QWeightSolver`` (+ ``.*``); ``QAct``/``QActSolver`` (+ ``.*``, only when
-``ActivationFunction`` is present, §2.8.2); then the ConfigSection list, evaluated in the context
-of the *cell* section (``${X}`` finds the cell's ``$X``), and finally ``<section>.cfg`` in the CWD.
-A config key must be a solver, quantizer or cell parameter (``Key(..., config=True)``): anything
-else is fatal, as in N2D2. Cell parameters written in the cell section itself are ignored, as
-N2D2 does (§8 item 3), and so are unknown keys where N2D2 accepts them (§1.9); both are recorded
-as readable sentences in ``cell.warnings`` for the CLI to print.
+``from_section`` (in ``cells/_ini.py``, the private INI half: ``SectionReader``) reads the
+section in N2D2's order (spec §2.4, §4.1): Keys, activation, fillers, solvers, quantizers, then
+the ConfigSection list and ``<section>.cfg``. A config key must be a solver, quantizer or cell
+parameter (``Key(..., config=True)``): anything else is fatal, as in N2D2. Cell parameters written
+in the cell section itself are ignored, as N2D2 does (§8 item 3), and so are unknown keys where
+N2D2 accepts them (§1.9); both are recorded as readable sentences in ``cell.warnings`` for the
+CLI to print.
 
 Losses (for the DeepNet): ``cell.loss_kind`` is ``"softmax"`` for ``Softmax WithLoss=1``,
 ``"sigmoid"`` for a ``LogisticWithLoss`` activation, else ``None``. ``forward`` always returns
@@ -30,100 +27,15 @@ import os
 
 from .. import functions as F
 from ..autograd import Parameter
-from ..backend import DTYPE, to_device
-from ..errors import IniError, close_matches
-from ..ini.convert import list_of, to_bool, to_int, to_str, to_uint
-from ..params import REQUIRED, Key, Parameterizable, Registry
+from ..backend import DTYPE, asnumpy, to_device
+from ..errors import IniError
+from ..ini.convert import to_bool, to_str, to_uint
+from ..params import Key, Parameterizable, Registry
+from ._ini import (COMMON_KEYS, SECTION_READERS, DimsKey, SectionReader,  # noqa: F401
+                   _FilePlace, convert_value, dims_key, set_prefixed)
+from ._ini import make as _make
 
 CELLS = Registry("cell")
-
-# keys every cell section may hold, read by the DeepNet (Input, Type) or here
-COMMON_KEYS = ("Input", "Type", "Model", "DataType", "ConfigSection")
-# keys whose presence makes N2D2 mark every key of the section read (spec §1.9)
-SECTION_READERS = ("ActivationFunction", "Solvers", "WeightsSolver", "BiasSolver",
-                   "ScaleSolver", "QWeight", "QAct")
-
-
-class DimsKey(Key):
-    """A 2-D dims key with N2D2's alias chain, stored in N2D2 order ``(X, Y)`` = (width, height):
-    ``<P>Dims=x y`` | ``<P>Size=n`` (square; ``<P>=n`` as well) | ``<P>Width``/``<P>Height`` or
-    ``<P>X``/``<P>Y`` (a missing one takes the default's component)."""
-
-    def __init__(self, prefix, default=REQUIRED, convert=to_int, doc=""):
-        names = (f"{prefix}Size", prefix, f"{prefix}Width", f"{prefix}Height",
-                 f"{prefix}X", f"{prefix}Y")
-        super().__init__(f"{prefix}Dims", list_of(convert), default, aliases=names, doc=doc)
-        self.prefix, self.scalar = prefix, convert
-
-    def read(self, section):
-        """``(x, y)`` from the section, or ``None`` if no spelling is present."""
-        p = self.prefix
-        if self.ini in section:
-            dims = section.get_as(self.ini, self.convert)
-            if len(dims) not in (1, 2):
-                raise section.error(f"expected 2 dims (X Y), got {len(dims)}", key=self.ini)
-            return tuple(dims) * (2 // len(dims))
-        for name in (f"{p}Size", p):
-            if name in section:
-                value = section.get_as(name, self.scalar)
-                return (value, value)
-        for wx, wy in ((f"{p}Width", f"{p}Height"), (f"{p}X", f"{p}Y")):
-            if wx in section or wy in section:
-                if self.default is REQUIRED and not (wx in section and wy in section):
-                    missing = wy if wx in section else wx
-                    raise section.error(f"missing required key '{missing}'", key=wx)
-                base = (1, 1) if self.default is REQUIRED else self.default
-                return (section.get_as(wx, self.scalar, base[0]),
-                        section.get_as(wy, self.scalar, base[1]))
-        return None
-
-
-def dims_key(prefix, default=REQUIRED, convert=to_int):
-    return DimsKey(prefix, default, convert)
-
-
-class _FilePlace:
-    """Error place for a ``<section>.cfg`` override file (no Section object)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def error(self, message, key=None):
-        return IniError(message, file=self.path, key=key)
-
-
-def set_prefixed(obj, values, place, prefix):
-    """Set ``{sub: text}`` on a Parameterizable; errors name the full key ``prefix + sub``."""
-    for sub, text in values.items():
-        key = obj.find_key(sub)
-        if key is None:
-            raise place.error(f"unknown parameter '{sub}' for {obj.describe()}"
-                              f"{close_matches(sub, obj.keys())}", key=prefix + sub)
-        setattr(obj, key.attr, convert_value(place, text, key.convert, prefix + sub))
-
-
-def convert_value(place, text, convert, key):
-    """``convert(text)``; a Section's ``convert`` also accepts ``$()`` floats for integer keys
-    (truncated with a warning, spec/ini.md §8 item 7). Errors name ``key`` at ``place``."""
-    if hasattr(place, "convert"):
-        return place.convert(text, convert, key)
-    try:
-        return convert(text)
-    except ValueError as exc:
-        raise place.error(str(exc), key=key) from None
-
-
-def _make(registry_name, name, place, key):
-    """Instantiate a solver/filler/quantizer class by INI name."""
-    if registry_name == "solver":
-        from ..solvers import SOLVERS as registry
-    elif registry_name == "filler":
-        from ..fillers import FILLERS as registry
-    elif registry_name == "qweight":
-        from ..quantizers import WEIGHT_QUANTIZERS as registry
-    else:
-        from ..quantizers import ACT_QUANTIZERS as registry
-    return registry.get(name.strip(), place, key=key)()
 
 
 def concat_inputs(cell, xs):
@@ -144,7 +56,7 @@ def same_hw(cell, in_shapes, check_nb_outputs=True):
     return (channels, *in_shapes[0][1:])
 
 
-class Cell(Parameterizable):
+class Cell(SectionReader, Parameterizable):
     """Base of every ``Type=`` cell. Subclasses declare Keys, ``compute_out_shape``,
     ``create_parameters`` (optional) and ``forward``."""
     type_name = None
@@ -178,210 +90,6 @@ class Cell(Parameterizable):
             return self.section.error(message, key=key)
         return IniError(message, section=self.name, key=key)
 
-    # ------------------------------------------------------------------ INI -> cell
-    @classmethod
-    def from_section(cls, section, parents):
-        cell = cls(name=section.name, parents=parents)
-        cell.section = section
-        cell.model = section.get("Model", None) or \
-            section.document.global_section.get("DefaultModel", "Frame")
-        cell.read_keys(section)
-        cell.read_activation(section)
-        cell.read_fillers(section)
-        cell.read_solvers(section)
-        cell.read_quantizers(section)
-        cell.apply_config(section)
-        cell.check_required_keys(section)
-        cell.collect_warnings(section)
-        return cell
-
-    def check_required_keys(self, section):
-        """A filler/solver/quantizer/activation key with no default (``ConstantFiller`` needs
-        ``WeightsFiller.Value``) that neither the section nor its ConfigSection set."""
-        parts = [(f"{role}Filler", filler) for role, filler in self.fillers.items()]
-        parts += [(f"{role}Solver", solver) for role, solver in self.solvers.items()]
-        parts += [("ActivationFunction", self.activation), ("QWeight", self.qweight),
-                  ("QWeightSolver", self.qweight_solver), ("QAct", self.qact),
-                  ("QActSolver", self.qact_solver)]
-        for selector, obj in parts:
-            missing = obj.missing_required() if isinstance(obj, Parameterizable) else []
-            if missing:
-                key = f"{selector}.{missing[0]}"
-                raise section.error(f"missing required key {key} for {obj.describe()} "
-                                    f"({selector}={section.get(selector, type(obj).__name__)})",
-                                    key=key)
-
-    def read_keys(self, section):
-        for key in self.keys().values():
-            if key.config:
-                continue
-            if isinstance(key, DimsKey):
-                value = key.read(section)
-            else:
-                name = next((n for n in (key.ini, *key.aliases) if n in section), None)
-                value = None if name is None else section.get_as(name, key.convert)
-            if value is not None:
-                setattr(self, key.attr, value)
-            elif key.default is REQUIRED:
-                raise section.error(f"missing required key '{key.ini}' for Type={self.type_name}")
-
-    def read_activation(self, section):
-        from .activation import ACTIVATIONS
-        name = section.get("ActivationFunction") if "ActivationFunction" in section \
-            else self.default_activation
-        if name:
-            self.activation = ACTIVATIONS.get(name.strip(), section, key="ActivationFunction")()
-            set_prefixed(self.activation, section.prefixed("ActivationFunction."), section,
-                         "ActivationFunction.")
-
-    def read_fillers(self, section):
-        for role in self.filler_roles:
-            key = f"{role}Filler"
-            if key in section:
-                self.fillers[role] = _make("filler", section.get(key), section, key)
-                set_prefixed(self.fillers[role], section.prefixed(key + "."), section, key + ".")
-
-    def read_solvers(self, section):
-        for role in self.solver_roles:      # N2D2 starts every cell with SGD solvers (§4.1)
-            self.solvers[role] = _make("solver", "SGD", section, "Solvers")
-        if "Solvers" in section:
-            for role in self.solver_roles:
-                self.solvers[role] = self._section_solver(section, "Solvers")
-        for role in self.solver_roles:
-            if f"{role}Solver" in section:
-                self.solvers[role] = self._section_solver(section, f"{role}Solver")
-
-    def _section_solver(self, section, key):
-        solver = _make("solver", section.get(key), section, key)
-        set_prefixed(solver, section.prefixed(key + "."), section, key + ".")
-        return solver
-
-    def read_quantizers(self, section):
-        if self.has_qweight and "QWeight" in section:
-            self.qweight = _make("qweight", section.get("QWeight"), section, "QWeight")
-            set_prefixed(self.qweight, section.prefixed("QWeight."), section, "QWeight.")
-            self.qweight_solver = self._section_solver(section, "QWeightSolver") \
-                if "QWeightSolver" in section else _make("solver", "SGD", section, "QWeightSolver")
-            set_prefixed(self.qweight_solver, section.prefixed("QWeightSolver."), section,
-                         "QWeightSolver.")
-        if "ActivationFunction" in section and "QAct" in section:
-            self.qact = _make("qact", section.get("QAct"), section, "QAct")
-            set_prefixed(self.qact, section.prefixed("QAct."), section, "QAct.")
-            self.qact_solver = self._section_solver(section, "QActSolver") \
-                if "QActSolver" in section else _make("solver", "SGD", section, "QActSolver")
-            set_prefixed(self.qact_solver, section.prefixed("QActSolver."), section,
-                         "QActSolver.")
-
-    def config_values(self, section):
-        """``{key: (text, place)}`` from the ConfigSection list (later ones win), then
-        ``<section>.cfg`` in the CWD (spec §2.4 items 1-5)."""
-        key = f"ConfigSection({self.model})"
-        key = key if key in section else "ConfigSection"
-        values = {}
-        if key in section:
-            for name in section.get(key).split(","):
-                if not name.strip():
-                    continue
-                if name.strip() not in section.document:
-                    raise section.error(f"no config section [{name.strip()}]"
-                                        f"{close_matches(name.strip(), section.document.sections)}",
-                                        key=key)
-                config = section.document.section(name.strip())
-                for k, entry in config.entries.items():
-                    if k.startswith("$") or k.startswith("_"):
-                        continue
-                    entry.read = True
-                    # evaluated in the context of the CELL section (spec §2.4)
-                    values[k] = (section.document.evaluate(section, entry.raw, entry), config)
-        path = os.path.join(os.getcwd(), f"{section.name}.cfg")
-        if os.path.isfile(path):
-            place = _FilePlace(path)
-            with open(path, encoding="utf-8") as handle:
-                for line in handle:
-                    line = line.split("#", 1)[0].strip()
-                    if line:
-                        k, sep, v = line.partition("=")
-                        if not sep:
-                            raise IniError(f"expected 'key = value', got {line!r}", file=path)
-                        values[k.strip()] = (v.strip(), place)
-        return values
-
-    def apply_config(self, section):
-        values = self.config_values(section)
-        ordered = [("Solvers.", self.solver_roles)] + [(f"{r}Solver.", (r,)) for r in self.solver_roles]
-        for prefix, roles in ordered:  # Solvers.* first, then the specific prefix wins (§2.4)
-            for k in [k for k in values if k.startswith(prefix)]:
-                text, place = values.pop(k)
-                for role in roles:
-                    set_prefixed(self.solvers[role], {k[len(prefix):]: text}, place, prefix)
-        if self.qweight is not None:
-            for prefix, target in (("QWeight.", self.qweight), ("QWeightSolver.", self.qweight_solver)):
-                for k in [k for k in values if k.startswith(prefix)]:
-                    text, place = values.pop(k)
-                    set_prefixed(target, {k[len(prefix):]: text}, place, prefix)
-        config_keys = {k.ini: k for k in self.keys().values() if k.config}
-        for k, (text, place) in values.items():
-            key = config_keys.get(k)
-            if key is None:
-                known = list(config_keys) + [f"{r}Solver.*" for r in self.solver_roles]
-                raise place.error(f"unknown parameter '{k}' for {self.describe()}; its config "
-                                  f"parameters are: {', '.join(known) or 'none'}"
-                                  f"{close_matches(k, list(config_keys) + ['Solvers.' + k])}", key=k)
-            setattr(self, key.attr, convert_value(place, text, key.convert, k))
-
-    def _prefix_owner(self, key):
-        """The selector key a prefixed key needs (``Solvers.X`` -> ``Solvers``), or None."""
-        families = ["ActivationFunction", "QAct", "QActSolver", "QWeight", "QWeightSolver",
-                    "Solvers"] + [f"{r}Solver" for r in self.solver_roles] + \
-                   [f"{r}Filler" for r in self.filler_roles]
-        for family in families:
-            if key.startswith(family + "."):
-                return family
-        return None
-
-    def collect_warnings(self, section):
-        """Sentences for keys N2D2 would ignore (spec §1.9, §8 items 3 and 23); fatal only where
-        N2D2's post-build check would fire (Conv/Deconv/BatchNorm with no key that marks the
-        whole section read)."""
-        known = set(COMMON_KEYS)
-        for key in self.keys().values():
-            if not key.config:
-                known.update((key.ini, *key.aliases))
-        for role in self.filler_roles:
-            known.add(f"{role}Filler")
-        known.update(f"{r}Solver" for r in self.solver_roles)
-        known.update(("Solvers", "ActivationFunction"))
-        if self.has_qweight:
-            known.update(("QWeight", "QWeightSolver"))
-        has_act = "ActivationFunction" in section
-        marks_all = any(k in section for k in SECTION_READERS)
-        config_keys = {k.ini for k in self.keys().values() if k.config}
-        for k in section.keys():
-            if k.startswith(("$", "_", "ConfigSection(")):
-                continue
-            where = f"in [{section.name}]"
-            family = self._prefix_owner(k)
-            if k in config_keys:
-                self.warnings.append(f"ignored: {k}={section.raw(k)} {where} (N2D2 reads cell "
-                                     f"parameters only from a ConfigSection)")
-            elif k in ("QAct", "QActSolver") or family in ("QAct", "QActSolver"):
-                if not has_act:
-                    self.warnings.append(f"ignored: {k} {where} (N2D2 reads QAct only when "
-                                         f"ActivationFunction= is present)")
-            elif family is not None:
-                if family not in section:
-                    self.warnings.append(f"ignored: {k} {where} (no {family}= in this section)")
-            elif self.uses_mapping and k.startswith(("Mapping.", "Mapping(")):
-                continue
-            elif k in self.unsupported_keys:
-                self.warnings.append(f"ignored: {k} {where} (not supported by n2d2py)")
-            elif k not in known:
-                message = (f"unknown key '{k}' for Type={self.type_name}"
-                           f"{close_matches(k, known | config_keys)}")
-                if self.strict_unknown_keys and not marks_all:
-                    raise section.error(message, key=k)
-                self.warnings.append(f"ignored: {message} {where} (as N2D2 does)")
-        section.mark_all_read()  # judged here; the DeepNet need not report them again
 
     # ------------------------------------------------------------------ build
     def check_positive_dims(self):
@@ -580,6 +288,36 @@ class WeightedCell(Cell):
         super().to(device)
         self.weight_masks = [to_device(m, device) for m in self.weight_masks]
         return self
+
+    def quant_weight_arrays(self):
+        """The quantized weights as NumPy arrays, one per parent (no graph recorded)."""
+        from ..autograd import no_grad
+        with no_grad():
+            return [asnumpy(w.data) for w in self.qweight(list(self.weights))]
+
+    def export_bias_and_quantizer(self, folder, precision, cell_type, connections=None):
+        """``<cell>_biases.syntxt``, then the weight quantizer's ``*_quant_weights*`` files (of
+        ``quant_weight_arrays()``, spec §6.4) and state, for the parts the cell has."""
+        from ..io import syntxt
+        from ..quantizers import export_quant_weights
+        if self.bias is not None:
+            syntxt.write_column(syntxt.weights_path(folder, self.name, "biases"),
+                                asnumpy(self.bias.data), precision)
+        if self.qweight is not None:
+            export_quant_weights(folder, self.name, cell_type, self.quant_weight_arrays(),
+                                 connections)
+            self.qweight.export_state(folder, self.name)
+
+    def import_bias_and_quantizer(self, folder, ignore_missing=False):
+        """``<cell>_biases.syntxt`` and the weight quantizer's state, for the parts the cell has."""
+        from ..io import syntxt
+        if self.bias is not None:
+            b = self.read_weight_file(syntxt.weights_path(folder, self.name, "biases"),
+                                      self.nb_outputs, ignore_missing, "biases")
+            if b is not None:
+                self.bias.data[...] = self.bias.xp.asarray(b)
+        if self.qweight is not None:
+            self.import_quantizer_state(self.qweight, folder, ignore_missing)
 
     @property
     def export_precision(self):

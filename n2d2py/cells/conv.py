@@ -61,13 +61,21 @@ class ConvCell(WeightedCell):
         s, ss = self.hw(self.stride_dims), self.hw(self.subsample_dims)
         return (s[0] * ss[0], s[1] * ss[1])
 
-    def compute_out_shape(self, in_shapes):
+    def input_hw(self, in_shapes):
+        """The (H, W) all inputs share (their channels are concatenated)."""
         hw = {tuple(s[1:]) for s in in_shapes}
         if len(hw) != 1:
             raise self.error(f"inputs {', '.join(self.parents)} have different sizes {in_shapes}")
         (h, w), = hw
-        (kh, kw), (ph, pw), (dh, dw) = (self.hw(self.kernel_dims), self.hw(self.padding_dims),
-                                        self.hw(self.dilation_dims))
+        return h, w
+
+    def kernel_geometry(self):
+        """((kH, kW), (pH, pW), (dH, dW)): kernel, padding and dilation as (H, W)."""
+        return (self.hw(self.kernel_dims), self.hw(self.padding_dims), self.hw(self.dilation_dims))
+
+    def compute_out_shape(self, in_shapes):
+        h, w = self.input_hw(in_shapes)
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_geometry()
         (sh, sw) = self.stride_hw
         out_h = (h + 2 * ph - (dh * (kh - 1) + 1) + sh) // sh
         out_w = (w + 2 * pw - (dw * (kw - 1) + 1) + sw) // sw
@@ -163,17 +171,11 @@ class ConvCell(WeightedCell):
             per_position = full.transpose(2, 3, 1, 0)[:, :, connected.T]
             rows = per_position.reshape(full.shape[2] * full.shape[3], -1)
         syntxt.write_rows(path, rows, precision)
-        if self.bias is not None:
-            syntxt.write_column(syntxt.weights_path(folder, self.name, "biases"),
-                                asnumpy(self.bias.data), precision)
-        if self.qweight is not None:
-            from ..quantizers import export_quant_weights
-            from ..autograd import no_grad
-            with no_grad():
-                wq = [asnumpy(w.data) for w in self.qweight(list(self.weights))]
-            quant = [self.expand(self.oc_view(w), k) for k, w in enumerate(wq)]
-            export_quant_weights(folder, self.name, "Conv", quant, connected)
-            self.qweight.export_state(folder, self.name)
+        self.export_bias_and_quantizer(folder, precision, "Conv", connected)
+
+    def quant_weight_arrays(self):
+        """Quantized kernels as full (O, C_k, kH, kW) arrays (zeros where unconnected)."""
+        return [self.expand(self.oc_view(w), k) for k, w in enumerate(super().quant_weight_arrays())]
 
     def expand(self, data, k):
         """Grouped storage of parent k -> full (O, C_k, kH, kW) (zeros where unconnected)."""
@@ -195,13 +197,7 @@ class ConvCell(WeightedCell):
                                        "weights (connected kernels x kH x kW)")
         if values is not None:
             self.place_values(values, full, connected)
-        if self.bias is not None:
-            path = syntxt.weights_path(folder, self.name, "biases")
-            b = self.read_weight_file(path, self.nb_outputs, ignore_missing, "biases")
-            if b is not None:
-                self.bias.data[...] = self.bias.xp.asarray(b)
-        if self.qweight is not None:
-            self.import_quantizer_state(self.qweight, folder, ignore_missing)
+        self.import_bias_and_quantizer(folder, ignore_missing)
 
     def place_values(self, values, full, connected):
         kh, kw = full.shape[2:]
@@ -236,12 +232,8 @@ class DeconvCell(ConvCell):
     (one line per output, its connected channels' kernels) [layout of N2D2's file unverified]."""
 
     def compute_out_shape(self, in_shapes):
-        hw = {tuple(s[1:]) for s in in_shapes}
-        if len(hw) != 1:
-            raise self.error(f"inputs {', '.join(self.parents)} have different sizes {in_shapes}")
-        (h, w), = hw
-        (kh, kw), (ph, pw), (dh, dw) = (self.hw(self.kernel_dims), self.hw(self.padding_dims),
-                                        self.hw(self.dilation_dims))
+        h, w = self.input_hw(in_shapes)
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_geometry()
         sh, sw = self.hw(self.stride_dims)
         return (self.nb_outputs, h * sh + (dh * (kh - 1) + 1) - 2 * ph - sh,
                 w * sw + (dw * (kw - 1) + 1) - 2 * pw - sw)

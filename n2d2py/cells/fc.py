@@ -67,16 +67,7 @@ class FcCell(WeightedCell):
         rows = matrix if self.weights_export_format == "OC" else matrix.T
         syntxt.write_rows(syntxt.weights_path(folder, self.name, "weights", create=True), rows,
                           precision)
-        if self.bias is not None:
-            syntxt.write_column(syntxt.weights_path(folder, self.name, "biases"),
-                                asnumpy(self.bias.data), precision)
-        if self.qweight is not None:
-            from ..autograd import no_grad
-            from ..quantizers import export_quant_weights
-            with no_grad():
-                wq = [asnumpy(w.data) for w in self.qweight(list(self.weights))]
-            export_quant_weights(folder, self.name, "Fc", wq)
-            self.qweight.export_state(folder, self.name)
+        self.export_bias_and_quantizer(folder, precision, "Fc")
 
     def import_weights(self, folder, ignore_missing=False):
         super().import_weights(folder, ignore_missing)
@@ -98,13 +89,7 @@ class FcCell(WeightedCell):
                 self.set_matrix(values.reshape(self.nb_outputs, nb_inputs))
             else:
                 self.set_matrix(values.reshape(nb_inputs, self.nb_outputs).T)
-        if self.bias is not None:
-            b = self.read_weight_file(syntxt.weights_path(folder, self.name, "biases"),
-                                      self.nb_outputs, ignore_missing, "biases")
-            if b is not None:
-                self.bias.data[...] = self.bias.xp.asarray(b)
-        if self.qweight is not None:
-            self.import_quantizer_state(self.qweight, folder, ignore_missing)
+        self.import_bias_and_quantizer(folder, ignore_missing)
 
 
 __all__ = ["FcCell"]

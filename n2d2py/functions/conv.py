@@ -227,20 +227,27 @@ def _col2im_per_item(xp, gy, W3t, c_k, in_hw, stride, pads, dilation):
             gyc = gy[start:start + m]
         gcols = scratch(xp, "gemm", (m, groups, K, OH * cols_w), gy.dtype)
         xp.matmul(W3t, gyc.reshape(m, groups, O // groups, OH * cols_w), out=gcols)
-        gcols = gcols.reshape(m, C, kH, kW, OH, cols_w)
-        part = gxpad[start:start + m]
-        for kh in range(kH):
-            for kw in range(kW):
-                if wide:
-                    flat = part.reshape(m, C, -1)[:, :, kh * dilation[0] * Wp + kw * dilation[1]:]
-                    isz = flat.itemsize
-                    view = xp.lib.stride_tricks.as_strided(
-                        flat, shape=(m, C, OH, Wp),
-                        strides=flat.strides[:2] + (stride[0] * Wp * isz, isz))
-                else:
-                    view = window(part, kh, kw, stride, (OH, OW), dilation)
-                view += gcols[:, :, kh, kw]
+        _scatter_add(xp, gxpad[start:start + m], gcols.reshape(m, C, kH, kW, OH, cols_w),
+                     stride, dilation, (OH, OW), wide)
     return _crop(xp, gxpad[:, :, :Hp], in_hw, pads)
+
+
+def _scatter_add(xp, part, gcols, stride, dilation, out_hw, wide):
+    """Add each kernel offset's columns ``gcols[:, :, kh, kw]`` (m, C, OH, cols) into its window
+    of the padded accumulator ``part`` (m, C, Hp + sH, Wp); ``wide``: whole rows (see above)."""
+    m, C, kH, kW = gcols.shape[:4]
+    Wp = part.shape[3]
+    for kh in range(kH):
+        for kw in range(kW):
+            if wide:
+                flat = part.reshape(m, C, -1)[:, :, kh * dilation[0] * Wp + kw * dilation[1]:]
+                isz = flat.itemsize
+                view = xp.lib.stride_tricks.as_strided(
+                    flat, shape=(m, C, out_hw[0], Wp),
+                    strides=flat.strides[:2] + (stride[0] * Wp * isz, isz))
+            else:
+                view = window(part, kh, kw, stride, out_hw, dilation)
+            view += gcols[:, :, kh, kw]
 
 
 def _crop(xp, gxpad, in_hw, pads):
@@ -266,12 +273,34 @@ def _check_common(name, x, W, b, groups):
     expect(groups >= 1, f"{name}: groups must be >= 1, got {groups}")
 
 
-class Conv2d(Function):
-    """2-D convolution (cross-correlation, as N2D2 and PyTorch), see the module docstring."""
+class _Convolution(Function):
+    """What Conv2d and Deconv2d share: options, the bias add and the gradients' tuple."""
 
     def __init__(self, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
         self.pads, self.groups = pads4(padding), int(groups)
+
+    @property
+    def opts(self):
+        return (self.stride, self.pads, self.dilation, self.groups)
+
+    def finish(self, y, x, W, b):
+        """y + b (per output channel); (x, W) kept for backward."""
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        if self.needs_backward:
+            self.saved = (x, W)
+        return y
+
+    def gradients(self, gx, gW, gy, needs_grad):
+        """(gx, gW) or (gx, gW, gb) as ``apply`` was given (x, W) or (x, W, b)."""
+        if len(needs_grad) == 2:
+            return gx, gW
+        return gx, gW, _bias_grad(gy) if needs_grad[2] else None
+
+
+class Conv2d(_Convolution):
+    """2-D convolution (cross-correlation, as N2D2 and PyTorch), see the module docstring."""
 
     def check_inputs(self, x, W, b=None):
         g = self.groups
@@ -287,29 +316,17 @@ class Conv2d(Function):
                f"padding {self.pads}, dilation {self.dilation} (output {oh}x{ow})")
 
     def forward(self, xp, x, W, b=None):
-        y = _correlate(xp, x, W, self.stride, self.pads, self.dilation, self.groups)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        if self.needs_backward:
-            self.saved = (x, W)
-        return y
+        return self.finish(_correlate(xp, x, W, *self.opts), x, W, b)
 
     def backward(self, xp, gy, needs_grad):
         x, W = self.saved
-        opts = (self.stride, self.pads, self.dilation, self.groups)
-        gx = _grad_input(xp, gy, W, x.shape[2:], *opts) if needs_grad[0] else None
-        gW = _grad_weight(xp, x, gy, W.shape, *opts) if needs_grad[1] else None
-        if len(needs_grad) == 2:
-            return gx, gW
-        return gx, gW, _bias_grad(gy) if needs_grad[2] else None
+        gx = _grad_input(xp, gy, W, x.shape[2:], *self.opts) if needs_grad[0] else None
+        gW = _grad_weight(xp, x, gy, W.shape, *self.opts) if needs_grad[1] else None
+        return self.gradients(gx, gW, gy, needs_grad)
 
 
-class Deconv2d(Function):
+class Deconv2d(_Convolution):
     """Transposed convolution: y = conv2d's input gradient applied to x, plus bias."""
-
-    def __init__(self, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
-        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
-        self.pads, self.groups = pads4(padding), int(groups)
 
     def check_inputs(self, x, W, b=None):
         g = self.groups
@@ -328,23 +345,14 @@ class Deconv2d(Function):
         return deconv_output_size(x.shape[2:], W.shape[2:], self.stride, self.pads, self.dilation)
 
     def forward(self, xp, x, W, b=None):
-        opts = (self.stride, self.pads, self.dilation, self.groups)
-        y = _grad_input(xp, x, W, self.out_hw(x, W), *opts)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        if self.needs_backward:
-            self.saved = (x, W)
-        return y
+        return self.finish(_grad_input(xp, x, W, self.out_hw(x, W), *self.opts), x, W, b)
 
     def backward(self, xp, gy, needs_grad):
         x, W = self.saved
-        opts = (self.stride, self.pads, self.dilation, self.groups)
-        gx = _correlate(xp, gy, W, *opts) if needs_grad[0] else None
+        gx = _correlate(xp, gy, W, *self.opts) if needs_grad[0] else None
         # conv2d's weight gradient with the roles swapped: gy is the conv input, x its output
-        gW = _grad_weight(xp, gy, x, W.shape, *opts) if needs_grad[1] else None
-        if len(needs_grad) == 2:
-            return gx, gW
-        return gx, gW, _bias_grad(gy) if needs_grad[2] else None
+        gW = _grad_weight(xp, gy, x, W.shape, *self.opts) if needs_grad[1] else None
+        return self.gradients(gx, gW, gy, needs_grad)
 
 
 def conv2d(x, W, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):

@@ -33,6 +33,9 @@ def softmax_array(xp, x, axis):
 
 
 class _GroupedFunction(Function):
+    """Softmax-like along ``axis`` within groups: subclasses give ``array`` (the forward on the
+    grouped view) and ``gradient`` (gx from y and gy on that view)."""
+
     def __init__(self, axis=1, group_size=0):
         self.axis, self.group_size = axis, int(group_size)
 
@@ -43,41 +46,39 @@ class _GroupedFunction(Function):
         expect(self.group_size >= 0 and (not self.group_size or c % self.group_size == 0),
                f"{self.name}: GroupSize {self.group_size} must divide the {c} channels")
 
-
-class Softmax(_GroupedFunction):
-    """y = softmax(x) along ``axis`` (within groups of ``group_size`` when > 0)."""
-    name = "softmax"
-
     def forward(self, xp, x):
         xg, a = _grouped(x, self.axis % x.ndim, self.group_size)
-        y = softmax_array(xp, xg, a)
+        y = self.array(xp, xg, a)
         if self.needs_backward:
             self.saved = (y, a)
         return y.reshape(x.shape)
 
     def backward(self, xp, gy, needs_grad):
         y, a = self.saved
-        g = gy.reshape(y.shape)
-        gx = y * (g - (g * y).sum(axis=a, keepdims=True))
+        gx = self.gradient(xp, y, gy.reshape(y.shape), a)
         return (gx.reshape(gy.shape),)
+
+
+class Softmax(_GroupedFunction):
+    """y = softmax(x) along ``axis`` (within groups of ``group_size`` when > 0)."""
+    name = "softmax"
+
+    def array(self, xp, x, axis):
+        return softmax_array(xp, x, axis)
+
+    def gradient(self, xp, y, gy, axis):
+        return y * (gy - (gy * y).sum(axis=axis, keepdims=True))
 
 
 class LogSoftmax(_GroupedFunction):
     """y = log softmax(x); gx = gy - softmax(x)·Σ gy (same grouping as ``Softmax``)."""
     name = "log_softmax"
 
-    def forward(self, xp, x):
-        xg, a = _grouped(x, self.axis % x.ndim, self.group_size)
-        y = log_softmax_array(xp, xg, a)
-        if self.needs_backward:
-            self.saved = (y, a)
-        return y.reshape(x.shape)
+    def array(self, xp, x, axis):
+        return log_softmax_array(xp, x, axis)
 
-    def backward(self, xp, gy, needs_grad):
-        y, a = self.saved
-        g = gy.reshape(y.shape)
-        gx = g - xp.exp(y) * g.sum(axis=a, keepdims=True)
-        return (gx.reshape(gy.shape),)
+    def gradient(self, xp, y, gy, axis):
+        return gy - xp.exp(y) * gy.sum(axis=axis, keepdims=True)
 
 
 def softmax(x, axis=1, group_size=0):

@@ -20,7 +20,7 @@ import numpy  # only to create host-side scalar Parameters, never on data
 
 from ..autograd import Variable
 from ..backend import DTYPE, asnumpy, device_of, get_xp, to_device
-from ..errors import WeightsError
+from ..errors import ShapeError, WeightsError, expect
 from ..io import syntxt
 from ..params import Parameterizable, Registry
 
@@ -154,6 +154,17 @@ def load_scalar_state(path, ignore_missing):
     if ignore_missing and not os.path.exists(path):
         return None
     return read_syntxt_scalar(path)
+
+
+def load_state_values(path, ignore_missing, count, what, error=ShapeError):
+    """The ``count`` numbers stored in a state file (``what`` names them in the error), or None
+    when it is missing and ``ignore_missing``."""
+    if ignore_missing and not os.path.exists(path):
+        return None
+    values = read_syntxt_values(path)
+    expect(len(values) == count, f"{path}: expected {count} value{'s' if count != 1 else ''} "
+                                 f"({what}), got {len(values)}", error=error)
+    return values
 
 
 def scalar_param_data(value):

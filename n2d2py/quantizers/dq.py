@@ -28,7 +28,7 @@ from ..ini.convert import to_bool, to_float, to_uint
 from ..params import Key
 from .constraints import ConstraintKeys
 from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, WeightQuantizer,
-                   follow_device, param_value, read_syntxt_values, scalar_param_data,
+                   follow_device, load_state_values, param_value, scalar_param_data,
                    write_syntxt_rows)
 
 F32 = DTYPE
@@ -197,11 +197,9 @@ class _DQBase:
                           [[param_value(self.d_param), self.q_max]])
 
     def import_state(self, folder, cell_name, ignore_missing=False):
-        path = self.state_file(folder, cell_name)
-        if ignore_missing and not os.path.exists(path):
+        values = load_state_values(self.state_file(folder, cell_name), ignore_missing, 2, "d q_max")
+        if values is None:
             return
-        values = read_syntxt_values(path)
-        expect(len(values) == 2, f"{path}: expected 2 values (d q_max), got {len(values)}")
         self.d_param.data[...] = F32(values[0])
         self.qmax_param.data[...] = F32(values[1])
 

@@ -31,7 +31,7 @@ from ..errors import IniError, expect
 from ..ini.convert import list_of, to_float, to_str, to_uint
 from ..params import Key
 from .constraints import ConstraintKeys
-from .base import (WEIGHT_QUANTIZERS, WeightQuantizer, follow_device, read_syntxt_values,
+from .base import (WEIGHT_QUANTIZERS, WeightQuantizer, follow_device, load_state_values,
                    write_syntxt_rows)
 
 F32 = DTYPE
@@ -277,13 +277,11 @@ class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
                           [asnumpy(self.alpha_param.data).tolist() + [self.step]])
 
     def import_state(self, folder, cell_name, ignore_missing=False):
-        path = self.state_file(folder, cell_name)
-        if ignore_missing and not os.path.exists(path):
-            return
-        values = read_syntxt_values(path)
         k = len(self.specs)
-        expect(len(values) == k + 1, f"{path}: expected {k + 1} values (α_1..α_{k} step), "
-                                     f"got {len(values)}", error=IniError)
+        values = load_state_values(self.state_file(folder, cell_name), ignore_missing, k + 1,
+                                   f"α_1..α_{k} step", error=IniError)
+        if values is None:
+            return
         xp = get_xp(self.alpha_param.data)
         self.alpha_param.data[...] = xp.asarray(values[:k], dtype=F32)
         self.step = int(values[k])

@@ -25,7 +25,7 @@ from ..errors import expect
 from ..ini.convert import enum, to_bool, to_float
 from ..params import Key
 from .base import (WEIGHT_QUANTIZERS, WeightQuantizer, follow_device, param_value,
-                   read_syntxt_values, scalar_param_data, write_syntxt_rows)
+                   load_state_values, scalar_param_data, write_syntxt_rows)
 from .constraints import ConstraintKeys
 from .sat import accurate_sum, sat_scale_count
 
@@ -144,9 +144,6 @@ class FracBitsWeightQuantizer(ConstraintKeys, WeightQuantizer):
         write_syntxt_rows(self.state_file(folder, cell_name), [[self.bits()]])
 
     def import_state(self, folder, cell_name, ignore_missing=False):
-        path = self.state_file(folder, cell_name)
-        if ignore_missing and not os.path.exists(path):
-            return
-        values = read_syntxt_values(path)
-        expect(len(values) == 1, f"{path}: expected 1 value (b), got {len(values)}")
-        self.bits_param.data[...] = F32(values[0])
+        values = load_state_values(self.state_file(folder, cell_name), ignore_missing, 1, "b")
+        if values is not None:
+            self.bits_param.data[...] = F32(values[0])

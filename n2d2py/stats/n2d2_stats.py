@@ -49,21 +49,22 @@ def conv_taps(size_in, kernel, stride, padding, dilation):
     """Σ over output positions of the kernel taps that land inside the input, along one axis."""
     extent = dilation * (kernel - 1) + 1
     size_out = (size_in + 2 * padding - extent + stride) // stride
-    total = 0
-    for o in range(size_out):
-        s_min = max(padding - o * stride, 0)
-        s_max = min(max(size_in + padding - o * stride, 0), extent)
-        total += (s_max - s_min - 1) // dilation + 1
-    return total
+    return _taps_inside(size_out, size_in, kernel, stride, padding, dilation)
 
 
 def deconv_taps(size_in, size_out, kernel, stride, padding, dilation):
     """Σ over input positions of the kernel taps that land inside the output, along one axis."""
+    return _taps_inside(size_in, size_out, kernel, stride, padding, dilation)
+
+
+def _taps_inside(positions, size, kernel, stride, padding, dilation):
+    """Σ over ``positions`` kernel placements (``i * stride - padding``) of the taps inside
+    ``[0, size)``."""
     extent = dilation * (kernel - 1) + 1
     total = 0
-    for i in range(size_in):
+    for i in range(positions):
         s_min = max(padding - i * stride, 0)
-        s_max = min(max(size_out + padding - i * stride, 0), extent)
+        s_max = min(max(size + padding - i * stride, 0), extent)
         total += (s_max - s_min - 1) // dilation + 1
     return total
 

@@ -1,0 +1,142 @@
+"""Scoring passes without gradients (spec/ini.md §6.1 item 7, §6.2): ``test`` (the Test set,
+N2D2's final lines and confusion matrices), ``validate_and_keep`` (a Validation pass during
+learning: BEST/LOWER lines, ``weights_validation/``, early stop) and ``reload_best_weights``."""
+import os
+import time
+
+from .autograd import no_grad
+from .folders import output_atomically, recover_folder
+from .progress import Progress
+from .report import text
+
+
+class TestResult:
+    """Scores of one pass for the primary TargetScore: ``recognition_rate`` (mean of per-batch
+    success, N2D2's figure), ``accuracy`` (samples), ``confusion``, ``metrics`` {name: value},
+    ``per_target`` {target name: TargetScore}, ``seconds``, ``nb_stimuli``."""
+
+    def __init__(self, targets, seconds, nb_stimuli):
+        scored = [t for t in targets if t.scored]
+        self.per_target = {t.name: t for t in scored}
+        primary = scored[0] if scored else None
+        self.recognition_rate = primary.recognition_rate if primary else None
+        self.accuracy = primary.accuracy if primary else None
+        self.confusion = None if primary is None else primary.confusion.copy()
+        self.metrics = primary.metrics() if primary else {}
+        self.seconds, self.nb_stimuli = seconds, nb_stimuli
+
+    def __repr__(self):
+        return (f"<TestResult recognition_rate={self.recognition_rate} accuracy={self.accuracy} "
+                f"stimuli={self.nb_stimuli}>")
+
+
+def set_size(net, set_name):
+    return len(net.database.sets[set_name]) if net.database is not None else 0
+
+
+def run_pass(net, set_name, limit=None, progress=None):
+    """Forward the whole set without gradients, scoring every target. Returns {"stimuli": n}."""
+    for target in net.targets:
+        target.reset()
+    count = 0
+    with no_grad():
+        for x, labels, _ in net.sp.batches(set_name, False, None, limit):
+            outputs = net.forward(x, training=False)
+            for target in net.targets:
+                target.score(outputs[target.cell].data, labels)
+            count += len(labels)
+            if progress is not None:
+                primary = net.targets[0]
+                rate = primary.recognition_rate if primary.scored else 0.0
+                progress.update(f"Testing #{count}   {100 * rate:.2f}% ")
+    return {"stimuli": count}
+
+
+# -- test ------------------------------------------------------------------------------------
+def test(net, set_name="Test", limit=None, out=None, workdir=None):
+    """Score ``set_name`` (spec/ini.md §6.2). With ``out``, print N2D2's final lines; with
+    ``workdir``, write ``<target>/ConfusionMatrix_test.{dat,png}``. Returns a TestResult."""
+    start = time.perf_counter()
+    progress = Progress(out) if out is not None else None
+    info = run_pass(net, set_name, limit, progress)
+    result = TestResult(net.targets, time.perf_counter() - start, info["stimuli"])
+    if out is not None:
+        _write_final_lines(net, out, progress)
+    if workdir is not None:
+        _write_confusion_files(net, set_name, workdir)
+    return result
+
+
+def _write_final_lines(net, out, progress):
+    if progress.tty:
+        out.write("\r")
+    for target in net.targets:
+        if target.scored:
+            out.write(text.final_lines(target) + "\n")
+    out.flush()
+
+
+def _write_confusion_files(net, set_name, workdir):
+    """``<workdir>/<target>/ConfusionMatrix_<set>.{dat,png}`` for every scored target."""
+    kind = set_name.lower()
+    for target in net.targets:
+        if target.scored and target.confusion is not None:
+            folder = os.path.join(workdir, target.name)
+            os.makedirs(folder, exist_ok=True)
+            base = os.path.join(folder, f"ConfusionMatrix_{kind}")
+            output_atomically(base + ".dat", lambda tmp, t=target: text.write_confusion(tmp, t.confusion))
+            from .report import plots
+            output_atomically(base + ".png", lambda tmp, t=target: plots.confusion_matrix_png(
+                t.confusion, tmp, f"{t.name}: {set_name}", _label_names(net)))
+
+
+def _label_names(net):
+    names = getattr(net.database, "label_names", None)
+    return list(names) if names else None
+
+
+# -- validation during learning ----------------------------------------------------------------
+def validate_and_keep(net, history, state, metric, paths, out):
+    """One validation pass, BEST/LOWER lines, checkpoint and early-stop bookkeeping."""
+    primary = net.targets[0]
+    result = run_pass(net, "Validation")
+    out.write("Validation" + "." * 20 + "\n")
+    score = primary.metric(metric) if primary.scored else -result.get("loss", 0.0)
+    history.validation.append((history.stimuli, score))
+    if history.best is None or score > history.best:
+        history.best, history.best_step, state["since_best"] = score, history.stimuli, 0
+        net.export_weights(paths["weights_validation"])
+        out.write(f"+++ BEST validation score: {text.fmt(100 * score)}% [{metric}]\n")
+        out.write(f"    '{os.path.basename(paths['weights_validation'])}' saved!\n")
+    else:
+        state["since_best"] += 1
+        out.write(f"--- LOWER validation score: {text.fmt(100 * score)}% [{metric}] "
+                  f"(best was {text.fmt(100 * history.best)}%)\n")
+    if primary.scored:
+        out.write(text.metric_lines(primary) + "\n")
+    out.flush()
+    return _early_stop(history, state, out)
+
+
+def _early_stop(history, state, out):
+    """"stop" after ``stop_valid`` validations without improvement (``--stop-valid``), else None."""
+    stop_after = state["stop_valid"]
+    if stop_after and state["since_best"] >= stop_after:
+        out.write(f"--- Validation did not improve after {stop_after} steps\n"
+                  "--- STOPPING THE LEARNING\n")
+        history.stopped_early = True
+        return "stop"
+    return None
+
+
+def reload_best_weights(net, ignore_missing=False, workdir="."):
+    """spec/ini.md §6.1 item 7: ``weights_validation/`` when the database has a Validation set,
+    else ``weights/``. Returns the folder read."""
+    folder = os.path.join(workdir, "weights_validation" if set_size(net, "Validation") > 0 else "weights")
+    recover_folder(folder)
+    if not os.path.isdir(folder):
+        from .errors import WeightsError
+        raise WeightsError(f"weights folder '{folder}' does not exist: train first with "
+                           f"--learn-epoch N, or give the weights with -w DIR")
+    net.import_weights(folder, ignore_missing)
+    return folder

@@ -4,6 +4,7 @@ import os
 
 import numpy
 import pytest
+from tiny_nets import CONV_FC_12 as TINY
 
 from n2d2py.errors import IniError
 
@@ -114,46 +115,7 @@ def test_deepnet_export_is_atomic(tmp_path):
     assert sorted(os.listdir(tmp_path / "weights")) == ["a_weights.syntxt", "b_weights.syntxt"]
 
 
-# -- full builds (need cells/ and data/) -----------------------------------------------------
-TINY = """
-[database]
-Type=MNIST_IDX_Database
-Validation=0.2
-[sp]
-SizeX=12
-SizeY=12
-BatchSize=16
-[sp.Transformation]
-Type=RescaleTransformation
-Width=12
-Height=12
-[conv1]
-Input=sp
-Type=Conv
-KernelDims=3 3
-NbOutputs=4
-Stride=2
-ActivationFunction=Rectifier
-WeightsFiller=HeFiller
-ConfigSection=common.config
-[fc]
-Input=conv1
-Type=Fc
-NbOutputs=10
-WeightsFiller=XavierFiller
-ConfigSection=common.config
-[softmax]
-Input=fc
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-[softmax.Target]
-[common.config]
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-"""
-
-
+# -- full builds (need cells/ and data/); TINY: 12x12, Conv 3x3x4 stride 2 + Fc 10 ---------------
 def _net(text, **kw):
     pytest.importorskip("n2d2py.cells")
     return DeepNet.from_ini(ini.parse_ini_text(text), device="cpu", seed=3, **kw)

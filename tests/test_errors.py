@@ -6,70 +6,20 @@ and line, section, key or cell) and what was expected -- never a traceback.
 Most cases call ``cli.main`` in-process (fast); the ones that depend on the process itself
 (missing file, argparse, the ``-m`` entry point) run ``python -m n2d2py.cli``.
 """
+import functools
 import gzip
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy
 import pytest
+from cli_runner import assert_error, error_line, run_main, run_subprocess
+from tiny_nets import TWO_CONV_28 as NET  # 28x28 digits, no Rescale: builds in milliseconds
+from tiny_nets import write_ini
 
-from n2d2py import backend, cli
+from n2d2py import backend
 from n2d2py.data.idx import write_idx
 from n2d2py.data.mnist import BUNDLED_MNIST
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PREFIX = "n2d2py: error: "
-
-# 28x28 MNIST digits, no Rescale: a tiny conv net that builds in milliseconds.
-NET = """\
-[database]
-Type=MNIST_IDX_Database
-Validation=0.2
-
-[sp]
-SizeX=28
-SizeY=28
-BatchSize=16
-
-[conv1]
-Input=sp
-Type=Conv
-KernelDims=5 5
-NbOutputs=4
-Stride=2
-ActivationFunction=Rectifier
-ConfigSection=common.config
-
-[conv2]
-Input=conv1
-Type=Conv
-KernelDims=3 3
-NbOutputs=6
-Stride=2
-ActivationFunction=Rectifier
-ConfigSection=common.config
-
-[fc1]
-Input=conv2
-Type=Fc
-NbOutputs=10
-ConfigSection=common.config
-
-[softmax]
-Input=fc1
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-
-[softmax.Target]
-
-[common.config]
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-"""
 
 
 def line_of(text, fragment):
@@ -80,19 +30,6 @@ def line_of(text, fragment):
     raise AssertionError(f"{fragment!r} not in the INI")
 
 
-def error_line(stderr):
-    """The single ``n2d2py: error:`` line of ``stderr`` (asserting no traceback)."""
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.startswith(PREFIX)]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-def assert_error(line, *fragments):
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-
-
 @pytest.fixture
 def run(tmp_path, monkeypatch, capsys):
     """``run(*argv)`` -> (status, stdout, stderr) of ``cli.main`` in ``tmp_path``."""
@@ -101,10 +38,7 @@ def run(tmp_path, monkeypatch, capsys):
 
     def call(*argv):
         capsys.readouterr()
-        try:
-            status = cli.main([str(a) for a in argv])
-        except SystemExit as exc:      # argparse
-            status = exc.code
+        status = run_main(*argv)
         out, err = capsys.readouterr()
         assert "Traceback" not in out + err
         return status, out, err
@@ -114,11 +48,7 @@ def run(tmp_path, monkeypatch, capsys):
 @pytest.fixture
 def write(tmp_path):
     """``write(text, name="net.ini")`` -> path of the INI written in ``tmp_path``."""
-    def put(text, name="net.ini"):
-        path = tmp_path / name
-        path.write_text(text)
-        return path
-    return put
+    return functools.partial(write_ini, tmp_path)
 
 
 def fails(run, *argv):
@@ -127,12 +57,10 @@ def fails(run, *argv):
     return error_line(err)
 
 
-def subprocess_cli(cwd, *argv, env=None):
-    proc = subprocess.run([sys.executable, "-m", "n2d2py.cli", *map(str, argv)], cwd=cwd,
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    return proc.returncode, proc.stdout, proc.stderr
+def subprocess_cli(cwd, *argv):
+    status, out, err = run_subprocess(cwd, *argv, timeout=60)
+    assert "Traceback" not in out + err, err
+    return status, out, err
 
 
 # -- the INI file itself ------------------------------------------------------------------------
@@ -178,93 +106,66 @@ def test_binary_garbage_ini(run, tmp_path, kind):
     assert len(line) < 400 and "\x1b" not in line and "\r" not in line, line
 
 
-def test_unterminated_section_header(run, write):
-    text = NET.replace("[conv2]", "[conv2")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, '[conv2')}", "[conv2", "expected ']'")
+# -- mistakes placed by the line: file:line, section and key, what was expected ---------------
+MAPPED = NET.replace("NbOutputs=6\n", "NbOutputs=6\nMapping(conv1)=\\\n{rows}\n")
+GOOD_ROWS = [" ".join("1" if (r + c) % 2 else "0" for c in range(6)) for r in range(4)]
 
 
-def test_unterminated_bracket_in_a_value(run, write):
-    text = NET.replace("NbOutputs=6", "NbOutputs=[conv1")
+def mapped(rows):
+    """NET with a ``Mapping(conv1)`` table of ``rows`` in [conv2]."""
+    return MAPPED.format(rows=" \\\n".join(rows))
+
+
+@pytest.mark.parametrize("text, marker, fragments", [
+    # the INI file itself
+    pytest.param(NET.replace("[conv2]", "[conv2"), "[conv2", ("[conv2", "expected ']'"),
+                 id="unterminated_section_header"),
+    pytest.param(NET.replace("NbOutputs=6", "NbOutputs=[conv1"), "NbOutputs=[conv1",
+                 ("[conv2] NbOutputs", "expected an integer", "[conv1"),
+                 id="unterminated_bracket_in_a_value"),
+    # cells and their graph
+    pytest.param(NET.replace("Input=conv1", "Input=conv"), "Input=conv",
+                 ("[conv2] Input", "unknown parent 'conv'", "did you mean", "'conv1'"),
+                 id="unknown_section_in_input_has_a_close_match"),
+    pytest.param(NET.replace("NbOutputs=4", "NbOutputs=1O"), "NbOutputs=1O",
+                 ("[conv1] NbOutputs", "expected an integer", "'1O'"), id="bad_number"),
+    pytest.param(NET.replace("Type=Conv\nKernelDims=3 3", "Type=Convv\nKernelDims=3 3"),
+                 "Type=Convv", ("[conv2] Type", "'Convv'", "did you mean 'Conv'"),
+                 id="unknown_type_has_a_close_match"),
+    pytest.param(NET.replace("Solvers.Momentum=0.9", "Solvers.Momentun=0.9"), "Momentun",
+                 ("[common.config]", "Solvers.Momentun", "Momentum"),
+                 id="unknown_key_in_config_section_is_fatal"),
+    pytest.param(NET.replace("NbOutputs=6", "NbOutputs=[conv1]NbOutput"), "[conv1]NbOutput",
+                 ("[conv2] NbOutputs", "NbOutput not found in section [conv1]"),
+                 id="reference_to_a_missing_key"),
+    pytest.param(mapped(GOOD_ROWS[:3]), "Mapping(conv1)",
+                 ("[conv2] Mapping(conv1)", "4 rows", "6 columns", "= 24 values", "got 18"),
+                 id="mapping_table_with_a_wrong_count"),
+    pytest.param(mapped(GOOD_ROWS[:2] + ["0 1 2 1 0 1"] + GOOD_ROWS[3:]), "Mapping(conv1)",
+                 ("[conv2] Mapping(conv1)", "'2'", "row 3, column 3", "0 or 1"),
+                 id="mapping_table_with_a_value_other_than_0_or_1"),
+    # $() expressions
+    pytest.param(NET.replace("NbOutputs=6", "NbOutputs=$(9**9**9)"), "9**9**9",
+                 ("[conv2] NbOutputs", "$(9**9**9)"), id="huge_power_is_rejected_not_computed"),
+])
+def test_mistake_names_its_line(run, write, text, marker, fragments):
     line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'NbOutputs=[conv1')}", "[conv2] NbOutputs",
-                 "expected an integer", "[conv1")
+    assert_error(line, f"net.ini:{line_of(text, marker)}", *fragments)
 
 
 # -- cells and their graph ----------------------------------------------------------------------
-def test_unknown_section_in_input_has_a_close_match(run, write):
-    text = NET.replace("Input=conv1", "Input=conv")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'Input=conv')}", "[conv2] Input",
-                 "unknown parent 'conv'", "did you mean", "'conv1'")
-
-
 def test_cycle_is_reported_with_its_chain(run, write):
     text = NET.replace("Input=sp", "Input=conv2")
     line = fails(run, write(text), "--build-only")
     assert_error(line, "net.ini:", "Input", "cycle", "conv1 -> conv2 -> conv1")
 
 
-def test_bad_number(run, write):
-    text = NET.replace("NbOutputs=4", "NbOutputs=1O")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'NbOutputs=1O')}", "[conv1] NbOutputs",
-                 "expected an integer", "'1O'")
-
-
-def test_unknown_type_has_a_close_match(run, write):
-    text = NET.replace("Type=Conv\nKernelDims=3 3", "Type=Convv\nKernelDims=3 3")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'Type=Convv')}", "[conv2] Type", "'Convv'",
-                 "did you mean 'Conv'")
-
-
-def test_unknown_key_in_config_section_is_fatal(run, write):
-    text = NET.replace("Solvers.Momentum=0.9", "Solvers.Momentun=0.9")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'Momentun')}", "[common.config]",
-                 "Solvers.Momentun", "Momentum")
-
-
-def test_reference_to_a_missing_key(run, write):
-    text = NET.replace("NbOutputs=6", "NbOutputs=[conv1]NbOutput")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, '[conv1]NbOutput')}", "[conv2] NbOutputs",
-                 "NbOutput not found in section [conv1]")
-
-
-MAPPED = NET.replace("NbOutputs=6\n", "NbOutputs=6\nMapping(conv1)=\\\n{rows}\n")
-GOOD_ROWS = [" ".join("1" if (r + c) % 2 else "0" for c in range(6)) for r in range(4)]
-
-
 def test_mapping_table_is_accepted(run, write):
-    status, out, err = run(write(MAPPED.format(rows=" \\\n".join(GOOD_ROWS))), "--build-only")
+    status, out, err = run(write(mapped(GOOD_ROWS)), "--build-only")
     assert status == 0, err
 
 
-def test_mapping_table_with_a_wrong_count(run, write):
-    text = MAPPED.format(rows=" \\\n".join(GOOD_ROWS[:3]))
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'Mapping(conv1)')}", "[conv2] Mapping(conv1)",
-                 "4 rows", "6 columns", "= 24 values", "got 18")
-
-
-def test_mapping_table_with_a_value_other_than_0_or_1(run, write):
-    rows = list(GOOD_ROWS)
-    rows[2] = "0 1 2 1 0 1"
-    text = MAPPED.format(rows=" \\\n".join(rows))
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, 'Mapping(conv1)')}", "[conv2] Mapping(conv1)",
-                 "'2'", "row 3, column 3", "0 or 1")
-
-
 # -- $() expressions ----------------------------------------------------------------------------
-def test_huge_power_is_rejected_not_computed(run, write):
-    text = NET.replace("NbOutputs=6", "NbOutputs=$(9**9**9)")
-    line = fails(run, write(text), "--build-only")
-    assert_error(line, f"net.ini:{line_of(text, '9**9**9')}", "[conv2] NbOutputs", "$(9**9**9)")
-
-
 @pytest.mark.parametrize("expression", ["__import__('os')",
                                         "__import__('os').system('touch pwned')",
                                         "open('pwned', 'w')", "os.getcwd()"])
@@ -362,28 +263,20 @@ def test_missing_weights_file_is_a_notice(run, trained):
     assert f"Notice: Could not open synaptic file: {folder / 'conv2_weights.syntxt'}" in out
 
 
-def test_weights_file_with_too_few_numbers(run, trained):
+@pytest.mark.parametrize("name, edit, fragments", [
+    pytest.param("fc1_weights.syntxt", lambda text: text.rsplit("\n", 3)[0] + "\n",
+                 ("too few numbers", "expected 1500 ", "found 1200"), id="too_few_numbers"),
+    pytest.param("conv1_biases.syntxt", lambda text: text + "0.5\n",
+                 ("larger than expected", "expected 4 "), id="too_many_numbers"),
+    pytest.param("conv1_biases.syntxt", lambda text: "0.1\nzero\n0.3\n0.4\n",
+                 ("'zero' is not a number",), id="a_word"),
+])
+def test_weights_file_with(run, trained, name, edit, fragments):
     path, folder = trained
-    file = folder / "fc1_weights.syntxt"
-    file.write_text(file.read_text().rsplit("\n", 3)[0] + "\n")
+    file = folder / name
+    file.write_text(edit(file.read_text()))
     line = fails(run, path, "--test", "-w", folder)
-    assert_error(line, "fc1_weights.syntxt", "too few numbers", "expected 1500 ", "found 1200")
-
-
-def test_weights_file_with_too_many_numbers(run, trained):
-    path, folder = trained
-    file = folder / "conv1_biases.syntxt"
-    file.write_text(file.read_text() + "0.5\n")
-    line = fails(run, path, "--test", "-w", folder)
-    assert_error(line, "conv1_biases.syntxt", "larger than expected", "expected 4 ")
-
-
-def test_weights_file_with_a_word(run, trained):
-    path, folder = trained
-    file = folder / "conv1_biases.syntxt"
-    file.write_text("0.1\nzero\n0.3\n0.4\n")
-    line = fails(run, path, "--test", "-w", folder)
-    assert_error(line, "conv1_biases.syntxt", "'zero' is not a number")
+    assert_error(line, name, *fragments)
 
 
 # -- values that used to escape as ZeroDivisionError / ValueError / cv2.error -------------------

@@ -12,72 +12,33 @@ in a temporary working directory:
 * ``-l DIR``: resuming an interrupted training continues it exactly (more in test_resume.py).
 """
 import os
-import pathlib
 import random
 import signal
 import subprocess
-import sys
 import time
 
+import cli_runner
 import pytest
+from tiny_nets import ONE_FC_28 as TINY_INI
+from tiny_nets import write_ini
 
 from n2d2py.deepnet import DeepNet
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRIALS = int(os.environ.get("N2D2PY_KILL_TRIALS", "4"))
-TINY_INI = """\
-[database]
-Type=MNIST_IDX_Database
-Validation=0.2
-
-[sp]
-SizeX=28
-SizeY=28
-BatchSize=32
-
-[fc1]
-Input=sp
-Type=Fc
-NbOutputs=10
-ActivationFunction=Linear
-WeightsFiller=XavierFiller
-ConfigSection=solver.config
-
-[softmax]
-Input=fc1
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-
-[softmax.Target]
-
-[solver.config]
-WeightsSolver.LearningRate=0.01
-WeightsSolver.Momentum=0.9
-BiasSolver.LearningRate=0.01
-BiasSolver.Momentum=0.9
-"""
 STARTUP_SECONDS = 60
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    (tmp_path / "tiny.ini").write_text(TINY_INI)
+    write_ini(tmp_path, TINY_INI, name="tiny.ini")
     return tmp_path
 
 
-def environment():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["N2D2_DATA"] = "/nonexistent"            # use the bundled MNIST subset
-    env["MPLBACKEND"] = "Agg"
-    return env
-
-
 def start(workdir, *options):
-    return subprocess.Popen([sys.executable, "-m", "n2d2py.cli", "tiny.ini", *options],
-                            cwd=workdir, env=environment(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return cli_runner.start(workdir, "tiny.ini", *options, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env={"N2D2_DATA": "/nonexistent",    # use the bundled MNIST subset
+                                 "MPLBACKEND": "Agg"})
 
 
 def run(workdir, *options, timeout=300):
@@ -151,13 +112,18 @@ def read_folder(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+def learn(folder, *options):
+    """``folder`` (new) with the tiny INI, after the command has run there to its end."""
+    folder.mkdir()
+    write_ini(folder, TINY_INI, name="tiny.ini")
+    run(folder, *options)
+    return folder
+
+
 def test_same_seed_gives_bitwise_identical_weights(tmp_path):
     results = []
     for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "tiny.ini").write_text(TINY_INI)
-        run(folder, "--learn-epoch", "2", "--seed", "7")
+        folder = learn(tmp_path / name, "--learn-epoch", "2", "--seed", "7")
         results.append((read_folder(folder / "weights"), read_folder(folder / "weights_validation")))
     assert results[0] == results[1]
 
@@ -165,21 +131,14 @@ def test_same_seed_gives_bitwise_identical_weights(tmp_path):
 def test_different_seeds_give_different_weights(tmp_path):
     results = []
     for seed in ("7", "8"):
-        folder = tmp_path / seed
-        folder.mkdir()
-        (folder / "tiny.ini").write_text(TINY_INI)
-        run(folder, "--learn-epoch", "1", "--seed", seed)
+        folder = learn(tmp_path / seed, "--learn-epoch", "1", "--seed", seed)
         results.append(read_folder(folder / "weights"))
     assert results[0] != results[1]
 
 
 def test_resume_after_interrupt_continues_exactly(tmp_path):
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    for folder in (whole, broken):
-        folder.mkdir()
-        (folder / "tiny.ini").write_text(TINY_INI)
-    run(whole, "--learn-epoch", "4", "--seed", "7")
-    run(broken, "--learn-epoch", "2", "--seed", "7")
+    whole = learn(tmp_path / "whole", "--learn-epoch", "4", "--seed", "7")
+    broken = learn(tmp_path / "broken", "--learn-epoch", "2", "--seed", "7")
     run(broken, "--learn-epoch", "4", "--seed", "7", "-l", "net_state")
     assert read_folder(whole / "weights") == read_folder(broken / "weights")
 

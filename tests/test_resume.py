@@ -24,63 +24,14 @@ import time
 
 import numpy
 import pytest
+from cli_runner import start
+from tiny_nets import CONV_BN_SAT_12 as NET
+from tiny_nets import write_ini
 
 from n2d2py import checkpoint, cli
 from n2d2py.deepnet import DeepNet
 from n2d2py.learn import NumericalError, Terminated, deferred_signals
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NET = """
-[database]
-Type=MNIST_IDX_Database
-Validation=0.2
-[sp]
-SizeX=12
-SizeY=12
-BatchSize=32
-[sp.Transformation]
-Type=RescaleTransformation
-Width=12
-Height=12
-[conv1]
-Input=sp
-Type=Conv
-KernelWidth=3
-KernelHeight=3
-NbOutputs=4
-ActivationFunction=Linear
-Solvers=Adam
-Solvers.LearningRate=0.005
-[bn1]
-Input=conv1
-Type=BatchNorm
-NbOutputs=4
-ActivationFunction=Rectifier
-QAct=SAT
-QAct.Range=15
-[drop1]
-Input=bn1
-Type=Dropout
-NbOutputs=4
-[fc1]
-Input=drop1
-Type=Fc
-NbOutputs=10
-ActivationFunction=Linear
-ConfigSection=sgd.config
-[softmax]
-Input=fc1
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-[softmax.Target]
-[sgd.config]
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-Solvers.LearningRatePolicy=StepDecay
-Solvers.LearningRateStepSize=1600
-Solvers.LearningRateDecay=0.5
-"""
 BATCHES_PER_EPOCH = 100   # 3200 Learn stimuli / 32
 
 
@@ -94,9 +45,7 @@ def bundled_mnist(monkeypatch):
 
 
 def folder_with_net(path, text=NET):
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "net.ini").write_text(text)
-    return path
+    return write_ini(path, text).parent
 
 
 def command(folder, monkeypatch, *options):
@@ -337,11 +286,6 @@ def test_unusable_state_folders_are_one_line_errors(tmp_path, monkeypatch, capsy
     assert "corrupt training state" in capsys.readouterr().err
 
 
-def _environment():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    return env
-
-
 def test_sigterm_and_sigkill_leave_loadable_states(tmp_path):
     """SIGTERM: exit 143 with one line, weights/ and net_state/ saved; SIGKILL at random
     moments after the run's first state write (``N2D2PY_KILL_TRIALS``; log points every 64
@@ -355,9 +299,8 @@ def test_sigterm_and_sigkill_leave_loadable_states(tmp_path):
     leftovers = 0
     for trial in range(trials + 1):
         before = state_file.stat().st_mtime_ns if state_file.exists() else None
-        process = subprocess.Popen([sys.executable, "-m", "n2d2py.cli", "net.ini", "--learn", "100000",
-                                    "--log", "64", "--seed", "1"], cwd=folder, env=_environment(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = start(folder, "net.ini", "--learn", "100000", "--log", "64", "--seed", "1",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:      # this process has written a state
             assert process.poll() is None, process.communicate()[1]

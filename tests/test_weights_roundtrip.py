@@ -14,6 +14,8 @@ import pathlib
 
 import numpy
 import pytest
+from tiny_nets import LENET_TEMPLATE as LENET
+from tiny_nets import write_ini
 
 from n2d2py.backend import asnumpy
 from n2d2py.deepnet import DeepNet
@@ -22,81 +24,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 N2D2_INI = pathlib.Path(os.environ.get("N2D2PY_SHARED", ROOT.parent / "shared")) / "n2d2-ini"
 MODELS = N2D2_INI / "tests_data" / "mnist_model"
 
-LENET = """\
-[database]
-Type=MNIST_IDX_Database
-Validation=0.1
-
-[sp]
-SizeX=28
-SizeY=28
-BatchSize=32
-
-[conv1]
-Input=sp
-Type=Conv
-KernelDims=5 5
-NbOutputs=6
-ActivationFunction=Linear
-{qweight}
-ConfigSection=common.config
-
-[bn1]
-Input=conv1
-Type=BatchNorm
-NbOutputs=6
-ActivationFunction=Rectifier
-{qact}
-ConfigSection=bn.config
-
-[pool1]
-Input=bn1
-Type=Pool
-PoolDims=2 2
-Stride=2
-Pooling=Max
-NbOutputs=6
-
-[conv2]
-Input=pool1
-Type=Conv
-KernelDims=5 5
-NbOutputs=8
-Stride=2
-ActivationFunction=Rectifier
-{qweight}
-Mapping.NbGroups=2
-ConfigSection=common.config
-
-[fc1]
-Input=conv2
-Type=Fc
-NbOutputs=16
-ActivationFunction=Rectifier
-{qweight}
-ConfigSection=common.config
-
-[fc2]
-Input=fc1
-Type=Fc
-NbOutputs=10
-ConfigSection=common.config
-
-[softmax]
-Input=fc2
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-
-[softmax.Target]
-
-[common.config]
-Solvers.LearningRate=0.1
-Solvers.Momentum=0.9
-
-[bn.config]
-Solvers.LearningRate=0.1
-"""
 VARIANTS = {
     "float": {"qweight": "", "qact": ""},
     "SAT": {"qweight": "QWeight=SAT\nQWeight.Range=15\nQWeight.QuantMode=Symmetric",
@@ -129,8 +56,7 @@ def export_cells(net, folder, precision):
 def trained(request, tmp_path_factory):
     """A LeNet-like net trained a few steps on the bundled digits, and its INI path."""
     folder = tmp_path_factory.mktemp(f"lenet_{request.param}")
-    path = folder / "net.ini"
-    path.write_text(LENET.format(**VARIANTS[request.param]))
+    path = write_ini(folder, LENET.format(**VARIANTS[request.param]))
     net = DeepNet.from_ini(path, device="cpu", seed=7)
     before = state(net)
     rng = numpy.random.default_rng(0)

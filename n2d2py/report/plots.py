@@ -57,32 +57,38 @@ def learning_curves_png(history, path):
 
 def network_graph_png(net, path):
     """Cells as boxes placed by build level (top to bottom), arrows from each parent."""
-    levels = {"env": 0, **net.levels}
-    rows = {}
-    for name in ["env"] + list(net.cells):
-        rows.setdefault(levels[name], []).append(name)
-    position = {}
-    for level, names in rows.items():
-        for i, name in enumerate(names):
-            position[name] = (i - (len(names) - 1) / 2, -level)
-    width = max(len(v) for v in rows.values())
-    fig = _figure(2 + 2.2 * width, 1 + 0.8 * len(rows))
-    ax = fig.add_subplot(1, 1, 1)
+    labels = {"env": f"env\n{'x'.join(str(d) for d in net.input_shape)}"}
     for name, cell in net.cells.items():
-        for parent in cell.parents:
+        labels[name] = (f"{name} [{getattr(type(cell), 'type_name', '')}]\n"
+                        f"{'x'.join(str(d) for d in cell.out_shape)}")
+    levels = {"env": 0, **net.levels}
+    parents = {name: cell.parents for name, cell in net.cells.items()}
+    layered_graph_png(path, levels, parents, labels, ("#e8f0fe", "#4a6fa5"))
+
+
+def layered_graph_png(path, levels, parents, labels, colors=("#e8f0fe", "#4a6fa5")):
+    """A graph drawn as boxes in rows by ``levels`` (name -> row, top to bottom), with an arrow
+    from each of ``parents[name]``; ``labels`` in the boxes, ``colors`` = (face, edge)."""
+    rows = {}
+    for name in labels:
+        rows.setdefault(levels[name], []).append(name)
+    position = {name: (i - (len(names) - 1) / 2, -level)
+                for level, names in rows.items() for i, name in enumerate(names)}
+    width = max(len(v) for v in rows.values())
+    fig = _figure(2 + 2.4 * width, 1 + 0.9 * len(rows))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, sources in parents.items():
+        for parent in sources:
+            # an edge that skips rows (a residual shortcut) bends, so boxes in between don't hide it
+            skips = abs(levels[name] - levels[parent]) > 1
             ax.annotate("", xy=position[name], xytext=position[parent],
-                        arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=10, shrinkB=10))
+                        arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=11, shrinkB=11,
+                                        connectionstyle=f"arc3,rad={0.5 if skips else 0}"))
     for name, (x, y) in position.items():
-        if name == "env":
-            label = f"env\n{'x'.join(str(d) for d in net.input_shape)}"
-        else:
-            cell = net.cells[name]
-            label = f"{name} [{getattr(type(cell), 'type_name', '')}]\n" \
-                    f"{'x'.join(str(d) for d in cell.out_shape)}"
-        ax.text(x, y, label, ha="center", va="center", fontsize=7,
-                bbox=dict(boxstyle="round", facecolor="#e8f0fe", edgecolor="#4a6fa5"))
+        ax.text(x, y, labels[name], ha="center", va="center", fontsize=7,
+                bbox=dict(boxstyle="round", facecolor=colors[0], edgecolor=colors[1]))
     xs = [p[0] for p in position.values()]
-    ax.set_xlim(min(xs) - 1, max(xs) + 1)
+    ax.set_xlim(min(xs) - 1.5, max(xs) + 1.5)
     ax.set_ylim(-len(rows), 1)
     ax.axis("off")
     fig.tight_layout()

@@ -18,6 +18,7 @@ Swish               x·sigmoid(x)                                 ``swish(x)``
 ``LogisticWithLoss`` is ``sigmoid`` here; its skipped Jacobian lives in ``loss.sigmoid_cross_entropy``.
 """
 from ..autograd.function import Function
+from ._im2col import scratch
 
 __all__ = ["relu", "linear_clip", "tanh", "sigmoid", "saturation", "softplus", "swish",
            "TANH_LECUN_ALPHA"]
@@ -38,8 +39,9 @@ class Rectifier(Function):
     x >= c (clipped), ``leak`` where x <= 0.
 
     Speed: no ``where`` (a data-dependent select is several times slower than arithmetic on
-    random signs); forward is ``max(x, 0) [+ leak·min(x, 0)]``, backward multiplies by the saved
-    boolean masks (1 byte per element instead of keeping x).
+    random signs); forward is ``clip(x, 0, c or inf)`` (``max(x, 0) + leak·min(x, 0)`` with a
+    leak), backward multiplies by a boolean mask: recomputed from the output y (no leak) or
+    saved (1 byte per element instead of keeping x).
     """
 
     def __init__(self, leak_slope=0.0, clipping=0.0):
@@ -47,20 +49,38 @@ class Rectifier(Function):
 
     def forward(self, xp, x):
         zero = x.dtype.type(0)
-        y = xp.maximum(x, zero)
-        if self.leak != 0:
+        if self.leak == 0:
+            # clip is a SIMD loop, maximum/minimum against a scalar are not (3x slower);
+            # clip keeps x = -0.0 as -0.0 where maximum gave +0.0: ``+= 0`` makes it +0.0
+            # and changes nothing else (NaN stays NaN as with maximum)
+            top = self.clipping if self.clipping > 0 else float("inf")
+            y = xp.clip(x, zero, x.dtype.type(top))
+            y += zero
+        else:
+            y = xp.maximum(x, zero)
             y += xp.minimum(x, zero) * x.dtype.type(self.leak)
-        if self.clipping > 0:
-            xp.minimum(y, x.dtype.type(self.clipping), out=y)
-        if self.needs_backward:
-            ones = x > zero
             if self.clipping > 0:
-                ones &= x < x.dtype.type(self.clipping)
-            self.saved = (ones, ~(x > zero) if self.leak != 0 else None)
+                xp.minimum(y, x.dtype.type(self.clipping), out=y)
+        if self.needs_backward:
+            if self.leak == 0:
+                # the output (kept by the graph anyway) gives the same mask: y > 0 (and
+                # y < c) exactly where x > 0 (and x < c), NaN nowhere; no mask array kept
+                self.saved = (y, None)
+            else:
+                ones = x > zero
+                if self.clipping > 0:
+                    ones &= x < x.dtype.type(self.clipping)
+                self.saved = (ones, ~(x > zero))
         return y
 
     def backward(self, xp, gy, needs_grad):
         ones, leaky = self.saved
+        if ones.dtype != bool:  # the output y: its mask, in a reused buffer
+            y = ones
+            ones = xp.greater(y, y.dtype.type(0), out=scratch(xp, "relu_mask", y.shape, bool))
+            if self.clipping > 0:
+                ones &= xp.less(y, y.dtype.type(self.clipping),
+                                out=scratch(xp, "relu_mask2", y.shape, bool))
         gx = xp.multiply(gy, ones)
         if leaky is not None:
             gx += (gy * gy.dtype.type(self.leak)) * leaky

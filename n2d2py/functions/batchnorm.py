@@ -29,6 +29,8 @@ class BatchNorm(Function):
     training with batch statistics.
     """
 
+    fast = False  # set by _fast_forward: backward from the saved x, not x_hat
+
     def __init__(self, mean, var, eps=1e-5, training=True, momentum=0.1):
         self.mean, self.var = mean, var
         self.eps, self.momentum = float(eps), float(momentum)
@@ -49,6 +51,9 @@ class BatchNorm(Function):
         n = x3.shape[0] * x3.shape[2]
         dt = x.dtype.type
         if self.batch_stats:
+            fast = self._fast_forward(xp, x, x3, scale, bias, n)
+            if fast is not None:
+                return fast
             mu = xp.einsum("nci->c", x3) / dt(n)
             d = x3 - mu[:, None]
             var = xp.einsum("nci,nci->c", d, d) / dt(n)
@@ -64,6 +69,40 @@ class BatchNorm(Function):
         y += bias.astype(x.dtype, copy=False)[:, None]
         return y.reshape(x.shape)
 
+    def _fast_forward(self, xp, x, x3, scale, bias, n):
+        """Batch statistics in one reading pass, y = x·A + B in two: or None (then the
+        two-pass code above runs) where the channel means are large against their spread.
+
+        Σx and Σx² are summed per (item, channel) in float32 (einsum, a batched dot) and over
+        the batch in float64, so var = E[x²] − μ² loses ~log10(1 + μ²/σ²) digits to the
+        cancellation: bounded by ``FAST_MEAN_RATIO`` (μ² <= 64·σ²), else the two-pass path.
+        Backward then needs x (kept by the graph anyway), not a saved x̂, and takes x̂ as
+        (x − μ)·inv_std inside its per-channel coefficients.
+        """
+        if not (n > 1 and x.dtype == xp.float32 and x3.shape[2] > 0):
+            return None
+        f64 = xp.float64
+        s1 = xp.einsum("nci->nc", x3).sum(axis=0, dtype=f64)
+        s2 = _row_dots(xp, x3, x3).sum(axis=0, dtype=f64)
+        mu = s1 / n
+        var = xp.maximum(s2 / n - mu * mu, 0.0)
+        if bool((mu * mu > FAST_MEAN_RATIO * var).any()):
+            return None
+        dt = x.dtype.type
+        mu32, var32 = mu.astype(x.dtype), var.astype(x.dtype)
+        self._update_running(xp, mu32, var32, n)
+        inv_std = 1 / xp.sqrt(var + self.eps)  # float64 per channel
+        A = scale.astype(f64) * inv_std
+        B = bias.astype(f64) - mu * A
+        if self.needs_backward:
+            self.fast, self.saved = True, (x3, mu, inv_std, scale, n)
+        # (N, C·rest) against a (C·rest,) row: a contiguous inner loop (2x faster than a
+        # (C, 1) column broadcast)
+        x2 = x3.reshape(x3.shape[0], -1)
+        y = xp.multiply(x2, _row(xp, A, x3.shape[2], dt))
+        y += _row(xp, B, x3.shape[2], dt)
+        return y.reshape(x.shape)
+
     def _update_running(self, xp, mu, var, n):
         # n/(n-1) turns the biased batch variance into the unbiased one (spec §2.8.1); a
         # one-value-per-channel batch has no unbiased estimate, so it keeps the biased one.
@@ -73,6 +112,8 @@ class BatchNorm(Function):
         self.var[...] = m * unbiased.astype(self.var.dtype) + (1 - m) * self.var
 
     def backward(self, xp, gy, needs_grad):
+        if self.fast:
+            return self._fast_backward(xp, gy, needs_grad)
         x_hat, inv_std, scale, n = self.saved
         gy3 = gy.reshape(x_hat.shape)
         g_scale = xp.einsum("nci,nci->c", gy3, x_hat)
@@ -92,6 +133,47 @@ class BatchNorm(Function):
         return (gx,
                 g_scale.astype(scale.dtype, copy=False) if needs_grad[1] else None,
                 g_bias.astype(scale.dtype, copy=False) if needs_grad[2] else None)
+
+    def _fast_backward(self, xp, gy, needs_grad):
+        """Backward of ``_fast_forward``: Σg and Σg·x in one pass each (per item in float32,
+        over the batch in float64), Σg·x̂ = inv_std·(Σg·x − μ·Σg), and
+        g_x = k·(g − Σg/n − x̂·Σg·x̂/n) = k·(g + Q·x + R) per channel, in four passes (the
+        traffic of the two-pass backward, reading x instead of a saved x̂)."""
+        x3, mu, inv_std, scale, n = self.saved
+        f64 = xp.float64
+        gy3 = gy.reshape(x3.shape)
+        g_bias = xp.einsum("nci->nc", gy3).sum(axis=0, dtype=f64)
+        g_scale = inv_std * (_row_dots(xp, gy3, x3).sum(axis=0, dtype=f64) - mu * g_bias)
+        gx = None
+        if needs_grad[0]:
+            dt, rest = gy.dtype.type, x3.shape[2]
+            Q = -inv_std * g_scale / n
+            R = -g_bias / n - Q * mu
+            x2, gy2 = x3.reshape(x3.shape[0], -1), gy3.reshape(x3.shape[0], -1)
+            gx = xp.multiply(x2, _row(xp, Q, rest, dt))
+            gx += gy2
+            gx += _row(xp, R, rest, dt)
+            gx *= _row(xp, scale.astype(f64) * inv_std, rest, dt)
+            gx = gx.reshape(gy.shape)
+        return (gx,
+                g_scale.astype(scale.dtype) if needs_grad[1] else None,
+                g_bias.astype(scale.dtype) if needs_grad[2] else None)
+
+
+FAST_MEAN_RATIO = 64.0  # single-pass statistics while μ² <= 64·σ² per channel (see above)
+
+
+def _row_dots(xp, a, b):
+    """(N, C, I) x (N, C, I) -> (N, C) float32 dot products: a batched matmul (BLAS dots,
+    2-3x faster than einsum's sum of products) unless the rows are too short to pay."""
+    if a.shape[2] >= 16:
+        return xp.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, 0, 0]
+    return xp.einsum("nci,nci->nc", a, b)
+
+
+def _row(xp, per_channel, rest, dt):
+    """A per-channel (C,) float64 vector as the (C·rest,) float32 row of an (N, C·rest) view."""
+    return xp.repeat(per_channel.astype(dt), rest)
 
 
 def batch_norm(x, scale, bias, mean, var, eps=1e-5, training=True, momentum=0.1):

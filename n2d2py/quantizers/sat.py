@@ -9,6 +9,7 @@ import os
 from ..autograd import Function, Parameter
 from ..backend import DTYPE
 from ..errors import expect
+from ..functions._im2col import scratch
 from ..ini.convert import enum, to_bool, to_float, to_uint
 from ..params import Key
 from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, WeightQuantizer,
@@ -17,6 +18,7 @@ from .rounding import rint, rounding_function
 
 QUANT_MODES = ("Default", "Symmetric", "Asymmetric", "FullRange")
 F32 = DTYPE  # scalar constants are float32, as N2D2's T(1.0f / range)
+HALF_BELOW = F32(0.49999997)  # nextafter(0.5f, 0): floor(v + HALF_BELOW) rounds v >= 0 half away
 
 
 def sat_scale_count(shape):
@@ -70,53 +72,76 @@ class SATWeightQuantize(Function):
         self.tanh_max = self.scaling = None
 
     def forward(self, xp, w):
+        # every step in place on the one fresh array tanh(w), in the order of the formulas
+        # above (so bit-identical to them); max|t| as |max(max t, -min t)|, no |t| array (the
+        # outer abs makes an all-zero tensor's m +0 as before, not -0)
         t = xp.tanh(w)
-        m = xp.abs(t).max()
+        m = xp.abs(xp.maximum(t.max(), -t.min()))
         self.tanh_max = m
-        wq = self._levels(xp, t / m)
+        t /= m
+        wq = self._levels_in_place(xp, t)
         s = F32(1.0)
         if self.scale:
             s = self._scale(xp, wq)
-            wq = wq / s
+            wq /= s
         self.scaling = s
         if self.needs_backward:
             self.saved = (w, m * s)  # factor m·s, float32 as N2D2's T factor
         return wq
 
     def _levels(self, xp, tn):
+        """The levels of ``tn`` = t/m (a new array)."""
+        return self._levels_in_place(xp, tn.copy())
+
+    def _levels_in_place(self, xp, tn):
+        """The levels of ``tn`` = t/m, computed in ``tn`` (overwritten) and returned."""
         R, mode = self.R, self.mode
         if mode in ("Symmetric", "Asymmetric"):
             r = F32(R // 2)
             if mode == "Asymmetric":
                 half_step = F32(1.0) / (F32(2.0) * r)
-                tn = F32(F32(1.0) + half_step) * tn - half_step
+                tn *= F32(F32(1.0) + half_step)
+                tn -= half_step
             if not self.quantize:
                 return tn
-            return F32(F32(1.0) / r) * rint(xp, tn * r)
+            tn *= r
+            xp.rint(tn, out=tn)  # rint (C rintf), in place
+            tn *= F32(F32(1.0) / r)
+            return tn
         if not self.quantize:
             return tn  # Default and FullRange both clamp only: t/m
-        u = F32(0.5) * (tn + F32(1.0))
+        u = tn
+        u += F32(1.0)
+        u *= F32(0.5)
         Rf = F32(R)
         if mode == "FullRange":
-            u = F32(F32(1.0) + F32(0.9998) / Rf) * u - F32(F32(0.4999) / Rf)
-        u = F32(F32(1.0) / Rf) * rint(xp, u * Rf)
-        return u * F32(2.0) - F32(1.0)
+            u *= F32(F32(1.0) + F32(0.9998) / Rf)
+            u -= F32(F32(0.4999) / Rf)
+        u *= Rf
+        xp.rint(u, out=u)  # rint (C rintf), in place
+        u *= F32(F32(1.0) / Rf)
+        u *= F32(2.0)
+        u -= F32(1.0)
+        return u
 
     def _scale(self, xp, wq):
         size = wq.dtype.type(wq.size)
         mean = accurate_sum(xp, wq) / size
         d = wq - mean
-        var = accurate_sum(xp, d * d) / (size - 1)  # unbiased (§1.2)
+        d *= d
+        var = accurate_sum(xp, d) / (size - 1)  # unbiased (§1.2)
         return xp.sqrt(var * wq.dtype.type(self.n_scale))
 
     def backward(self, xp, gy, needs_grad):
         w, factor = self.saved
-        inv_cosh = F32(1.0) / xp.cosh(w)
-        grad = inv_cosh * inv_cosh * (F32(1.0) / factor)
+        grad = xp.cosh(w)  # then 1/cosh, squared, times 1/factor (and c), times gy: in place
+        xp.divide(F32(1.0), grad, out=grad)
+        xp.multiply(grad, grad, out=grad)
+        grad *= F32(1.0) / factor
         c = mode_factor(self.mode, self.R)
         if c is not None:  # chosen from QuantMode alone, even without rounding (pitfall 4)
-            grad = grad * c
-        return (gy * grad,)
+            grad *= c
+        return (xp.multiply(gy, grad, out=grad),)
 
 
 @WEIGHT_QUANTIZERS.register("SAT")
@@ -141,10 +166,11 @@ class SATWeightQuantizer(WeightQuantizer):
         self._functions = []
 
     def quantize(self, weights):
-        expect(self.range >= 1, f"{self.describe()}: Range must be >= 1, got {self.range}")
-        expect(self.range >= 2 or self.quant_mode not in ("Symmetric", "Asymmetric"),
-               f"{self.describe()}: QuantMode={self.quant_mode} needs Range >= 2 "
-               f"(it uses floor(Range/2) levels per sign)")
+        if self.range < 2:  # the messages (describe()) only when needed: this runs every step
+            expect(self.range >= 1, f"{self.describe()}: Range must be >= 1, got {self.range}")
+            expect(self.quant_mode not in ("Symmetric", "Asymmetric"),
+                   f"{self.describe()}: QuantMode={self.quant_mode} needs Range >= 2 "
+                   f"(it uses floor(Range/2) levels per sign)")
         n = sum(sat_scale_count(w.shape) for w in weights)
         self._functions = [SATWeightQuantize(self.range, self.quant_mode, self.apply_quantization,
                                              self.apply_scaling, n) for _ in weights]
@@ -176,40 +202,60 @@ class SATActQuantize(Function):
         expect(alpha.size == 1, f"SAT activation: α must have one element, got shape {alpha.shape}")
 
     def forward(self, xp, x, alpha):
-        # One array per step where possible (out=, in place): at LeNet sizes every fresh
-        # float array costs page faults as well as a pass.
+        # Few passes, each a fast SIMD loop, no fresh temporaries (at LeNet sizes every fresh
+        # float array costs page faults as well as a pass): ``clip`` (3x faster than
+        # maximum/fmin against a scalar), rounding as floor(v + 0.49999997), and the masks
+        # for backward in a reused bool buffer. The values are bit-identical to the textbook
+        # where(x < 0, 0, where(x < a, x, a)) / a ... (tests/quantizers, and exhaustively
+        # checked for the rounding).
         a = xp.abs(alpha).reshape(())
-        q = xp.maximum(x, F32(0.0))  # clip(x, 0, a) without ``where``; NaN -> a as before
-        xp.fmin(q, a, out=q)
+        q = xp.clip(x, F32(0.0), a)  # becomes d below
+        mask = scratch(xp, "sat_act_mask", x.shape, bool)
+        has_nan = bool(xp.isnan(x, out=mask).any())
+        if has_nan:
+            xp.copyto(q, a, where=mask)  # NaN -> a (N2D2's x < 0 ? 0 : x < a ? x : a)
         q /= a
         Rf = F32(self.R)
-        v = q * Rf
+        qd = xp.multiply(q, Rf)  # v = R·q, then rnd(v)/R in place; becomes the output
         if self.half_away:
-            # round_half_away for v >= 0: floor(v) + [v - floor(v) >= 0.5], the same values
-            # (v - floor(v) is exact, so 0.49999997 still rounds down), fewer passes
-            qd = xp.floor(v)
-            v -= qd
-            qd += v >= F32(0.5)
+            # round half away for v >= 0 is floor(v + 0.49999997f): the one float below 0.5
+            # makes the addition exact where floor(v + 0.5) is not (0.49999997 + 0.5 rounds
+            # up to 1), checked on every float32 in [0, 2^24] against floor(v) + [frac >= .5]
+            qd += HALF_BELOW
+            xp.floor(qd, out=qd)
         else:
-            qd = self.rnd(xp, v)
+            qd += F32(0.0)  # clip keeps -0.0 where maximum gave +0.0, and rint keeps the sign
+            qd = self.rnd(xp, qd)
         qd /= Rf
         if self.needs_backward:
-            # what backward needs, as masks and one float array: g_x passes on 0 < x <= a;
-            # d = 1 where x >= a (there q = qd = 1, so qd - q = 0), else qd - q
-            inside = x > F32(0.0)
-            inside &= x <= a
-            d = xp.subtract(qd, q, out=v)
-            d += x >= a
+            # g_x passes on 0 < x <= a; d = 1 where x >= a (there q = qd = 1), else qd - q
+            inside = xp.greater(x, F32(0.0))
+            inside &= xp.less_equal(x, a, out=mask)
+            if has_nan:
+                d = xp.subtract(qd, q, out=q)
+                d += xp.greater_equal(x, a, out=mask)
+            else:
+                # [x >= a] is floor(q): q = c/a <= 1 is 1 exactly where c = a, i.e. x >= a
+                # (NaN where a is 0, inf or NaN, as qd - q is); float + float beats the
+                # bool -> float cast of ``d += x >= a`` and a data-dependent copyto
+                ge = xp.floor(q, out=scratch(xp, "sat_act_ge", q.shape, q.dtype))
+                d = xp.subtract(qd, q, out=q)
+                d += ge
             self.saved = (inside, d, alpha.shape)
         qd *= a
         return qd
 
     def backward(self, xp, gy, needs_grad):
         inside, d, alpha_shape = self.saved
-        gx = gy * inside if needs_grad[0] else None
+        gx = xp.multiply(gy, inside) if needs_grad[0] else None
         galpha = None
         if needs_grad[1]:
-            galpha = xp.sum(gy * d, dtype=gy.dtype).reshape(alpha_shape)
+            # Σ gy·d, summed as before over a C-ordered product (the reused buffer saves the
+            # page faults of a fresh one)
+            prod = scratch(xp, "sat_act_prod", gy.shape, gy.dtype) \
+                if gy.flags.c_contiguous and d.flags.c_contiguous else None
+            prod = xp.multiply(gy, d, out=prod)
+            galpha = xp.sum(prod, dtype=gy.dtype).reshape(alpha_shape)
         return gx, galpha
 
 
@@ -250,7 +296,8 @@ class SATActQuantizer(ActQuantizer):
         return param_value(self.alpha_param)
 
     def __call__(self, x, training=True):
-        expect(self.range >= 1, f"{self.describe()}: Range must be >= 1, got {self.range}")
+        if self.range < 1:
+            expect(False, f"{self.describe()}: Range must be >= 1, got {self.range}")
         return SATActQuantize(self.range, self.rounding).apply(x, follow_device(self.alpha_param, x))
 
     @staticmethod

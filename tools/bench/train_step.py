@@ -327,6 +327,8 @@ NEEDED = ("conv2d", "max_pool2d", "relu", "linear", "dropout", "batch_norm", "co
 
 def main(argv=None):
     args = parse_args(argv)
+    from n2d2py.backend import keep_freed_memory
+    keep_freed_memory()  # as the n2d2py command does (backend.py says why)
     set_threads(args.threads)
     sys.path.insert(0, str(ROOT))
     import n2d2py.functions as F

@@ -175,6 +175,10 @@ class DeepNet:
                     param.solver.update(param, len(labels))
                 else:
                     param.grad = None
+            for cell in self.cells.values():  # quantizer schedules (Prune's Gradual mode)
+                for quantizer in (getattr(cell, "qweight", None), getattr(cell, "qact", None)):
+                    if quantizer is not None:
+                        quantizer.update(len(labels))
         return value, outputs
 
     def parameters(self):

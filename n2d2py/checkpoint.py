@@ -9,7 +9,7 @@ and atomically by ``learn.write_folder_atomically``:
   threshold, DQA's step, DFP's epoch...), the states of every NumPy ``Generator`` the run uses
   (data order, dropout and the build generator shared by database/stimuli provider/cells,
   quantizers' own), and the loop's position and history (``learn.py`` fills ``progress``);
-* ``arrays.npz`` (``allow_pickle=False``): parameters (weights, biases, BN scales, quantizer
+* ``arrays.npz`` (numbers only, read by ``io/arrays.py``): parameters (weights, biases, BN scales, quantizer
   α/steps), solver buffers (momentum, Adam moments, accumulated gradients), cells' state arrays
   (BN running mean/variance), quantizers' arrays (Prune masks), and the loop's arrays (the order
   of the epoch or chunk being trained), all as the exact float32/int arrays.
@@ -23,7 +23,8 @@ import os
 import numpy
 
 from . import backend
-from .errors import N2D2Error
+from .errors import DataError, N2D2Error
+from .io.arrays import read_arrays
 
 FORMAT = "n2d2py-training-state"
 VERSION = 1
@@ -239,8 +240,11 @@ def load(folder):
     try:
         with open(path) as f:
             meta = json.load(f)
-        with numpy.load(os.path.join(folder, ARRAYS_FILE), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = read_arrays(os.path.join(folder, ARRAYS_FILE))
+        if not isinstance(arrays, dict):
+            raise ValueError(f"{ARRAYS_FILE} is not an .npz archive")
+    except DataError as exc:
+        raise StateError(f"corrupt training state ({exc.message})", file=exc.file) from None
     except OSError as exc:
         raise StateError(f"cannot read the training state ({exc.strerror or exc})",
                          file=exc.filename or folder) from None

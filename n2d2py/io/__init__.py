@@ -1,2 +1,2 @@
-"""Weight files: N2D2's ``.syntxt`` text format (``syntxt.py``, spec/ini.md §6.4)."""
-from . import syntxt  # noqa: F401
+"""Files: N2D2's ``.syntxt`` weights (``syntxt.py``, spec/ini.md §6.4) and NumPy arrays (``arrays.py``)."""
+from . import arrays, syntxt  # noqa: F401

@@ -16,6 +16,7 @@ import onnx
 from ..autograd import Variable, no_grad
 from ..backend import DTYPE, asnumpy, to_device
 from ..errors import OnnxError
+from ..io.arrays import read_arrays
 from .graph import cell_shape, load_model
 from .importer import import_onnx
 
@@ -115,15 +116,18 @@ def infer_file(model_path, in_npy, out_path, device="cpu", weights=None):
                             "carries its own weights")
         outputs = OnnxModel(model_path, device).run(read_feeds(in_npy))
     else:
-        outputs = infer_ini(model_path, numpy.load(in_npy, allow_pickle=False), device, weights)
+        x = read_arrays(in_npy)
+        if isinstance(x, dict):
+            raise OnnxError("an INI network has one input: give a .npy array, not a .npz",
+                            file=in_npy)
+        outputs = infer_ini(model_path, x, device, weights)
     return write_outputs(outputs, out_path)
 
 
 def read_feeds(in_npy):
-    if str(in_npy).endswith(".npz"):
-        with numpy.load(in_npy, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    return [numpy.load(in_npy, allow_pickle=False)]
+    """``.npz``: one array per graph input, by name; ``.npy``: the single input."""
+    feeds = read_arrays(in_npy)
+    return feeds if isinstance(feeds, dict) else [feeds]
 
 
 def infer_ini(ini_path, x, device="cpu", weights=None):

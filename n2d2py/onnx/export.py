@@ -94,13 +94,18 @@ class Exporter:
                     tensors[name] = self.node("Identity", [tensors[name]], name)
                 outputs.append(helper.make_tensor_value_info(
                     name, TensorProto.FLOAT, ["N", *[int(d) for d in cell.out_shape]]))
-        graph = helper.make_graph(self.nodes, "n2d2py", inputs, outputs, self.inits)
+        return self.save("n2d2py", inputs, outputs, path)
+
+    def save(self, graph_name, inputs, outputs, path):
+        """The checked ModelProto of the nodes and initializers built so far; written to ``path``
+        unless it is None."""
+        graph = helper.make_graph(self.nodes, graph_name, inputs, outputs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="n2d2py")
         model.ir_version = 9
         onnx.checker.check_model(model)
         if path is not None:
-            onnx.save(model, path)
+            onnx.save(model, str(path))
         return model
 
     def finish(self, cell, y):

@@ -32,13 +32,12 @@ without QAct) and Softmax probabilities.
 Graph outputs: the nodes nothing reads (the target's), or every node with ``all_outputs=True``.
 """
 import numpy
-import onnx
 from onnx import TensorProto, helper
 
 from ..errors import OnnxError
 from ..qat.engine import IntegerConv, IntegerElemWise, IntegerFc, IntegerPool, SoftmaxNode
 from ..qat.scaling import FRACTIONAL_BITS
-from .export import OPSET, Exporter
+from .export import Exporter
 
 __all__ = ["export_integer_onnx", "weight_digits"]
 
@@ -108,14 +107,7 @@ class IntegerExporter(Exporter):
         outputs = [helper.make_tensor_value_info(n, tensors[n].type,
                                                  ["N", *[int(d) for d in node.out_shape]])
                    for n, node in fused.nodes.items() if all_outputs or n not in read]
-        graph = helper.make_graph(self.nodes, "n2d2py_integer", inputs, outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="n2d2py")
-        model.ir_version = 9
-        onnx.checker.check_model(model)
-        if path is not None:
-            onnx.save(model, str(path))
-        return model
+        return self.save("n2d2py_integer", inputs, outputs, path)
 
     def rename(self, t, name):
         """The node's output tensor takes the node's name (an Identity when it is not the last

@@ -1,6 +1,6 @@
 """Shared fixtures: ``xp`` (numpy, and cupy when a GPU is usable), a seeded ``rng``, ``torch``
-(skips the test when PyTorch is not installed), and paths to the shared corpus."""
-import os
+(skips the test when PyTorch is not installed), and ``n2d2_ini``: N2D2's files copied into
+``tests/data/n2d2/`` (INI corpus, trained QAT weights, per-layer outputs; see its README)."""
 import pathlib
 
 import numpy
@@ -9,8 +9,7 @@ import pytest
 from n2d2py import backend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = pathlib.Path(os.environ.get("N2D2PY_SHARED", ROOT.parent / "shared"))
-N2D2_INI = SHARED / "n2d2-ini"
+N2D2_INI = ROOT / "tests" / "data" / "n2d2"
 
 
 def pytest_addoption(parser):
@@ -48,7 +47,5 @@ def torch():
 
 @pytest.fixture
 def n2d2_ini():
-    """Path to ../shared/n2d2-ini (N2D2's INI corpus); skips if the shared folder is absent."""
-    if not N2D2_INI.is_dir():
-        pytest.skip(f"shared corpus not found at {N2D2_INI}")
+    """Path to ``tests/data/n2d2`` (N2D2's INI corpus, test models and oracle outputs)."""
     return N2D2_INI

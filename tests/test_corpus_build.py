@@ -1,4 +1,4 @@
-"""Every INI of N2D2's corpus (../shared/n2d2-ini) either builds with ``--build-only`` or fails with one
+"""Every INI of N2D2's corpus (tests/data/n2d2) either builds with ``--build-only`` or fails with one
 clear sentence saying why (spec/ini.md §7): the outcome of each file is pinned here, so a file that
 starts or stops building is noticed."""
 import os

@@ -8,7 +8,6 @@ missing files as notices, DeepNet.test) and require the same number of correct d
 ``oracle-outputs/`` holds N2D2's per-layer outputs (``-log-outputs``) for two test digits of
 LeNet-bn-SAT and LeNet_w1_a2; ``test_layer_outputs_match_n2d2`` names the first layer that departs.
 """
-import os
 import pathlib
 
 import numpy
@@ -19,7 +18,7 @@ from n2d2py.backend import asnumpy
 from n2d2py.deepnet import DeepNet
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-N2D2_INI = pathlib.Path(os.environ.get("N2D2PY_SHARED", ROOT.parent / "shared")) / "n2d2-ini"
+N2D2_INI = ROOT / "tests" / "data" / "n2d2"
 MODELS = N2D2_INI / "tests_data" / "mnist_model"
 ORACLE = N2D2_INI / "oracle-outputs"
 
@@ -45,9 +44,6 @@ PRINT_RTOL, PRINT_ATOL = 1e-5, 1e-5
 #: Inference does not depend on the batch size (BN uses running statistics, the quantizers are
 #: element-wise or per tensor): test in one batch to keep CI fast.
 TEST_BATCH = 1000
-
-pytestmark = pytest.mark.skipif(not MODELS.is_dir(), reason=f"{MODELS} not found")
-
 
 def load(name, folder):
     """What ``n2d2py <ini> --test -w <folder>`` does before testing (cli.stage_build/import)."""

@@ -21,7 +21,7 @@ from n2d2py.backend import asnumpy
 from n2d2py.deepnet import DeepNet
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-N2D2_INI = pathlib.Path(os.environ.get("N2D2PY_SHARED", ROOT.parent / "shared")) / "n2d2-ini"
+N2D2_INI = ROOT / "tests" / "data" / "n2d2"
 MODELS = N2D2_INI / "tests_data" / "mnist_model"
 
 VARIANTS = {
@@ -143,7 +143,6 @@ def not_an_oracle(name):
     return "_quant_weights" in name or name.endswith("_QAct_SAT_Alpha.syntxt")
 
 
-@pytest.mark.skipif(not MODELS.is_dir(), reason=f"{MODELS} not found")
 @pytest.mark.parametrize("ini", sorted(N2D2_FOLDERS))
 def test_n2d2_folders_load_and_export_identically(ini, tmp_path):
     folder = MODELS / N2D2_FOLDERS[ini]

@@ -1,4 +1,4 @@
-"""Fuzzing the INI dialect with mutations of real N2D2 files (the shared corpus, read in place).
+"""Fuzzing the INI dialect with mutations of real N2D2 files (``tests/data/n2d2``, read in place).
 
 Each case takes one corpus file, applies 1-6 mutations (lines deleted, duplicated, swapped or
 inserted; keys misspelt; values replaced by hostile numbers, references, variables, ``$()``
@@ -20,16 +20,14 @@ import os
 import pathlib
 import re
 
-import pytest
 from hypothesis import given, strategies as st
 
 from fuzzing import OUTCOMES, budget, count_case, outcome
 from n2d2py.errors import N2D2Error
 from n2d2py.ini import parse_ini_text
 
-SHARED = pathlib.Path(os.environ.get("N2D2PY_SHARED",
-                                     pathlib.Path(__file__).resolve().parents[3] / "shared"))
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+N2D2_INI = ROOT / "tests" / "data" / "n2d2"
 BUILD_HEADROOM = 2 << 30          # bytes of address space a build may add (see module docstring)
 
 NUMBERS = ["0", "-1", "1", "2", "3", "255", "0.5", "-0", "1e-3", "1e30", "-1e30", "nan", "inf",
@@ -58,14 +56,13 @@ BROKEN = ["[", "]", "[]", "[[", "=", "==", "=x", "x=", "\\", '"', '"unmatched', 
 
 
 def corpus():
-    """Corpus INI files: N2D2's (shared, in place) and the repository's examples."""
-    files = sorted((SHARED / "n2d2-ini").rglob("*.ini")) if (SHARED / "n2d2-ini").is_dir() else []
+    """Corpus INI files: N2D2's (``tests/data/n2d2``) and the repository's examples."""
+    files = sorted(N2D2_INI.rglob("*.ini"))
     files += sorted((ROOT / "models").glob("*.ini")) + sorted((ROOT / "ini_examples").glob("*.ini"))
     return files
 
 
 FILES = corpus()
-pytestmark = pytest.mark.skipif(not FILES, reason=f"INI corpus not found under {SHARED}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -250,7 +247,7 @@ BUILDABLE = ["models/LeNet.ini", "models/cifar-10.ini",
 
 @st.composite
 def misspelt_cell_key(draw):
-    path = SHARED / "n2d2-ini" / draw(st.sampled_from(BUILDABLE))
+    path = N2D2_INI / draw(st.sampled_from(BUILDABLE))
     lines = read_text(path).split("\n")
     section, candidates = None, []
     for number, line in enumerate(lines):

@@ -1,4 +1,4 @@
-"""Fuzzing ``.syntxt`` weight folders (N2D2's own, from the shared corpus) and the number reader.
+"""Fuzzing ``.syntxt`` weight folders (N2D2's own, ``tests/data/n2d2``) and the number reader.
 
 A network is built once per INI (``load_data=False``); each case copies its weights folder to a
 temporary directory, damages one to three files (truncation, junk tokens, numbers dropped or
@@ -7,24 +7,19 @@ place of a file) and imports it. The import must succeed or raise an ``N2D2Error
 a mutation that changes how many numbers a weights/biases file holds must never import silently.
 """
 import functools
-import os
 import pathlib
 import shutil
 import tempfile
 
-import pytest
 from hypothesis import given, strategies as st
 
 from fuzzing import budget, count_case, outcome
 from n2d2py.errors import N2D2Error
 from n2d2py.io.syntxt import NumberStream, read_numbers
 
-SHARED = pathlib.Path(os.environ.get("N2D2PY_SHARED",
-                                     pathlib.Path(__file__).resolve().parents[3] / "shared"))
-MODELS = SHARED / "n2d2-ini" / "tests_data" / "mnist_model"
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "data" / "n2d2" / "tests_data" / "mnist_model"
 PAIRS = [("model.ini", "weights"), ("LeNet-bn-SAT-8b.ini", "weights_8b_SAT"),
          ("LeNet_w4_a8.ini", "weights_LeNet_w4_a8"), ("LeNet-bn-SAT.ini", "weights_test_SAT")]
-pytestmark = pytest.mark.skipif(not MODELS.is_dir(), reason=f"{MODELS} not found")
 
 HOSTILE = ["nan", "-nan", "inf", "-inf", "1e39", "-1e39", "1e-50", "0x1p3", "1,5", "1.5.5", "--1",
            "+", "e5", "1e", "∞", "１", "\x00", "NaN", "infinity", "1_0", "0" * 400, "9" * 400]

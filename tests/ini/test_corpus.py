@@ -13,7 +13,7 @@ BUILD_KEYS = ("_NbChannels", "_ChannelsWidth", "_ChannelsHeight", "_NbOutputs",
               "_OutputsWidth", "_OutputsHeight")
 STIMULI_DATA_KEYS = ("_GlobalValue.minVal", "_GlobalValue.maxVal", "_GlobalValue.mean",
                      "_GlobalValue.stdDev", "_MeanData", "_StdDevData")
-# The shared corpus (spec/ini.md §7: N2D2's 86 *.ini/*.ini.tpl, of which 76 *.ini here):
+# N2D2's corpus in tests/data/n2d2 (spec/ini.md §7: N2D2's 86 *.ini/*.ini.tpl, of which 76 *.ini here):
 # sections after template expansion, key lines (inherited copies included), template sections
 # and values holding a $() expression, counted when this test was written.
 EXPECTED_INI_FILES = 76

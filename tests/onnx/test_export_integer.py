@@ -124,8 +124,6 @@ def test_residual_elemwise_and_average_pool(mode, rnd):
 def test_cli_qat_sat_export_onnx(tmp_path, monkeypatch):
     from n2d2py.cli import main
     ini, weights = MNIST_MODEL / "LeNet_w1_a2.ini", MNIST_MODEL / "weights_LeNet_w1_a2"
-    if not ini.is_file() or not weights.is_dir():
-        pytest.skip("LeNet_w1_a2 not in the shared corpus")
     monkeypatch.chdir(tmp_path)
     assert main([str(ini), "--qat-sat", "--act-rescaling-mode", "Fixed-point32",
                  "--wt-round-mode", "RINTF", "--export", "ONNX", "-w", str(weights)]) == 0

@@ -1,12 +1,9 @@
 """Shared loaders for the QAT tests: N2D2's test models (spec/qat.md §6.6) on the bundled digits."""
-import os
 import pathlib
 
-import pytest
 
-# the same place tests/conftest.py looks (conftest modules are not importable by name: several exist)
-N2D2_INI = pathlib.Path(os.environ.get(
-    "N2D2PY_SHARED", pathlib.Path(__file__).resolve().parents[2].parent / "shared")) / "n2d2-ini"
+# the same folder as tests/conftest.py's n2d2_ini (conftest modules are not importable by name)
+N2D2_INI = pathlib.Path(__file__).resolve().parents[1] / "data" / "n2d2"
 
 MNIST_MODEL = N2D2_INI / "tests_data" / "mnist_model"
 MULTIBRANCH = N2D2_INI / "tests_data" / "mnist_multibranch_model"
@@ -25,8 +22,6 @@ def load(ini, weights, folder=MNIST_MODEL, batch_size=250):
     """DeepNet with N2D2's weights; a larger batch only speeds the tests up (we compare sample
     accuracies, which do not depend on the batch size)."""
     from n2d2py.deepnet import DeepNet
-    if not (folder / f"{ini}.ini").is_file() or not (folder / weights).is_dir():
-        pytest.skip(f"{ini} or {weights} not in the shared corpus")
     net = DeepNet.from_ini(str(folder / f"{ini}.ini"))
     net.import_weights(str(folder / weights))
     net.sp.batch_size = batch_size

@@ -12,17 +12,15 @@ import re
 import sys
 import time
 
-from .errors import N2D2Error
+from .errors import N2D2Error, close_matches
 
 DESCRIPTION = """\
 Build, train and test a deep network described by an N2D2 INI file, as CEA's N2D2 does, in
 Python on NumPy (or CuPy on a GPU). The INI file names the database ([database]), the input
 pipeline ([sp]) and the cells; n2d2py reads it, trains on the Learn set, keeps the weights that
-score best on the Validation set in weights_validation/, and reports the recognition rate on the
-Test set. Files are written in the current directory, as N2D2 does: seed.dat, weights/,
-weights_validation/, <target>/ConfusionMatrix_test.png, <target>/Success_validation.png and a
-picture of the network (<ini>.png). N2D2's single-dash spellings (-learn-epoch 5, -test, -w DIR)
-work too."""
+score best on the Validation set and reports the test score: the recognition rate, the
+percentage of test images whose highest output is their label. N2D2's single-dash spellings
+(-learn-epoch 5, -test, -w DIR) work too."""
 
 EPILOG = """\
 examples:
@@ -30,7 +28,24 @@ examples:
   n2d2py models/LeNet.ini --learn-epoch 5     train 5 epochs on the bundled MNIST digits, then test
   n2d2py models/LeNet.ini --test              test the weights of a previous run (weights_validation/)
   n2d2py models/LeNet.ini --test -w mydir     test the weights in mydir/
-  n2d2py net.ini -learn 60000 -log 10000      N2D2 spelling: 60000 stimuli, validate every 10000"""
+  n2d2py net.ini -learn 60000 -log 10000      N2D2 spelling: 60000 stimuli, validate every 10000
+
+files a run writes, in the current directory (as N2D2 does):
+  seed.dat                      the random seed of the run (read back by --test)
+  <NET.ini>.png                 a picture of the network
+  weights/                      the weights at the end of learning (N2D2's .syntxt text files,
+                                with <cell>_weights_quant.distrib.{dat,png} histograms)
+  weights_validation/           the weights that scored best on the Validation set
+  net_state/                    the whole training state at the last log point (resume: -l DIR)
+  net_state_validation/         the same, at the best validation score
+  <target>/Success_validation.{dat,png}, Success_learning.dat
+                                scores per log point and the learning curves (loss, scores)
+  <target>/ConfusionMatrix_test.{dat,png}
+                                the test pass's confusion matrix
+  with --qat-sat: <NET.ini>.qat.png, weights_quantized/ (the fused integer network)
+  with --export: <NET>.onnx, <NET>.int.onnx (with --qat-sat) or export_C_int8/ (C99 sources)
+  with --bench: timings/inference_timings.dat; with --lps: lps_bits.ini (--lps-output)
+  --infer writes only -o OUT.npy; --build-only and --report write nothing (but --report-csv/md)"""
 
 METRICS = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
            "FallOut", "FalseDiscoveryRate", "FalseOmissionRate", "IU", "Accuracy", "F1Score",
@@ -99,11 +114,35 @@ def normalise_argv(argv):
     return out
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``n2d2py: error: ...``, naming the closest option or
+    value (a mistyped option is a typo, not a reason to read the whole usage)."""
+
+    def error(self, message):
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            choices = re.findall(r"'([^']*)'", match.group(2))
+            message += close_matches(match.group(1), choices, n=1)
+        self.exit(2, f"{self.prog}: error: {message}; n2d2py --help lists every option\n")
+
+    def unknown(self, extra):
+        """One line for the first argument nobody expected, with the closest option."""
+        token = extra[0]
+        if not token.startswith("-"):
+            self.error(f"unexpected argument '{token}' (one NET.ini at a time)")
+        name = token.split("=", 1)[0]
+        self.error(f"unrecognized option '{name}'"
+                   + close_matches(name, self._option_string_actions, n=1))
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="n2d2py", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="n2d2py", description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return parser.parse_args(normalise_argv(argv))
+    args, extra = parser.parse_known_args(normalise_argv(argv))
+    if extra:
+        parser.unknown(extra)
+    return args
 
 
 class Run:
@@ -279,7 +318,7 @@ def main(argv=None):
     run = Run(args, sys.stdout)
     import signal
     import threading
-    from .learn import Terminated, raise_terminated
+    from .signals import Terminated, raise_terminated
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM acts as Ctrl-C

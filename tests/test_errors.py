@@ -183,7 +183,9 @@ def test_unknown_option(tmp_path):
     path.write_text(NET)
     status, _, err = subprocess_cli(tmp_path, path, "--lern-epoch", "3")
     assert status == 2
-    assert_error(error_line(err), "unrecognized arguments", "--lern-epoch")
+    line = error_line(err)
+    assert_error(line, "unrecognized option '--lern-epoch'", "did you mean '--learn-epoch'?")
+    assert err.count("\n") == 1 and "usage:" not in err     # one line, not the whole usage
 
 
 @pytest.mark.skipif(backend.cupy_available, reason="a GPU is usable here")

@@ -3,7 +3,6 @@
 Channel order is OpenCV's: a colour image is BGR until a ``ColorSpace=RGB`` block swaps it, and
 per-channel ``FirstValue`` lists follow that order (spec/ini.md §8 item 12).
 """
-import cv2
 import numpy
 
 from ..ini.convert import enum, list_of, to_bool, to_float
@@ -57,23 +56,25 @@ class RangeAffineTransformation(Transformation):
         return numpy.trunc(x) if self.truncate else x
 
 
-# ColorSpace value -> OpenCV conversion from a 3-channel BGR image (grey and BGRA are first
-# brought to BGR, as N2D2 does); "RGB_to_X" / "X_to_BGR" name their source explicitly.
-_FROM_BGR = {"BGR": None, "RGB": cv2.COLOR_BGR2RGB, "HSV": cv2.COLOR_BGR2HSV,
-             "HLS": cv2.COLOR_BGR2HLS, "YCrCb": cv2.COLOR_BGR2YCrCb, "CIELab": cv2.COLOR_BGR2Lab,
-             "CIELuv": cv2.COLOR_BGR2Luv}
-_EXPLICIT = {"RGB_to_BGR": cv2.COLOR_RGB2BGR, "RGB_to_HSV": cv2.COLOR_RGB2HSV,
-             "RGB_to_HLS": cv2.COLOR_RGB2HLS, "RGB_to_YCrCb": cv2.COLOR_RGB2YCrCb,
-             "RGB_to_CIELab": cv2.COLOR_RGB2Lab, "RGB_to_CIELuv": cv2.COLOR_RGB2Luv,
-             "HSV_to_BGR": cv2.COLOR_HSV2BGR, "HSV_to_RGB": cv2.COLOR_HSV2RGB,
-             "HLS_to_BGR": cv2.COLOR_HLS2BGR, "HLS_to_RGB": cv2.COLOR_HLS2RGB,
-             "YCrCb_to_BGR": cv2.COLOR_YCrCb2BGR, "YCrCb_to_RGB": cv2.COLOR_YCrCb2RGB,
-             "CIELab_to_BGR": cv2.COLOR_Lab2BGR, "CIELab_to_RGB": cv2.COLOR_Lab2RGB,
-             "CIELuv_to_BGR": cv2.COLOR_Luv2BGR, "CIELuv_to_RGB": cv2.COLOR_Luv2RGB}
+# ColorSpace value -> the name of OpenCV's conversion (OpenCV is loaded on first use) from a
+# 3-channel BGR image (grey and BGRA are first brought to BGR, as N2D2 does); "RGB_to_X" /
+# "X_to_BGR" name their source explicitly.
+_FROM_BGR = {"BGR": None, "RGB": "COLOR_BGR2RGB", "HSV": "COLOR_BGR2HSV",
+             "HLS": "COLOR_BGR2HLS", "YCrCb": "COLOR_BGR2YCrCb", "CIELab": "COLOR_BGR2Lab",
+             "CIELuv": "COLOR_BGR2Luv"}
+_EXPLICIT = {"RGB_to_BGR": "COLOR_RGB2BGR", "RGB_to_HSV": "COLOR_RGB2HSV",
+             "RGB_to_HLS": "COLOR_RGB2HLS", "RGB_to_YCrCb": "COLOR_RGB2YCrCb",
+             "RGB_to_CIELab": "COLOR_RGB2Lab", "RGB_to_CIELuv": "COLOR_RGB2Luv",
+             "HSV_to_BGR": "COLOR_HSV2BGR", "HSV_to_RGB": "COLOR_HSV2RGB",
+             "HLS_to_BGR": "COLOR_HLS2BGR", "HLS_to_RGB": "COLOR_HLS2RGB",
+             "YCrCb_to_BGR": "COLOR_YCrCb2BGR", "YCrCb_to_RGB": "COLOR_YCrCb2RGB",
+             "CIELab_to_BGR": "COLOR_Lab2BGR", "CIELab_to_RGB": "COLOR_Lab2RGB",
+             "CIELuv_to_BGR": "COLOR_Luv2BGR", "CIELuv_to_RGB": "COLOR_Luv2RGB"}
 
 
 def to_bgr(image):
     """Grey (C=1) -> BGR, BGRA (C=4) -> BGR, BGR unchanged."""
+    import cv2
     if image.shape[-1] == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[-1] == 4:
@@ -86,11 +87,12 @@ class ColorSpaceTransformation(Transformation):
     color_space = Key("ColorSpace", enum(*_FROM_BGR, *_EXPLICIT), REQUIRED)
 
     def apply(self, image, rng=None):
+        import cv2
         if self.color_space in _EXPLICIT:
-            return hwc(cv2.cvtColor(image, _EXPLICIT[self.color_space]))
+            return hwc(cv2.cvtColor(image, getattr(cv2, _EXPLICIT[self.color_space])))
         bgr = to_bgr(image)
         code = _FROM_BGR[self.color_space]
-        return hwc(bgr if code is None else cv2.cvtColor(bgr, code))
+        return hwc(bgr if code is None else cv2.cvtColor(bgr, getattr(cv2, code)))
 
     def apply_batch(self, batch, rng=None):
         # BGR <-> RGB on a set of 3-channel images is a channel reversal: one NumPy view
@@ -102,10 +104,10 @@ class ColorSpaceTransformation(Transformation):
 
 # CSChannel -> (conversion from BGR or None, channel index in the converted image)
 _CHANNELS = {"Blue": (None, 0), "Green": (None, 1), "Red": (None, 2),
-             "Hue": (cv2.COLOR_BGR2HSV, 0), "Saturation": (cv2.COLOR_BGR2HSV, 1),
-             "Value": (cv2.COLOR_BGR2HSV, 2), "Gray": (cv2.COLOR_BGR2GRAY, 0),
-             "Y": (cv2.COLOR_BGR2YCrCb, 0), "Cr": (cv2.COLOR_BGR2YCrCb, 1),
-             "Cb": (cv2.COLOR_BGR2YCrCb, 2)}
+             "Hue": ("COLOR_BGR2HSV", 0), "Saturation": ("COLOR_BGR2HSV", 1),
+             "Value": ("COLOR_BGR2HSV", 2), "Gray": ("COLOR_BGR2GRAY", 0),
+             "Y": ("COLOR_BGR2YCrCb", 0), "Cr": ("COLOR_BGR2YCrCb", 1),
+             "Cb": ("COLOR_BGR2YCrCb", 2)}
 
 
 @TRANSFORMATIONS.register("ChannelExtractionTransformation")
@@ -115,9 +117,10 @@ class ChannelExtractionTransformation(Transformation):
     cs_channel = Key("CSChannel", enum(*_CHANNELS), REQUIRED)
 
     def apply(self, image, rng=None):
+        import cv2
         if image.shape[-1] == 1 and self.cs_channel == "Gray":
             return image
         code, index = _CHANNELS[self.cs_channel]
         bgr = to_bgr(image)
-        converted = hwc(bgr if code is None else cv2.cvtColor(bgr, code))
+        converted = hwc(bgr if code is None else cv2.cvtColor(bgr, getattr(cv2, code)))
         return converted[:, :, index:index + 1]

@@ -8,7 +8,6 @@ ROI files (``ROIFile``, ``ROIDir``) and ``LoadMore`` chaining are not supported.
 """
 import os
 
-import cv2
 import numpy
 
 from ..errors import DataError
@@ -86,6 +85,7 @@ class DIR_Database(Database):
 
     @staticmethod
     def decode(path):
+        import cv2
         image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if image is None:
             raise DataError("OpenCV cannot decode this image", file=path)

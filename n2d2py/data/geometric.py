@@ -5,7 +5,6 @@ bilinear resizing of a uint8 image is OpenCV's fixed-point one, which N2D2's inp
 """
 import math
 
-import cv2
 import numpy
 
 from ..ini.convert import list_of, to_bool, to_float, to_uint
@@ -15,6 +14,7 @@ from .transformation import (TRANSFORMATIONS, Transformation, border, border_typ
 
 
 def resize(image, width, height):
+    import cv2
     return hwc(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
@@ -101,6 +101,7 @@ class SliceExtractionTransformation(Transformation):
         return x, y, width, height
 
     def apply(self, image, rng):
+        import cv2
         h, w = image.shape[:2]
         x, y, width, height = self.window(w, h, rng)
         if self.random_rotation or self.random_scaling:
@@ -206,6 +207,7 @@ class DistortionTransformation(Transformation):
     is_random = True
 
     def maps(self, w, h, rng):
+        import cv2
         gx, gy = numpy.meshgrid(numpy.arange(w, dtype=numpy.float32),
                                 numpy.arange(h, dtype=numpy.float32))
         if self.elastic_scaling:
@@ -222,6 +224,7 @@ class DistortionTransformation(Transformation):
                 (sin * dx + cos * dy + cy).astype(numpy.float32))
 
     def apply(self, image, rng):
+        import cv2
         map_x, map_y = self.maps(image.shape[1], image.shape[0], rng)
         mode = cv2.BORDER_CONSTANT if self.ignore_missing_data else cv2.BORDER_REPLICATE
         return hwc(cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=mode, borderValue=0))

@@ -7,7 +7,6 @@ defaults to a loop over ``apply`` and is overridden with whole-array NumPy code 
 transformation allows it (RangeAffine, Flip, fixed slices), since the StimuliProvider applies
 static transformations once per set and on-the-fly ones once per batch.
 """
-import cv2
 import numpy
 
 from ..errors import DataError
@@ -26,14 +25,15 @@ APPLY_TO = {
     "NoTest": ("Learn", "Validation"),
 }
 
-# N2D2 BorderType -> OpenCV border (MeanBorder is a constant border filled with the image mean).
+# N2D2 BorderType -> the name of OpenCV's border constant (OpenCV is loaded on first use);
+# MeanBorder is a constant border filled with the image mean.
 BORDER_TYPES = {
-    "MinusOneReflectBorder": cv2.BORDER_REFLECT_101,
-    "ConstantBorder": cv2.BORDER_CONSTANT,
-    "ReplicateBorder": cv2.BORDER_REPLICATE,
-    "ReflectBorder": cv2.BORDER_REFLECT,
-    "WrapBorder": cv2.BORDER_WRAP,
-    "MeanBorder": cv2.BORDER_CONSTANT,
+    "MinusOneReflectBorder": "BORDER_REFLECT_101",
+    "ConstantBorder": "BORDER_CONSTANT",
+    "ReplicateBorder": "BORDER_REPLICATE",
+    "ReflectBorder": "BORDER_REFLECT",
+    "WrapBorder": "BORDER_WRAP",
+    "MeanBorder": "BORDER_CONSTANT",
 }
 
 
@@ -96,6 +96,7 @@ def transformation_from_section(section):
 
 def border(image, top, bottom, left, right, border_type, border_value):
     """Pad with N2D2's BorderType (negative sizes are not allowed here; crop first)."""
+    import cv2
     if max(top, bottom, left, right) <= 0:
         return image
     value = list(border_value) or [0.0]
@@ -103,8 +104,8 @@ def border(image, top, bottom, left, right, border_type, border_value):
         value = list(image.reshape(-1, image.shape[-1]).mean(axis=0))
     if len(value) == 1:
         value = value * image.shape[-1]
-    padded = cv2.copyMakeBorder(image, top, bottom, left, right, BORDER_TYPES[border_type],
-                                value=value[:4])
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right,
+                                getattr(cv2, BORDER_TYPES[border_type]), value=value[:4])
     return hwc(padded)
 
 

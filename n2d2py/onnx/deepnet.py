@@ -13,7 +13,6 @@ Targets: every ``[<cell>.Target*]`` section of an imported cell, then the automa
 import os
 
 from ..errors import OnnxError, close_matches
-from .importer import import_onnx
 
 
 def onnx_file(section):
@@ -28,6 +27,7 @@ def onnx_file(section):
 def build_onnx_section(document, section, parents, in_shapes, rng):
     """Import the section's model; returns ({name: built Cell}, [Target], [warning])."""
     from ..target import TargetScore, target_from_section
+    from .importer import import_onnx   # the onnx package: only for INIs with a Type=ONNX section
     try:
         graph = import_onnx(onnx_file(section), document, section, input_shapes=in_shapes,
                             input_names=list(parents), rng=rng)

@@ -47,7 +47,7 @@ files a run writes, in the current directory (as N2D2 does):
   with --bench: timings/inference_timings.dat; with --lps: lps_bits.ini (--lps-output)
   --infer writes only -o OUT.npy; --build-only and --report write nothing (but --report-csv/md)"""
 
-METRICS = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
+METRICS = ("RecognitionRate", "Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
            "FallOut", "FalseDiscoveryRate", "FalseOmissionRate", "IU", "Accuracy", "F1Score",
            "Informedness", "Markedness")
 
@@ -65,9 +65,10 @@ def add_arguments(parser):
                           help="with --learn-epoch: epochs between validations (default 1)")
     learning.add_argument("--log", type=int, default=1000, metavar="N",
                           help="with --learn: stimuli between validations (default 1000)")
-    learning.add_argument("--valid-metric", default="Sensitivity", choices=METRICS, metavar="M",
-                          help="validation score that picks the best weights, averaged over "
-                               "classes (default Sensitivity; also Accuracy, F1Score, ...)")
+    learning.add_argument("--valid-metric", default="RecognitionRate", choices=METRICS, metavar="M",
+                          help="validation score that picks the best weights: RecognitionRate "
+                               "(default: images right, %%) or one of N2D2's metrics averaged "
+                               "over classes (Sensitivity, N2D2's default; Accuracy, F1Score, ...)")
     learning.add_argument("--stop-valid", type=int, default=0, metavar="N",
                           help="stop after N validations without improvement (0: never)")
     learning.add_argument("--seed", type=int, default=0, metavar="N",
@@ -239,8 +240,8 @@ def stage_learn(run):
                             stop_valid=args.stop_valid, rng=run.rng, out=run.out,
                             reload_best=False, resume=run.state, seed=run.seed)
     seconds = time.perf_counter() - start
-    run.say(f"Learning done: {history.stimuli} stimuli in {seconds:.2f} s "
-            f"({history.stimuli / max(seconds, 1e-9):.2f} p./s)")
+    run.say(f"Learning done: {history.stimuli} images in {seconds:.2f} s "
+            f"({history.stimuli / max(seconds, 1e-9):.0f} img/s)")
     run.learned = True
     return None
 
@@ -268,7 +269,7 @@ def stage_test(run):
         run.net.timings = {}
     limit = args.nb_test if args.nb_test >= 0 else None
     result = run.net.test(limit=limit, out=run.out, workdir=".")
-    run.say(f"Test pass: {result.nb_stimuli} stimuli in {result.seconds:.2f} s")
+    run.say(f"Test pass: {result.nb_stimuli} images in {result.seconds:.2f} s")
     if args.bench:
         os.makedirs("timings", exist_ok=True)
         with open(os.path.join("timings", "inference_timings.dat"), "w") as f:

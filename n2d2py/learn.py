@@ -22,8 +22,8 @@ from .deepnet import NumericalFault
 from .errors import N2D2Error
 from .folders import (output_atomically, recover_folder, replace_file_atomically,  # noqa: F401
                       write_folder_atomically)
-from .progress import (SUCCESS_WINDOW, LearnHistory, Progress, SuccessWindow,  # noqa: F401
-                       learn_line, write_learning_files)
+from .progress import (HEADLINE, SUCCESS_WINDOW, LearnHistory, Progress,  # noqa: F401
+                       SuccessWindow, record_log_point, write_learning_files)
 from .scoring import (TestResult, reload_best_weights, run_pass, set_size, test,  # noqa: F401
                       validate_and_keep)
 from .signals import Terminated, deferred_sigint, deferred_signals, raise_terminated  # noqa: F401
@@ -33,7 +33,7 @@ class NumericalError(N2D2Error):
     """A NaN or an infinity in a loss, an activation or a gradient during training."""
 
 
-def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric="Sensitivity",
+def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric=HEADLINE,
           stop_valid=0, rng=None, out=None, workdir=".", reload_best=True, ignore_missing=False,
           resume=None, seed=None, save_state=True):
     """Train ``net`` (spec/ini.md §6.1 items 6-7, §6.2). ``epochs`` wins over ``stimuli``.
@@ -144,7 +144,7 @@ class TrainingLoop:
         from .quantizers import constraints
         while not self.history.stopped_early:
             if self.pending_log:
-                if self.log_point(f"#epoch {self.epoch}", 1.0) == "stop":
+                if self.log_point(f"epoch {self.epoch}/{self.epochs}") == "stop":
                     break
                 continue
             if self.epoch >= self.epochs:
@@ -154,7 +154,7 @@ class TrainingLoop:
             if self.plan is None:
                 with deferred_signals():
                     self.plan = {"order": self.rng.permutation(self.nb_learn), "next": 0, "epoch": e}
-            self.run_plan(f"#epoch {e}")
+            self.run_plan(f"epoch {e}/{self.epochs}")
             with deferred_signals():
                 self.plan, self.epoch = None, e
                 self.pending_log = e % self.log_epoch == 0 or e == self.epochs
@@ -165,7 +165,7 @@ class TrainingLoop:
         history = self.history
         while not history.stopped_early:
             if self.pending_log:
-                if self.log_point(f"#{history.stimuli}", history.stimuli / self.stimuli) == "stop":
+                if self.log_point(f"{history.stimuli}/{self.stimuli} images") == "stop":
                     break
                 continue
             if history.stimuli >= self.stimuli:
@@ -177,7 +177,7 @@ class TrainingLoop:
                     # sp.random_batches's draw, kept so that an interrupted chunk can resume
                     order = self.rng.integers(0, self.nb_learn, size=int(count))
                     self.plan = {"order": order, "next": 0, "epoch": None}
-            self.run_plan(f"#{history.stimuli}")
+            self.run_plan(f"images {history.stimuli}/{self.stimuli}")
             with deferred_signals():
                 self.plan = None
                 self.pending_log = history.stimuli >= self.next_log or history.stimuli >= self.stimuli
@@ -187,11 +187,11 @@ class TrainingLoop:
         """The batches of the current epoch or chunk not done yet."""
         plan, b = self.plan, self.net.sp.batch_size
         batches = self.net.sp._batches("Learn", plan["order"][plan["next"] * b:], self.rng)
+        self.progress.begin(label, len(plan["order"]), min(plan["next"] * b, len(plan["order"])))
         while True:
             with deferred_signals():
                 if not self.step(batches):
                     break
-            self.progress.update(learn_line(self.window, self.history, self.start, label, None))
 
     def step(self, batches):
         """One training step on the next batch (False when there is none), signals held."""
@@ -202,28 +202,37 @@ class TrainingLoop:
             return False
         x, labels, _ = item
         try:
-            _, outputs = net.learn_batch(x, labels)
+            loss, outputs = net.learn_batch(x, labels)
         except NumericalFault as fault:
             self.numerical_fault(fault, x, before)
         self.plan["next"] += 1
         self.steps += 1
         history.stimuli += len(labels)
+        success = None
         if primary.scored:
-            self.window.add(len(labels), primary.score(outputs[primary.cell].data, labels))
+            success = primary.score(outputs[primary.cell].data, labels)
+            self.window.add(len(labels), success)
             primary.reset()  # the learning window is ours; the confusion matrix is per pass
+        self.progress.step(len(labels), loss, success)
         return True
 
-    def log_point(self, label, fraction):
+    def log_point(self, label):
         """Learning line, validation (or weights/), then net_state/ (interrupted: redone)."""
         history = self.history
         self.snapshot = self.progress_state(pending_log=True)
-        self.progress.end(learn_line(self.window, history, self.start, label, fraction))
+        self.progress.close()
+        trained = self.progress.meter     # the epoch's figures (validation starts a new meter)
         history.learning.append((history.stimuli, self.window.value))
         result, best = None, history.best
         if self.has_validation:
-            result = validate_and_keep(self.net, history, self.state, self.metric, self.paths, self.out)
+            result = validate_and_keep(self.net, history, self.state, self.metric, self.paths,
+                                       self.progress)
         else:
             self.net.export_weights(self.paths["weights"])
+        record_log_point(history, self.progress, trained, label, self.metric, self.paths, best)
+        if history.stopped_early:
+            self.out.write(f"Validation did not improve for {self.state['stop_valid']} log "
+                           f"points (--stop-valid): learning stops\n")
         if self.stimuli:
             self.next_log += self.log
         self.pending_log, self.snapshot = False, None
@@ -277,7 +286,7 @@ class TrainingLoop:
             "plan": None if self.plan is None else {"next": self.plan["next"], "epoch": self.plan["epoch"]},
             "pending_log": self.pending_log if pending_log is None else pending_log,
             "validation": [[int(s), float(v)] for s, v in h.validation],
-            "learning": [[int(s), float(v)] for s, v in h.learning],
+            "learning": [[int(s), float(v)] for s, v in h.learning], "log": h.log,
             "best": None if h.best is None else float(h.best), "best_step": h.best_step,
             "stopped_early": h.stopped_early, "since_best": self.state["since_best"],
             "window": [[int(n), float(v)] for n, v in self.window.items],
@@ -314,6 +323,7 @@ class TrainingLoop:
         h.stimuli, h.best, h.best_step = p["stimuli"], p["best"], p["best_step"]
         h.validation = [tuple(v) for v in p["validation"]]
         h.learning = [tuple(v) for v in p["learning"]]
+        h.log = [dict(entry) for entry in p.get("log", [])]
         h.stopped_early = p["stopped_early"]
         self.state["since_best"] = p["since_best"]
         self.window.items = [tuple(v) for v in p["window"]]

@@ -76,7 +76,7 @@ def _accuracy(net, set_name, limit):
     result = net.test(set_name, limit=limit)
     if result.recognition_rate is None:
         raise IniError("LPS needs a scored target (a classification [*.Target])")
-    return 100.0 * result.recognition_rate
+    return result.recognition_rate
 
 
 def add_lps_arguments(parser):

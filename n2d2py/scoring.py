@@ -11,23 +11,27 @@ from .report import text
 
 
 class TestResult:
-    """Scores of one pass for the primary TargetScore: ``recognition_rate`` (mean of per-batch
-    success, N2D2's figure), ``accuracy`` (samples), ``confusion``, ``metrics`` {name: value},
-    ``per_target`` {target name: TargetScore}, ``seconds``, ``nb_stimuli``."""
+    """Scores of one pass for the primary TargetScore, in percent like the command prints them.
+
+    ``recognition_rate``: the headline score, the percentage of images whose highest output is
+    their label (``correct`` of ``nb_stimuli``); ``metrics``: N2D2's per-class confusion-table
+    metrics averaged over classes, in percent; ``confusion`` (rows: label, columns: output);
+    ``per_target`` {target name: TargetScore}; ``seconds``. None/empty without a scored target."""
 
     def __init__(self, targets, seconds, nb_stimuli):
         scored = [t for t in targets if t.scored]
         self.per_target = {t.name: t for t in scored}
         primary = scored[0] if scored else None
-        self.recognition_rate = primary.recognition_rate if primary else None
-        self.accuracy = primary.accuracy if primary else None
-        self.confusion = None if primary is None else primary.confusion.copy()
-        self.metrics = primary.metrics() if primary else {}
+        self.recognition_rate = 100.0 * primary.accuracy if primary else None
+        self.confusion = None if primary is None or primary.confusion is None \
+            else primary.confusion.copy()
+        self.correct = int(self.confusion.trace()) if self.confusion is not None else 0
+        self.metrics = {k: 100.0 * v for k, v in primary.metrics().items()} if primary else {}
         self.seconds, self.nb_stimuli = seconds, nb_stimuli
 
     def __repr__(self):
-        return (f"<TestResult recognition_rate={self.recognition_rate} accuracy={self.accuracy} "
-                f"stimuli={self.nb_stimuli}>")
+        return (f"<TestResult recognition_rate={self.recognition_rate}% "
+                f"({self.correct}/{self.nb_stimuli})>")
 
 
 def set_size(net, set_name):
@@ -35,20 +39,23 @@ def set_size(net, set_name):
 
 
 def run_pass(net, set_name, limit=None, progress=None):
-    """Forward the whole set without gradients, scoring every target. Returns {"stimuli": n}."""
+    """Forward the whole set without gradients, scoring every target (``progress``: a
+    ``progress.Progress`` to show it). Returns {"stimuli": n}."""
     for target in net.targets:
         target.reset()
     count = 0
+    if progress is not None:
+        total = set_size(net, set_name)
+        progress.begin(set_name.lower(), total if limit is None else min(limit, total))
     with no_grad():
         for x, labels, _ in net.sp.batches(set_name, False, None, limit):
             outputs = net.forward(x, training=False)
-            for target in net.targets:
-                target.score(outputs[target.cell].data, labels)
+            success = [target.score(outputs[target.cell].data, labels) for target in net.targets]
             count += len(labels)
             if progress is not None:
-                primary = net.targets[0]
-                rate = primary.recognition_rate if primary.scored else 0.0
-                progress.update(f"Testing #{count}   {100 * rate:.2f}% ")
+                progress.step(len(labels), success=success[0] if net.targets[0].scored else None)
+    if progress is not None:
+        progress.close()
     return {"stimuli": count}
 
 
@@ -61,15 +68,13 @@ def test(net, set_name="Test", limit=None, out=None, workdir=None):
     info = run_pass(net, set_name, limit, progress)
     result = TestResult(net.targets, time.perf_counter() - start, info["stimuli"])
     if out is not None:
-        _write_final_lines(net, out, progress)
+        _write_final_lines(net, out)
     if workdir is not None:
         _write_confusion_files(net, set_name, workdir)
     return result
 
 
-def _write_final_lines(net, out, progress):
-    if progress.tty:
-        out.write("\r")
+def _write_final_lines(net, out):
     for target in net.targets:
         if target.scored:
             out.write(text.final_lines(target) + "\n")
@@ -96,34 +101,25 @@ def _label_names(net):
 
 
 # -- validation during learning ----------------------------------------------------------------
-def validate_and_keep(net, history, state, metric, paths, out):
-    """One validation pass, BEST/LOWER lines, checkpoint and early-stop bookkeeping."""
+def validate_and_keep(net, history, state, metric, paths, progress=None):
+    """One validation pass (``progress``: its bar), ``weights_validation/`` when the score is the
+    best so far, early-stop bookkeeping. The caller prints the log point's line."""
     primary = net.targets[0]
-    result = run_pass(net, "Validation")
-    out.write("Validation" + "." * 20 + "\n")
+    result = run_pass(net, "Validation", progress=progress)
     score = primary.metric(metric) if primary.scored else -result.get("loss", 0.0)
     history.validation.append((history.stimuli, score))
     if history.best is None or score > history.best:
         history.best, history.best_step, state["since_best"] = score, history.stimuli, 0
         net.export_weights(paths["weights_validation"])
-        out.write(f"+++ BEST validation score: {text.fmt(100 * score)}% [{metric}]\n")
-        out.write(f"    '{os.path.basename(paths['weights_validation'])}' saved!\n")
     else:
         state["since_best"] += 1
-        out.write(f"--- LOWER validation score: {text.fmt(100 * score)}% [{metric}] "
-                  f"(best was {text.fmt(100 * history.best)}%)\n")
-    if primary.scored:
-        out.write(text.metric_lines(primary) + "\n")
-    out.flush()
-    return _early_stop(history, state, out)
+    return _early_stop(history, state)
 
 
-def _early_stop(history, state, out):
+def _early_stop(history, state):
     """"stop" after ``stop_valid`` validations without improvement (``--stop-valid``), else None."""
     stop_after = state["stop_valid"]
     if stop_after and state["since_best"] >= stop_after:
-        out.write(f"--- Validation did not improve after {stop_after} steps\n"
-                  "--- STOPPING THE LEARNING\n")
         history.stopped_early = True
         return "stop"
     return None

@@ -181,6 +181,9 @@ class TargetScore(Target):
         return float(numpy.trace(self.confusion) / self.confusion.sum())
 
     def metric(self, name):
+        """``RecognitionRate`` (the headline: ``accuracy``) or a per-class ``class_metric``."""
+        if name == "RecognitionRate":
+            return self.accuracy
         return class_metric(self.confusion, name)
 
     def metrics(self):

@@ -1,6 +1,7 @@
 """The ``n2d2py`` command (spec/ini.md §6.1-§6.3): N2D2 option spellings, one-line errors with
 exit status 2 (never a traceback), --build-only, and a short learn + test run."""
 import os
+import re
 
 import pytest
 from cli_runner import ROOT, assert_error, error_line, run_subprocess
@@ -68,11 +69,16 @@ def test_learn_then_test_end_to_end(tmp_path, capsys, monkeypatch):
     assert cli.main([str(path), "-learn", "2048", "-log", "1024", "-seed", "7", "-nb-test", "300"]) == 0
     out = capsys.readouterr().out
     assert "Learning database size: 3200 images" in out and "Testing database size: 1000 images" in out
-    assert out.count("Validation....................") == 2
-    assert "+++ BEST validation score: " in out and "    'weights_validation' saved!" in out
+    # one line per log point: loss, training and validation scores, best so far
+    points = [line for line in out.splitlines() if " images: loss " in line]
+    assert [line.split(":")[0] for line in points] == ["1024/2048 images", "2048/2048 images"]
+    assert all(re.search(r"training \d+\.\d\d%, validation \d+\.\d\d%", line) for line in points)
+    assert points[0].endswith("best so far (saved in 'weights_validation')")
     rate = float(out.split("Final recognition rate: ")[1].split("%")[0])
     assert rate > 60.0
-    assert "Plain accuracy:" in out and "(error rate: " in out
+    correct = int(out.split("Final recognition rate: ")[1].split("(")[1].split("/")[0])
+    assert "(%d/300 images; error rate: " % correct in out and rate == pytest.approx(correct / 3)
+    assert "Plain accuracy" not in out      # one headline score
     assert (tmp_path / "seed.dat").read_text().strip() == "7"
     for name in ("weights", "weights_validation", "softmax.Target/ConfusionMatrix_test.png",
                  "softmax.Target/Success_validation.png", "net.ini.png"):

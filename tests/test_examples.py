@@ -25,3 +25,27 @@ def test_lenet_layer_sizes():
     assert shapes["conv2"] == (16, 10, 10) and shapes["pool2"] == (16, 5, 5)
     assert shapes["conv3"] == (120, 1, 1)
     assert shapes["fc1"][0] == 84 and shapes["fc2"][0] == 10
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("ini_examples/*.ini")), ids=lambda p: p.name)
+def test_examples_build_without_warnings(path):
+    """A recommended file prints no warning (an "overriding property" warning taught users to
+    ignore warnings); only notices about data a --build-only run does not read remain."""
+    net = DeepNet.from_ini(str(path), load_data=False)
+    lines = [str(w) for w in getattr(net.document, "warnings", ())] + [str(w) for w in net.warnings()]
+    assert [line for line in lines if "Notice: " not in line] == []
+
+
+@pytest.mark.parametrize("name", ["LeNet_SAT4", "LeNet_LSQ4", "LeNet_SAT4_stage1"])
+def test_qat_lenets_keep_8_bit_first_and_last_layers(name):
+    net = DeepNet.from_ini(str(ROOT / "ini_examples" / f"{name}.ini"), load_data=False)
+    ranges = {n: c.qweight.range for n, c in net.cells.items() if getattr(c, "qweight", None)}
+    assert ranges == {"conv1": 255, "conv2": 15, "conv3": 15, "fc1": 15, "fc2": 255}
+
+
+def test_all_cnn_c_kernels_after_the_base_split():
+    net = DeepNet.from_ini(str(ROOT / "ini_examples" / "All-CNN-C.ini"), load_data=False)
+    kernels = {n: (tuple(c.kernel_dims), tuple(c.padding_dims)) for n, c in net.cells.items()
+               if n.startswith("conv")}
+    assert kernels["conv1"] == ((3, 3), (1, 1)) and kernels["conv6"] == ((3, 3), (1, 1))
+    assert kernels["conv7"] == ((3, 3), (0, 0)) and kernels["conv9"] == ((1, 1), (0, 0))

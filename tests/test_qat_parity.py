@@ -60,7 +60,8 @@ def test_accuracy_matches_n2d2(name):
     net.sp.batch_size = TEST_BATCH
     result = net.test()
     assert result.nb_stimuli == 1000
-    assert round(result.accuracy * 1000) == expected
+    assert result.correct == expected
+    assert result.recognition_rate == pytest.approx(expected / 10)   # percent
 
 
 def read_dat(path, channels):

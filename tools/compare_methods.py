@@ -198,7 +198,7 @@ def run_method(name, ini_path, text, plan, args, log):
               rng=numpy.random.default_rng(args.seed))
     with open(os.path.join(folder, "learn.log"), "w") as f:
         f.write(stream.getvalue())
-    best = [line for line in stream.getvalue().splitlines() if "validation score" in line]
+    best = [line for line in stream.getvalue().splitlines() if ", validation " in line]
     params = extra_parameters(net)  # before freezing: FracBits' b stops being learnable
     constraints.freeze_bits(net.cells)
     result = net.test("Test", limit=args.test_limit)
@@ -207,7 +207,7 @@ def run_method(name, ini_path, text, plan, args, log):
     seconds = time.perf_counter() - start
     bits = [(r.name, r.w_bits, r.a_bits) for r in table.weighted_rows()]
     row = {"method": name, "precision": precision_of(name), "params": params,
-           "acc": 100.0 * result.accuracy, "mb": table.size_mb, "gbitops": table.gbitops,
+           "acc": result.recognition_rate, "mb": table.size_mb, "gbitops": table.gbitops,
            "bytes": table.size_bytes, "bitops": table.bitops, "bits": bits,
            "seconds": seconds, "ini": path, "table": table}
     log(f"  {name}: {row['acc']:.2f}% test, {row['mb']:.4f} MB, {row['gbitops']:.4f} GBitOps, "

@@ -27,5 +27,7 @@ def draw_fused(fused, path):
     labels.update({name: _label(node) for name, node in fused.nodes.items()})
     parents = {name: node.parents for name, node in fused.nodes.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    layered_graph_png(path, depth, parents, labels, ("#eaf5e8", "#4a8a4a"))
+    layered_graph_png(path, depth, parents, labels, ("#eaf5e8", "#4a8a4a"),
+                      title="Fused integer network (boxes: name [Type], output size, range R, "
+                            "rescaling)")
     return path

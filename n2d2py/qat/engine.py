@@ -272,7 +272,7 @@ class FusedNet:
         """Score ``set_name`` with the targets (N2D2's "Final recognition rate"); returns a
         ``learn.TestResult``. ``out``: a stream for N2D2's final lines."""
         import time
-        from ..learn import TestResult
+        from ..scoring import TestResult
         from ..report import text
         sp = self.sp if sp is None else sp
         start, count = time.perf_counter(), 0

@@ -32,12 +32,18 @@ def write_distrib(folder, cell_name, values, kind="weights_quant", png=True):
         handle.write("".join("%.6g\n" % v for v in values.tolist()))
     if not png:
         return [dat]
-    histogram_png(values, image)
+    what = "quantized weights" if kind == "weights_quant" else kind.replace("_", " ")
+    histogram_png(values, image, f"{cell_name}: {what}")
     return [dat, image]
 
 
-def histogram_png(values, path, title=""):
-    """N2D2's weight histogram (``FcCell::logFreeParametersDistrib`` gnuplot script)."""
+def histogram_png(values, path, title="Weights"):
+    histogram_figure(values, title).savefig(path)
+
+
+def histogram_figure(values, title="Weights"):
+    """N2D2's weight histogram (``FcCell::logFreeParametersDistrib`` gnuplot script), titled and
+    with labelled axes. Returns the matplotlib Figure."""
     from .plots import _figure
     values = numpy.asarray(values, dtype=numpy.float64).ravel()
     lo = min(-1.0, float(values.min())) if values.size else -1.0
@@ -59,10 +65,11 @@ def histogram_png(values, path, title=""):
     std = values.std(ddof=1) if values.size > 1 else 0.0
     ax.text(0.62, 0.8, f"Average: {mean:.6g}\nStd. dev.: {std:.6g}", transform=ax.transAxes)
     ax.grid(True, alpha=0.3)
-    if title:
-        ax.set_title(title)
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.08, top=0.95)
-    fig.savefig(path)
+    ax.set_title(title)
+    ax.set_xlabel(f"weight value (bins of {BIN_WIDTH}; shaded: outside [-1, 1])")
+    ax.set_ylabel("number of weights")
+    fig.tight_layout()
+    return fig
 
 
 def write_quant_distributions(net, folder, png=True):
@@ -94,5 +101,5 @@ def _connected(cell, k, array):
     return array.ravel()
 
 
-__all__ = ["BIN_WIDTH", "distrib_paths", "write_distrib", "histogram_png",
+__all__ = ["BIN_WIDTH", "distrib_paths", "write_distrib", "histogram_png", "histogram_figure",
            "write_quant_distributions"]

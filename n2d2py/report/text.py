@@ -17,24 +17,24 @@ def bar(fraction, width=30):
 
 
 def metric_lines(target):
-    """The two lines printed after a validation or test score (macro over classes, §8.18)."""
+    """N2D2's confusion-table metrics, each averaged over the classes (§8.18), on two lines."""
     m = {name: 100 * target.metric(name) for name in
          ("Sensitivity", "Specificity", "Precision", "Accuracy", "F1Score", "Informedness")}
-    return (f"    Sensitivity: {fmt(m['Sensitivity'])}% / Specificity: {fmt(m['Specificity'])}% / "
-            f"Precision: {fmt(m['Precision'])}%\n"
-            f"    Accuracy: {fmt(m['Accuracy'])}% / F1-score: {fmt(m['F1Score'])}% / "
-            f"Informedness: {fmt(m['Informedness'])}%")
+    return (f"    Per class, averaged: Sensitivity {fmt(m['Sensitivity'])}% / Specificity "
+            f"{fmt(m['Specificity'])}% / Precision {fmt(m['Precision'])}%\n"
+            f"    Accuracy {fmt(m['Accuracy'])}% / F1-score {fmt(m['F1Score'])}% / "
+            f"Informedness {fmt(m['Informedness'])}%")
 
 
 def final_lines(target):
-    """``Final recognition rate`` (mean of per-batch success), the metric lines, the plain
-    accuracy over samples (an n2d2py addition), top-N when asked, and the confusion matrix."""
-    rate = 100 * target.recognition_rate
-    lines = [f"Final recognition rate: {fmt(rate)}%    (error rate: {fmt(100 - rate)}%)",
-             metric_lines(target),
-             f"    Plain accuracy: {fmt(100 * target.accuracy)}% "
-             f"({int(target.confusion.trace()) if target.confusion is not None else 0}"
-             f"/{int(target.confusion.sum()) if target.confusion is not None else 0} stimuli)"]
+    """The headline ``Final recognition rate``: the percentage of images whose highest output
+    is their label (N2D2 averages per-batch rates instead, the same number when every batch is
+    full); then the per-class metrics, top-N when asked, and the confusion matrix."""
+    correct = int(target.confusion.trace()) if target.confusion is not None else 0
+    total = int(target.confusion.sum()) if target.confusion is not None else 0
+    rate = 100 * target.accuracy
+    lines = [f"Final recognition rate: {fmt(rate)}%    ({correct}/{total} images; error rate: "
+             f"{fmt(100 - rate)}%)", metric_lines(target)]
     if target.top_n > 1:
         lines.append(f"    Top-{target.top_n} recognition rate: {fmt(100 * target.recognition_rate_top_n)}%")
     if target.confusion is not None:

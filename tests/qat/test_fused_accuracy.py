@@ -23,14 +23,14 @@ MEASURED = {"LeNet-bn-SAT": (99.6, 98.5), "LeNet-bn-SAT-8b": (100.0, 96.3),
 
 def check_config(ini, weights, n2d2):
     net = load(ini, weights)
-    fake = 100 * net.test().accuracy
+    fake = net.test().recognition_rate
     assert fake == pytest.approx(n2d2, abs=0.05)          # N2D2's own score on these digits
-    fused = 100 * fuse_qat(net).test().accuracy           # Floating-point, NONE
+    fused = fuse_qat(net).test().recognition_rate           # Floating-point, NONE
     assert abs(fused - fake) <= 0.1 + 1e-9
     fixed, shift = MEASURED[ini]
-    acc = 100 * fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF").test().accuracy
+    acc = fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF").test().recognition_rate
     assert acc == pytest.approx(fixed, abs=0.05)
-    acc = 100 * fuse_qat(net, "Single-shift", "RINTF", "RINTF", "RINTF").test().accuracy
+    acc = fuse_qat(net, "Single-shift", "RINTF", "RINTF", "RINTF").test().recognition_rate
     assert acc == pytest.approx(shift, abs=0.05)
 
 

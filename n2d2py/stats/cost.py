@@ -262,7 +262,7 @@ def conventions(table, weight_bits, act_bits, overrides):
     lines = [
         "Counted: Conv/Deconv/Fc weights and MACs (padding positions included); BitOps = MACs x "
         "weight bits x input-activation bits; BatchNorm, pooling, residual adds and activations "
-        "cost nothing (spec/methods.md §6).",
+        "cost nothing (docs/METHODS.md).",
         f"Size = weights x weight bits / 8; MB = 10^6 bytes, KiB = 1024 bytes; biases, "
         f"BatchNorm and quantizer parameters ({table.other_parameters} values) are not counted.",
         f"Bits: {source}; network input {table.input_bits} bits; first and last weighted "

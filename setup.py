@@ -7,7 +7,7 @@ setup(
     description="Train, quantize (SAT/LSQ), fuse and export N2D2 INI networks with NumPy/CuPy",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    license="CeCILL-C (vendored N2D2 INI files); CC BY-SA 3.0 (bundled MNIST subset)",
+    license="CeCILL-C (vendored N2D2 INI files, tests/data/n2d2); CC BY-SA 3.0 (bundled MNIST subset)",
     python_requires=">=3.10",
     packages=find_packages(include=["n2d2py", "n2d2py.*"]),
     package_data={"n2d2py": ["data/mnist5k/*.gz", "data/mnist5k/*.txt"]},
@@ -16,6 +16,7 @@ setup(
         "opencv-python-headless>=4.8",
         "onnx>=1.15",
         "matplotlib>=3.7",
+        "tqdm>=4.60",
     ],
     extras_require={
         "gpu": ["cupy-cuda12x"],

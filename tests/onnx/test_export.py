@@ -4,7 +4,6 @@ import pathlib
 
 import numpy
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx.reference import ReferenceEvaluator
 
@@ -47,28 +46,42 @@ def with_outputs(model, names):
 
 
 def run_ort(model, x, optimize=False):
+    ort = pytest.importorskip("onnxruntime")
     options = ort.SessionOptions()
     if not optimize:   # ORT's QDQ fusion (QLinearConv) requantizes in integers: see below
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), options).run(None, {"env": x})
 
 
-def test_float_network_matches_reference_ort_and_reimport(tmp_path):
+def exported_float(tmp_path):
+    """(net, x, ref, model with every kept cell as an output, output names, kept cells)."""
     net, x, ref = network("export_float.ini")
     model = export_onnx(net, tmp_path / "net.onnx")
+    kept = [n for n, c in net.cells.items() if c.type_name != "Dropout"]   # omitted: identity
+    return (net, x, ref, *with_outputs(model, kept), kept)
+
+
+def assert_outputs(outputs, names, cells, ref):
+    for name in cells:
+        got = outputs[names.index(name)].reshape(ref[name].shape)
+        numpy.testing.assert_allclose(got, ref[name], atol=FLOAT_ATOL, err_msg=name)
+
+
+def test_float_network_matches_reference_and_reimport(tmp_path):
+    net, x, ref, model, names, kept = exported_float(tmp_path)
     ops = {n.op_type for n in model.graph.node}
     assert {"Conv", "BatchNormalization", "Clip", "Tanh", "Pad", "Slice", "Sum", "Concat",
             "AveragePool", "Gemm", "Softmax"} <= ops and "Dropout" not in ops
     assert [n.attribute for n in model.graph.node if n.op_type == "Conv" and
             any(a.name == "group" and a.i == 6 for a in n.attribute)]       # depthwise conv
-    kept = [n for n, c in net.cells.items() if c.type_name != "Dropout"]   # omitted: identity
-    model, names = with_outputs(model, kept)
-    for outputs in (ReferenceEvaluator(model).run(None, {"env": x}), run_ort(model, x, True)):
-        for name in kept:
-            got = outputs[names.index(name)].reshape(ref[name].shape)
-            numpy.testing.assert_allclose(got, ref[name], atol=FLOAT_ATOL, err_msg=name)
+    assert_outputs(ReferenceEvaluator(model).run(None, {"env": x}), names, kept, ref)
     back = OnnxModel(tmp_path / "net.onnx").run({"env": x})["soft"]
     numpy.testing.assert_allclose(back, ref["soft"], atol=FLOAT_ATOL)
+
+
+def test_float_network_matches_onnxruntime(tmp_path):
+    net, x, ref, model, names, kept = exported_float(tmp_path)
+    assert_outputs(run_ort(model, x, True), names, kept, ref)
 
 
 MAXPOOL = """
@@ -110,9 +123,13 @@ def test_channel_wise_max_pool(tmp_path):
                                                                expected[0, 0, :3, :3].max())
 
 
-def test_qdq_network_reproduces_fake_quantization(tmp_path):
+def exported_qdq(tmp_path):
     net, x, ref = network("export_qdq.ini")
-    model = export_onnx(net, tmp_path / "qdq.onnx")
+    return net, x, ref, export_onnx(net, tmp_path / "qdq.onnx")
+
+
+def test_qdq_network_reproduces_fake_quantization(tmp_path):
+    net, x, ref, model = exported_qdq(tmp_path)
     dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert len(q) == 2 and len(dq) == 2 + 3          # 2 activations, 3 weight tensors
@@ -124,10 +141,13 @@ def test_qdq_network_reproduces_fake_quantization(tmp_path):
     assert numpy.isclose(inits["conv2/W_scale"], net.cells["conv2"].qweight.step_size)
     assert numpy.isclose(inits["conv1/qscale"], 2.0 / 15)             # SAT act: alpha/R
     model, names = with_outputs(model, list(net.cells))
-    for outputs in (ReferenceEvaluator(model).run(None, {"env": x}), run_ort(model, x)):
-        for name in net.cells:
-            got = outputs[names.index(name)].reshape(ref[name].shape)
-            numpy.testing.assert_allclose(got, ref[name], atol=FLOAT_ATOL, err_msg=name)
+    assert_outputs(ReferenceEvaluator(model).run(None, {"env": x}), names, net.cells, ref)
+
+
+def test_qdq_network_in_onnxruntime(tmp_path):
+    net, x, ref, model = exported_qdq(tmp_path)
+    model, names = with_outputs(model, list(net.cells))
+    assert_outputs(run_ort(model, x), names, net.cells, ref)
     # ORT's default optimisations fuse DQ-Conv-Q into integer kernels that requantize the int32
     # accumulator their own way: activations may move by one step on a few elements, never more.
     fused = run_ort(model, x, optimize=True)

@@ -111,4 +111,4 @@ def test_cli_w_with_missing_files_prints_notices_and_tests(tmp_path, monkeypatch
     notices = [line for line in out.splitlines() if line.startswith("Notice: Could not open")]
     assert sorted(notices) == sorted(f"Notice: Could not open synaptic file: "
                                      f"{pathlib.Path('partial', n)}" for n in missing)
-    assert "Plain accuracy:" in out and "Weights loaded from" not in out   # -w, no reload
+    assert "Final recognition rate: " in out and "Weights loaded from" not in out   # -w, no reload

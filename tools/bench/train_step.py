@@ -42,7 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_PEER = ROOT.parent / "shared" / "bench" / "torch_reference.py"
 INPUT_SHAPES = {"lenet": (1, 32, 32), "lenet-sat": (1, 32, 32), "resnet20": (3, 32, 32)}
 LENET_INI = ROOT / "models" / "LeNet.ini"
-SAT_INI = ROOT.parent / "shared" / "n2d2-ini" / "tests_data" / "mnist_model" / "LeNet-bn-SAT.ini"
+SAT_INI = ROOT / "tests" / "data" / "n2d2" / "tests_data" / "mnist_model" / "LeNet-bn-SAT.ini"
 NB_CLASSES = 10
 SGD_KEYS = dict(learning_rate=0.05, momentum=0.9, decay=5e-4)
 

@@ -78,6 +78,13 @@ def add_arguments(parser):
                                "net_state_validation/, written at each log point and on Ctrl-C): "
                                "weights, solver and schedule state, position, random generators; "
                                "--learn-epoch/--learn N are the totals to reach")
+    data = parser.add_argument_group("data loading (image folders, .npy: ILSVRC2012, GTSRB, NumPy)")
+    data.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="processes decoding and transforming images (default: [sp] Workers, "
+                           "else cores - 1; 0: in the main process); same batches for any N")
+    data.add_argument("--skip-bad-images", action="store_true",
+                      help="leave out images that cannot be decoded and count them, instead of "
+                           "stopping at the first one (N2D2 stops)")
     testing = parser.add_argument_group("testing and weights")
     testing.add_argument("--test", action="store_true", help="run the test pass on the Test set")
     testing.add_argument("--nb-test", type=int, default=-1, metavar="N",
@@ -210,6 +217,10 @@ def stage_build(run):
     run.say(run.net.summary())
     if args.build_only:
         return "stop"
+    if run.net.sp is not None:
+        if args.workers is not None:
+            run.net.sp.workers = max(0, args.workers)
+        run.net.sp.skip_bad_images |= args.skip_bad_images
     from .learn import set_size
     for label, name in (("Learning", "Learn"), ("Validation", "Validation"), ("Testing", "Test")):
         run.say(f"{label} database size: {set_size(run.net, name)} images")
@@ -344,7 +355,21 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        end_data(run)
     return 0
+
+
+def end_data(run):
+    """Stop the loader's workers; print how many unreadable images were skipped."""
+    loader = sys.modules.get("n2d2py.data.loader")
+    if loader is not None:
+        loader.close_all()
+    skipped = getattr(getattr(run.net, "sp", None), "skipped", None)
+    if skipped:
+        path, reason = next(iter(skipped.items()))
+        sys.stdout.flush()
+        sys.stderr.write(f"n2d2py: {len(skipped)} unreadable image(s) skipped (first: {path}: "
+                         f"{reason})\n")
 
 
 def fail(message):

@@ -51,12 +51,12 @@ def write_folder_atomically(folder, write):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with deferred_signals():
-        if os.path.isdir(folder):
+    with deferred_signals():   # a Ctrl-C held here is raised after the old copy is removed:
+        if os.path.isdir(folder):  # left behind, it would block this process's next swap
             os.replace(folder, old)
         os.replace(tmp, folder)
         _fsync_dir(os.path.dirname(os.path.abspath(folder)))
-    shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _pid_alive(pid):

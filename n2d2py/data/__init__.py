@@ -8,6 +8,7 @@ subset lives in ``data/mnist5k/`` (``BUNDLED_MNIST``).
 from .database import DATABASES, SETS, Database, database_from_ini, database_from_section
 from .transformation import APPLY_TO, TRANSFORMATIONS, Transformation, transformation_from_section
 from . import cifar, color, dir_database, geometric, mnist  # noqa: F401  (register the types)
+from . import csv_database, gtsrb, ilsvrc2012, numpy_database  # noqa: F401
 from .mnist import BUNDLED_MNIST
 from .stimuli_provider import StimuliProvider
 

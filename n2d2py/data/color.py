@@ -12,17 +12,18 @@ from .transformation import TRANSFORMATIONS, Transformation, hwc, stack_if_unifo
 OPERATORS = ("Plus", "Minus", "Multiplies", "Divides")
 
 
-def apply_operator(x, operator, values):
+def apply_operator(x, operator, values, out=None):
     """``x op v`` over the last (channel) axis, in float32 as OpenCV's ``Mat op= double`` does:
-    the scalar is cast to float and division is a multiplication by float(1/v)."""
+    the scalar is cast to float and division is a multiplication by float(1/v). ``out=x``
+    works in place (same bits, no new array)."""
     v = numpy.asarray(values, numpy.float64)
     if operator == "Plus":
-        return x + v.astype(numpy.float32)
+        return numpy.add(x, v.astype(numpy.float32), out=out)
     if operator == "Minus":
-        return x - v.astype(numpy.float32)
+        return numpy.subtract(x, v.astype(numpy.float32), out=out)
     if operator == "Multiplies":
-        return x * v.astype(numpy.float32)
-    return x * (1.0 / v).astype(numpy.float32)
+        return numpy.multiply(x, v.astype(numpy.float32), out=out)
+    return numpy.multiply(x, (1.0 / v).astype(numpy.float32), out=out)
 
 
 @TRANSFORMATIONS.register("RangeAffineTransformation")
@@ -50,10 +51,11 @@ class RangeAffineTransformation(Transformation):
         if not isinstance(batch, numpy.ndarray):
             return stack_if_uniform([self.apply(im, rng) for im in batch])
         self.check_channels(batch.shape[-1])
-        x = apply_operator(batch.astype(numpy.float32), self.first_operator, self.first_value)
+        x = batch.astype(numpy.float32)      # a new array: both steps run in place on it
+        apply_operator(x, self.first_operator, self.first_value, out=x)
         if self.second_value:
-            x = apply_operator(x, self.second_operator, self.second_value)
-        return numpy.trunc(x) if self.truncate else x
+            apply_operator(x, self.second_operator, self.second_value, out=x)
+        return numpy.trunc(x, out=x) if self.truncate else x
 
 
 # ColorSpace value -> the name of OpenCV's conversion (OpenCV is loaded on first use) from a

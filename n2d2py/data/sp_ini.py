@@ -15,6 +15,8 @@ from .transformation import APPLY_TO, transformation_from_section
 
 SP_KEYS = {"Size", "SizeX", "SizeY", "SizeD", "NbChannels", "BatchSize", "CompositeStimuli",
            "CachePath", "ConfigSection"}
+# n2d2py's streaming loader (data/loader.py); N2D2 does not know these keys
+LOADER_KEYS = {"Workers": to_uint, "Prefetch": to_uint, "SkipBadImages": to_bool}
 # keys N2D2 reads for spiking or target-tensor setups: accepted, without effect in n2d2py
 SPIKING_KEYS = {"StimulusType", "DiscardedLateStimuli", "PeriodMeanMin", "PeriodMeanMax",
                 "PeriodRelStdDev", "PeriodMin", "PeriodMax", "PeriodRelStdDevMin"}
@@ -76,9 +78,9 @@ def check_sp_keys(section):
             continue
         if key in IGNORED_KEYS:
             section.get(key)
-        elif key not in SP_KEYS:
+        elif key not in SP_KEYS and key not in LOADER_KEYS:
             raise section.error(f"unknown key '{key}' in [{section.name}] (known: "
-                                f"{', '.join(sorted(SP_KEYS))})", key=key)
+                                f"{', '.join(sorted(SP_KEYS | set(LOADER_KEYS)))})", key=key)
 
 
 def provider_from_ini(cls, document, database, rng=None):
@@ -98,6 +100,11 @@ def provider_from_ini(cls, document, database, rng=None):
                    quantization_levels=config.get("QuantizationLevels", 0),
                    quantization_min=config.get("QuantizationMin", 0.0),
                    quantization_max=config.get("QuantizationMax", 1.0))
+    provider.workers = section.get_as("Workers", to_uint, None)
+    provider.prefetch = section.get_as("Prefetch", to_uint, provider.prefetch)
+    if provider.prefetch < 1:
+        raise section.error("Prefetch must be at least 1 (batches decoded ahead)", key="Prefetch")
+    provider.skip_bad_images = section.get_as("SkipBadImages", to_bool, False)
     new_channels = 0
     for sub in document.matching(section.name + ".*"):
         new_channels += add_sub_section(provider, sub, sub.name[len(section.name) + 1:])

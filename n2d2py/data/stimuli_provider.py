@@ -47,6 +47,9 @@ class StimuliProvider:
         self.quantization = (quantization_levels, quantization_min, quantization_max)
         self.static, self.on_the_fly, self.channels = [], [], []
         self._cache = {}
+        # streaming databases (loader.py): worker processes (None: cores - 1), batches decoded
+        # ahead, unreadable images skipped (file -> reason) instead of stopping
+        self.workers, self.prefetch, self.skip_bad_images, self.skipped = None, 2, False, {}
 
     @classmethod
     def from_ini(cls, document, database, rng=None):
@@ -87,6 +90,11 @@ class StimuliProvider:
     def nb_stimuli(self, name):
         return 0 if self.database is None else self.database.nb_stimuli(name)
 
+    @property
+    def streaming(self):
+        """Whether stimuli are decoded on demand by the streaming loader (image files, .npy)."""
+        return bool(getattr(self.database, "streaming", False))
+
     # -- the pipeline -------------------------------------------------------------------------
     def plan(self, name):
         """(cached, deferred, on_the_fly) transformation lists for set ``name``."""
@@ -103,7 +111,10 @@ class StimuliProvider:
         return [hwc(im) for im in batch]
 
     def cached(self, name):
-        """Output of the cacheable static prefix for every stimulus of set ``name``, in set order."""
+        """Output of the cacheable static prefix for every stimulus of set ``name``, in set order
+        (None for a streaming database: nothing is cached)."""
+        if self.streaming:
+            return None
         if name not in self._cache:
             ids, (prefix, _, _) = self.database.partition(name), self.plan(name)
             chunks = []
@@ -118,6 +129,9 @@ class StimuliProvider:
     def transform(self, name, positions, rng, normalise=True):
         """Transformed stimuli at ``positions`` of set ``name``: (N, C, H, W) float32 when
         ``normalise``, else the (N, H, W, C) batch before normalisation (for statistics)."""
+        if self.streaming:
+            from .loader import transform_positions
+            return transform_positions(self, name, positions, rng, normalise)
         cache = self.cached(name)
         batch = cache[positions] if isinstance(cache, numpy.ndarray) else [cache[i] for i in positions]
         _, deferred, on_the_fly = self.plan(name)
@@ -198,6 +212,12 @@ class StimuliProvider:
         return self._batches(name, rng.integers(0, n, size=int(count)), rng)
 
     def _batches(self, name, order, rng):
+        if self.streaming:
+            from .loader import stream
+            return stream(self, name, order, rng)
+        return self._memory_batches(name, order, rng)
+
+    def _memory_batches(self, name, order, rng):
         ids = self.database.partition(name) if self.database is not None else order
         for start in range(0, len(order), self.batch_size):
             positions = order[start:start + self.batch_size]

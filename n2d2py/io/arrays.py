@@ -22,3 +22,22 @@ def read_arrays(path):
     except (ValueError, EOFError, KeyError):  # numpy's own text suggests loading unsafely: not ours
         raise DataError("not a NumPy .npy/.npz file of numbers (object arrays are refused)",
                         file=path) from None
+
+
+def read_array_layout(path):
+    """(shape, dtype, byte offset of the data, C-ordered) of a ``.npy`` file, read from its
+    header (through a memory map that is closed at once): lets a reader fetch one row with
+    ``os.pread`` instead of loading or mapping the whole file."""
+    try:
+        mapped = numpy.load(path, mmap_mode="r", allow_pickle=False)
+        layout = (mapped.shape, mapped.dtype, int(mapped.offset), bool(mapped.flags.c_contiguous))
+        handle = getattr(mapped, "_mmap", None)
+        del mapped
+        if handle is not None:
+            handle.close()
+        return layout
+    except OSError as exc:
+        raise DataError(f"cannot read the array file ({exc.strerror or exc})", file=path) from None
+    except (ValueError, EOFError, KeyError):
+        raise DataError("not a NumPy .npy file of numbers (object arrays are refused)",
+                        file=path) from None

@@ -17,17 +17,24 @@ def _figure(width, height):
     return fig
 
 
+MAX_INCHES = 16
+MAX_TICKS = 60
+
+
 def confusion_matrix_png(confusion, path, title="", names=None):
     """Row-normalised confusion matrix (rows: target) with the counts written in each cell."""
     m = numpy.asarray(confusion, dtype=numpy.float64)
     n = len(m)
     share = m / numpy.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig = _figure(1.5 + 0.5 * n, 1.2 + 0.5 * n)
+    side = min(1.5 + 0.5 * n, MAX_INCHES)     # 1000 ImageNet classes: a picture, not a poster
+    fig = _figure(side, side - 0.3)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    labels = [str(x) for x in (names if names is not None else range(n))]
-    ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 0)
-    ax.set_yticks(range(n), labels)
+    labels = [str(x) for x in (names if names is not None else ())][:n]
+    labels += [str(i) for i in range(len(labels), n)]    # more outputs than database labels
+    if n <= MAX_TICKS:
+        ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 0)
+        ax.set_yticks(range(n), labels)
     ax.set_xlabel("estimated")
     ax.set_ylabel("target")
     ax.set_title(title)

@@ -42,9 +42,15 @@ def final_lines(target):
     return "\n".join(lines)
 
 
+MAX_PRINTED_CLASSES = 40
+
+
 def confusion_text(confusion, names=None):
     """Confusion matrix as a table: rows are targets, columns estimated classes."""
     n = len(confusion)
+    if n > MAX_PRINTED_CLASSES:
+        return (f"Confusion matrix: {n} x {n} (rows: target), too large to print: see "
+                f"ConfusionMatrix_*.dat in the target's folder")
     names = [str(i) for i in range(n)] if names is None else [str(x) for x in names]
     width = max(4, max(len(str(int(confusion.max()))) if confusion.size else 1, max(map(len, names))) + 1)
     header = " " * (width + 1) + "".join(f"{name:>{width}}" for name in names) + "  (estimated)"

@@ -1,0 +1,164 @@
+"""Databases of image files read on demand: the file list is built up front, pixels are decoded
+only when a stimulus is asked for (by the streaming loader's workers, ``data/loader.py``).
+
+``ImageFileDatabase`` is the base of ``ILSVRC2012_Database`` and ``GTSRB_DIR_Database``: it keeps
+the paths in a ``FileList`` (one byte buffer and offsets, so that 1.28 M ImageNet paths take
+~80 MB and forked workers share them without touching Python objects), appends stimuli in load
+order to the *Unpartitioned* set as N2D2's ``loadDir``/``loadFile`` do, and decodes with
+``decode_image`` (OpenCV ``IMREAD_UNCHANGED``, as N2D2's ``ImageDataFile``). A JPEG without its
+end-of-image marker is refused as truncated: OpenCV would decode it with a grey lower part and
+only print a libjpeg warning.
+"""
+import os
+
+import numpy
+
+from ..errors import DataError
+from .database import Database
+
+# N2D2's ImageDataFile extensions (the files loadDir accepts in a class folder)
+IMAGE_EXTENSIONS = ("bmp", "dib", "jpeg", "jpg", "jpe", "jp2", "png", "pbm", "pgm", "ppm", "sr",
+                    "ras", "tiff", "tif")
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+JPEG_TAIL = 64          # bytes searched for the end-of-image marker (encoders may pad after it)
+
+
+class FileList:
+    """Append-only list of paths stored as UTF-8 bytes in one array with offsets (appends are
+    gathered and joined on first access, so loading 1000 class folders copies the list once)."""
+
+    def __init__(self):
+        self._pending, self._count = [], 0
+        self._buffer, self._offsets = numpy.zeros(0, numpy.uint8), numpy.zeros(1, numpy.int64)
+
+    def extend(self, paths):
+        encoded = [os.fsencode(p) for p in paths]
+        self._pending.extend(encoded)
+        self._count += len(encoded)
+
+    def _join(self):
+        if self._pending:
+            lengths = numpy.fromiter((len(e) for e in self._pending), numpy.int64,
+                                     len(self._pending))
+            joined = numpy.frombuffer(b"".join(self._pending), numpy.uint8)
+            self._buffer = numpy.concatenate([self._buffer, joined])
+            self._offsets = numpy.concatenate([self._offsets, self._offsets[-1] + numpy.cumsum(lengths)])
+            self._pending = []
+
+    def __len__(self):
+        return self._count
+
+    def __getitem__(self, i):
+        self._join()
+        start, end = self._offsets[i], self._offsets[i + 1]
+        return os.fsdecode(self._buffer[start:end].tobytes())
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def nbytes(self):
+        self._join()
+        return self._buffer.nbytes + self._offsets.nbytes
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise DataError(f"cannot read the image ({exc.strerror or exc})", file=path) from None
+
+
+def decode_image(path):
+    """uint8/uint16 (H, W) or (H, W, C) BGR, as ``cv2.imread(path, IMREAD_UNCHANGED)``; a
+    DataError naming the file when it cannot be decoded or is a truncated JPEG."""
+    import cv2
+    data = read_bytes(path)
+    if data[:2] == JPEG_START and JPEG_END not in data[-JPEG_TAIL:]:
+        raise DataError(f"truncated JPEG ({len(data)} bytes, no end-of-image marker)", file=path)
+    image = cv2.imdecode(numpy.frombuffer(data, numpy.uint8), cv2.IMREAD_UNCHANGED) \
+        if data else None
+    if image is None:
+        raise DataError("OpenCV cannot decode this image (corrupt or not an image)", file=path)
+    return image
+
+
+def has_extension(name, extensions):
+    return "." in name and name.rsplit(".", 1)[1].lower() in extensions
+
+
+def list_images(folder, extensions=IMAGE_EXTENSIONS):
+    """Sorted paths of the image files directly in ``folder`` (N2D2's loadDir at depth 0); a
+    DataError naming the folder when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if has_extension(e.name, extensions) and e.is_file()]
+    except OSError as exc:
+        raise DataError(f"cannot open the database directory ({exc.strerror or exc})",
+                        file=folder) from None
+    return [os.path.join(folder, name) for name in sorted(names)]
+
+
+class ImageFileDatabase(Database):
+    """A Database whose stimuli are image files decoded on demand (``streaming``)."""
+    streaming = True
+
+    def __init__(self, rng=None, **values):
+        super().__init__(rng=rng, **values)
+        self.files = FileList()
+        self.crops = None          # (N, 4) x1, y1, x2, y2 (exclusive) when stimuli are ROIs
+        self._labels = []
+        self._label_index = {}
+
+    # -- loading (N2D2's labelID / loadDir / loadFile) ----------------------------------------
+    def label_id(self, name):
+        """Index of label ``name``, created at the end when new (N2D2's ``labelID``)."""
+        if name not in self._label_index:
+            self._label_index[name] = len(self.label_names)
+            self.label_names.append(name)
+        return self._label_index[name]
+
+    def add_stimuli(self, paths, labels):
+        """Append files (with their label ids) to the store and to the Unpartitioned set; the
+        arrays are joined by ``flush()`` (called before partitioning)."""
+        self.files.extend(paths)
+        self._labels.append(numpy.asarray(labels, numpy.int64).reshape(-1))
+
+    def flush(self):
+        """Join the stimuli added since the last call into ``labels`` and Unpartitioned."""
+        if self._labels:
+            first = len(self.labels)
+            self.labels = numpy.concatenate([self.labels] + self._labels)
+            self._labels = []
+            added = numpy.arange(first, len(self.labels), dtype=numpy.int64)
+            self.sets["Unpartitioned"] = numpy.concatenate([self.sets["Unpartitioned"], added])
+
+    def load_dir(self, folder, label_name, extensions=IMAGE_EXTENSIONS):
+        """The image files of ``folder`` (sorted), labelled ``label_name`` (None: no label).
+        As in N2D2, the label is created only when the folder has files."""
+        paths = list_images(folder, extensions)
+        if paths:
+            label = -1 if label_name is None else self.label_id(label_name)
+            self.add_stimuli(paths, numpy.full(len(paths), label))
+        return len(paths)
+
+    # -- access ------------------------------------------------------------------------------
+    def __len__(self):
+        return len(self.files)
+
+    def file_name(self, i):
+        return self.files[int(i)]
+
+    def image(self, i):
+        image = decode_image(self.files[int(i)])
+        if self.crops is not None and self.crops[int(i)][2] > 0:
+            x1, y1, x2, y2 = (int(v) for v in self.crops[int(i)])
+            image = image[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
+            if image.size == 0:
+                raise DataError(f"empty region of interest ({x1}, {y1})-({x2}, {y2})",
+                                file=self.files[int(i)])
+        return image
+
+    def stack(self, ids):
+        return [self.image(i) for i in ids]

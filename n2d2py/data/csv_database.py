@@ -21,7 +21,7 @@ import numpy
 from ..errors import DataError
 from ..ini.convert import to_bool, to_float, to_int, to_str
 from ..params import REQUIRED, Key
-from .database import DATABASES, SETS, Database
+from .database import DATABASES, SETS, Database, read_text_lines
 
 FIELDS = re.compile(r"[,; \t]+")
 
@@ -85,14 +85,7 @@ class CSV_Database(TablePartitioning):
 
     def read(self, path):
         """(feature rows, label texts, line numbers) of the file; errors name the file and line."""
-        try:
-            with open(path) as handle:
-                lines = handle.read().splitlines()
-        except OSError as exc:
-            raise DataError(f"cannot open the data file ({exc.strerror or exc})", file=path) from None
-        except UnicodeDecodeError:
-            raise DataError("not a text file: expected numbers and a label per line",
-                            file=path) from None
+        lines = read_text_lines(path, "numbers and a label per line")
         rows, names, numbers, width, first, column = [], [], [], None, None, None
         for number, line in enumerate(lines, 1):
             if number <= self.nb_header_lines or not line.strip():

@@ -30,6 +30,19 @@ def n2d2_data(path):
     return os.path.join(root, path)
 
 
+def read_text_lines(path, expected):
+    """The lines of a text file a database reads (label lists, annotations, CSV); a DataError
+    naming the file, saying what was ``expected``, when it cannot be opened or is not text."""
+    try:
+        with open(path) as handle:
+            return handle.read().splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot open the file ({exc.strerror or exc}); expected {expected}",
+                        file=path) from None
+    except UnicodeDecodeError:
+        raise DataError(f"not a text file; expected {expected}", file=path) from None
+
+
 def set_name(name):
     """Canonical set name (``"learn"`` -> ``"Learn"``); anything else is a ValueError."""
     try:

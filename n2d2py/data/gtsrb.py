@@ -24,7 +24,7 @@ import numpy
 from ..errors import DataError
 from ..ini.convert import to_bool, to_float, to_str
 from ..params import Key
-from .database import DATABASES, n2d2_data
+from .database import DATABASES, n2d2_data, read_text_lines
 from .image_files import ImageFileDatabase, list_images
 
 FIELDS = re.compile(r"[,; \t]+")
@@ -100,15 +100,8 @@ def csv_files(folder):
 
 def read_annotations(path):
     """Yield (file name, (x1, y1, x2, y2), label text, line number) of a GTSRB annotation file."""
-    try:
-        with open(path) as handle:
-            lines = handle.read().splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot open the annotation file ({exc.strerror or exc})",
-                        file=path) from None
-    except UnicodeDecodeError:
-        raise DataError("not a text file; expected Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;"
-                        "Roi.Y2;ClassId lines", file=path) from None
+    lines = read_text_lines(path, "the GTSRB annotations, Filename;Width;Height;Roi.X1;Roi.Y1;"
+                                  "Roi.X2;Roi.Y2;ClassId lines")
     for number, line in enumerate(lines, 1):
         fields = [f for f in FIELDS.split(line.split("#", 1)[0].strip()) if f]
         if not fields:

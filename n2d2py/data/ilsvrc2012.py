@@ -20,7 +20,7 @@ import os
 from ..errors import DataError
 from ..ini.convert import to_bool, to_float, to_str
 from ..params import REQUIRED, Key
-from .database import DATABASES, n2d2_data
+from .database import DATABASES, n2d2_data, read_text_lines
 from .image_files import ImageFileDatabase
 
 
@@ -56,15 +56,7 @@ class ILSVRC2012_Database(ImageFileDatabase):
         """(paths, label ids) of ``val.txt``: each line must be ``<file> <label index>`` with
         an index into the synsets and a file that exists under ``val/``."""
         listing, folder = os.path.join(root, "val.txt"), os.path.join(root, "val")
-        try:
-            with open(listing) as handle:
-                lines = handle.read().splitlines()
-        except OSError as exc:
-            raise DataError(f"cannot open the validation label file ({exc.strerror or exc}); "
-                            f"expected '<file> <label index>' lines", file=listing) from None
-        except UnicodeDecodeError:
-            raise DataError("not a text file; expected '<file> <label index>' lines",
-                            file=listing) from None
+        lines = read_text_lines(listing, "the validation labels, '<file> <label index>' lines")
         present = existing_names(folder)
         offset, nb_labels = int(self.background_class), len(self.label_names)
         paths, labels = [], []
@@ -91,15 +83,7 @@ class ILSVRC2012_Database(ImageFileDatabase):
 
 def read_synsets(path):
     """The synset folder names of the label file (white-space separated), in order."""
-    try:
-        with open(path) as handle:
-            names = handle.read().split()
-    except OSError as exc:
-        raise DataError(f"cannot open the label file ({exc.strerror or exc}); expected the "
-                        f"synset names (one per line)", file=path) from None
-    except UnicodeDecodeError:
-        raise DataError("not a text file; expected the synset names (one per line)",
-                        file=path) from None
+    names = " ".join(read_text_lines(path, "the synset names (one per line)")).split()
     if not names:
         raise DataError("no synset in the label file", file=path)
     return names

@@ -42,7 +42,8 @@ class FileList:
                                      len(self._pending))
             joined = numpy.frombuffer(b"".join(self._pending), numpy.uint8)
             self._buffer = numpy.concatenate([self._buffer, joined])
-            self._offsets = numpy.concatenate([self._offsets, self._offsets[-1] + numpy.cumsum(lengths)])
+            ends = self._offsets[-1] + numpy.cumsum(lengths)
+            self._offsets = numpy.concatenate([self._offsets, ends])
             self._pending = []
 
     def __len__(self):

@@ -83,7 +83,8 @@ class NumPy_Database(TablePartitioning):
     def read_labels(self, archive, data_path):
         """Labels as int64, checked: whole numbers in 0 .. nb labels - 1."""
         if archive is not None:
-            labels, where = self.named(archive, self.label_array, data_path, "LabelArray"), data_path
+            where = data_path
+            labels = self.named(archive, self.label_array, data_path, "LabelArray")
         elif self.label_path:
             where = self.expand_path(self.label_path)
             loaded = read_arrays(where)
@@ -110,7 +111,8 @@ class NumPy_Database(TablePartitioning):
 
     def check_shape(self, shape, path):
         if len(shape) not in (2, 3, 4) or (self.layout == "NCHW" and len(shape) != 4):
-            expected = "(N, C, H, W)" if self.layout == "NCHW" else "(N, F), (N, H, W) or (N, H, W, C)"
+            expected = ("(N, C, H, W)" if self.layout == "NCHW"
+                        else "(N, F), (N, H, W) or (N, H, W, C)")
             raise DataError(f"stimuli array of shape {shape}: expected {expected}", file=path)
 
     def as_stimuli(self, images, path):

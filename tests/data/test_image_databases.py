@@ -70,11 +70,11 @@ def test_ilsvrc_synset_folder_without_files_creates_no_label(tmp_path):
 
 
 @pytest.mark.parametrize("damage, fragments", [
-    (lambda root: os.remove(root / "synsets.txt"), ["synsets.txt", "cannot open the label file"]),
+    (lambda root: os.remove(root / "synsets.txt"), ["synsets.txt", "cannot open the file", "expected the synset names"]),
     (lambda root: (root / "synsets.txt").write_text(""), ["synsets.txt", "no synset"]),
     (lambda root: (root / "synsets.txt").write_text("n01440764 n07777777\n"),
      ["n07777777", "cannot open the database directory"]),
-    (lambda root: os.remove(root / "val.txt"), ["val.txt", "cannot open the validation label file"]),
+    (lambda root: os.remove(root / "val.txt"), ["val.txt", "cannot open the file", "expected the validation labels"]),
     (lambda root: (root / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\nx.JPEG 4\n"),
      ["val.txt:2", "label index 4 out of range", "4 synsets (0 to 3)"]),
     (lambda root: (root / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG zero\n"),
@@ -127,7 +127,7 @@ def test_gtsrb_extract_rois_crops_to_the_box(tmp_path):
 
 
 @pytest.mark.parametrize("damage, fragments", [
-    (lambda root: os.remove(root / "GT-final_test.csv"), ["GT-final_test.csv", "cannot open"]),
+    (lambda root: os.remove(root / "GT-final_test.csv"), ["GT-final_test.csv", "cannot open the file", "GTSRB annotations"]),
     (lambda root: os.remove(root / "Final_Training" / "Images" / "00001" / "GT-00001.csv"),
      ["00001", "no .csv annotation file"]),
     (lambda root: (root / "GT-final_test.csv").write_text("00000.ppm;40;40;1;1;9;9\n"),

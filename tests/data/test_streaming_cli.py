@@ -275,7 +275,9 @@ def test_missing_label_file_is_one_line(tmp_path):
     os.remove(folder / "ilsvrc" / "val.txt")
     status, _, err = run_subprocess(folder, "net.ini", "--learn-epoch", "1")
     assert status == 2
-    assert f"{folder / 'ilsvrc' / 'val.txt'}: cannot open the validation label file" in error_line(err)
+    assert error_line(err) == (f"n2d2py: error: {folder / 'ilsvrc' / 'val.txt'}: cannot open the file "
+                               f"(No such file or directory); expected the validation labels, "
+                               f"'<file> <label index>' lines")
 
 
 def test_loader_keys_in_sp_and_options(tmp_path, monkeypatch, capsys):

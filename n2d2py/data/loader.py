@@ -13,7 +13,8 @@ What it guarantees:
 * **Bounded memory.** The file list is read up front (``image_files.FileList``); pixels exist
   only in the ``Prefetch`` batch slots (one anonymous shared mapping made before the workers are
   forked) and in the batch handed to the trainer.
-* **Clean shutdown.** Workers ignore Ctrl-C (the main process decides), die with their parent
+* **Clean shutdown.** Workers ignore Ctrl-C and SIGTERM (the main process saves its state, then
+  stops them: ``close``), die with their parent
   (``PR_SET_PDEATHSIG`` and a parent check every second), and are stopped at exit, when the
   command ends (``close_all``), or when the provider's configuration changes. A worker's error
   (a file that cannot be decoded, a transformation that fails) comes back as one ``DataError``
@@ -29,6 +30,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import time
 import weakref
 
 import numpy
@@ -39,6 +41,7 @@ from .transformation import hwc
 DEFAULT_PREFETCH = 2
 MAX_CHUNK = 32
 POLL_SECONDS = 0.5
+CLOSE_SECONDS = 1.0
 _POOLS = weakref.WeakSet()
 
 
@@ -145,8 +148,10 @@ def _die_with_parent():
 
 
 def _worker(sp, tasks, results, buffer, shape, parent):
+    # Ctrl-C and a SIGTERM sent to the whole process group are the main process's to handle
+    # (it saves its state, then stops us); PR_SET_PDEATHSIG covers a main process killed
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     import cv2
     cv2.setNumThreads(1)
@@ -304,19 +309,25 @@ class WorkerPool:
 
     # -- shutdown ----------------------------------------------------------------------------
     def close(self):
+        """Stop the workers: work still queued is dropped, each gets a stop message, and one
+        that has not exited within ``CLOSE_SECONDS`` (busy on a large image) is killed: a
+        worker holds nothing that needs cleaning up (anonymous shared memory, no files)."""
         if self.closed:
             return
         self.closed = True
+        try:
+            while True:
+                self.tasks.get_nowait()
+        except (queue.Empty, OSError, ValueError, EOFError):
+            pass
         for _ in self.processes:
             try:
                 self.tasks.put(None)
             except (OSError, ValueError):
                 break
+        deadline = time.monotonic() + CLOSE_SECONDS
         for process in self.processes:
-            process.join(timeout=2.0)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=1.0)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()

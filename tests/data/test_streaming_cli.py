@@ -235,18 +235,25 @@ def running(folder, token, *argv, **popen):
     return process
 
 
-@pytest.mark.parametrize("how, status", [("SIGTERM", 143), ("Ctrl-C", 130), ("SIGKILL", -9)])
+@pytest.mark.parametrize("how, status", [("SIGTERM", 143), ("Ctrl-C", 130), ("SIGKILL", -9),
+                                         ("SIGTERM to the group", 143)])
 def test_signals_leave_no_worker_behind(tmp_path, how, status):
+    """Ctrl-C in a terminal and ``kill -- -PGID`` signal the workers too: they leave the
+    decision (save the state, stop) to the command."""
     folder = small_imagenet(tmp_path)
     token = uuid.uuid4().hex
     process = running(folder, token, "--workers", "2", start_new_session=True)
-    if how == "Ctrl-C":                               # the terminal signals the whole group
+    if how == "Ctrl-C":
         os.killpg(process.pid, signal.SIGINT)
+    elif how == "SIGTERM to the group":
+        os.killpg(process.pid, signal.SIGTERM)
     else:
         process.send_signal(getattr(signal, how))
     err = process.communicate(timeout=60)[1]
     assert process.returncode == status, err
     assert "Traceback" not in err
+    if status > 0:
+        assert (folder / "net_state" / "state.json").is_file()
     assert_no_process_left(token)
 
 

@@ -20,7 +20,6 @@ from .database import Database
 IMAGE_EXTENSIONS = ("bmp", "dib", "jpeg", "jpg", "jpe", "jp2", "png", "pbm", "pgm", "ppm", "sr",
                     "ras", "tiff", "tif")
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
-JPEG_TAIL = 64          # bytes searched for the end-of-image marker (encoders may pad after it)
 
 
 class FileList:
@@ -71,12 +70,33 @@ def read_bytes(path):
         raise DataError(f"cannot read the image ({exc.strerror or exc})", file=path) from None
 
 
+def jpeg_complete(data):
+    """Whether a JPEG's image data reaches its end-of-image marker. Header segments are skipped
+    by their lengths (an EXIF thumbnail has its own marker), then the marker is searched after
+    the first scan, where a 0xFF byte of image data is always followed by 0x00 or a restart
+    marker: bytes after it (camera trailers) are allowed. Odd headers are left to the decoder."""
+    pos, size = 2, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            return True
+        marker = data[pos + 1]
+        if marker == 0xFF:                       # fill byte
+            pos += 1
+        elif marker == 0xDA:                     # start of scan: image data follows
+            return data.find(JPEG_END, pos) != -1
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:
+            pos += 2                             # markers without a length
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return False                                 # the file ends inside its header
+
+
 def decode_image(path):
     """uint8/uint16 (H, W) or (H, W, C) BGR, as ``cv2.imread(path, IMREAD_UNCHANGED)``; a
     DataError naming the file when it cannot be decoded or is a truncated JPEG."""
     import cv2
     data = read_bytes(path)
-    if data[:2] == JPEG_START and JPEG_END not in data[-JPEG_TAIL:]:
+    if data[:2] == JPEG_START and not jpeg_complete(data):
         raise DataError(f"truncated JPEG ({len(data)} bytes, no end-of-image marker)", file=path)
     image = cv2.imdecode(numpy.frombuffer(data, numpy.uint8), cv2.IMREAD_UNCHANGED) \
         if data else None

@@ -255,3 +255,20 @@ def test_numpy_missing_arrays_and_pickles_are_refused(tmp_path):
     numpy.save(tmp_path / "o.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="object arrays are refused"):
         numpy_db(f"DataPath={tmp_path / 'o.npy'}\nLabelPath={tmp_path / 'o.npy'}")
+
+
+# -- truncated JPEGs -----------------------------------------------------------------------------------
+def test_truncated_jpeg_detection(rng):
+    from n2d2py.data.image_files import jpeg_complete
+    image = rng.integers(0, 256, (64, 80, 3), dtype=numpy.uint8)
+    plain = cv2.imencode(".jpg", image)[1].tobytes()
+    progressive = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    thumbnail = cv2.imencode(".jpg", image[::8, ::8])[1].tobytes()        # ends with its own EOI
+    app1 = b"Exif\0\0" + thumbnail
+    with_thumbnail = plain[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + plain[2:]
+    assert cv2.imdecode(numpy.frombuffer(with_thumbnail, numpy.uint8), cv2.IMREAD_UNCHANGED) is not None
+    for data in (plain, progressive, with_thumbnail, plain + b"\0" * 5000 + b"camera trailer"):
+        assert jpeg_complete(data)
+    for data in (plain, progressive, with_thumbnail):
+        for cut in (10, len(data) // 3, len(data) - 2):
+            assert not jpeg_complete(data[:cut]), cut

@@ -13,7 +13,8 @@ synsets x 50 images, 256-500 px per side, smooth random scenes with noise, JPEG 
 (Rescale 192 keep-aspect cover, PadCrop 192, ColorSpace BGR, RangeAffine, random 160 slice,
 random flip) read from ``--ini``. The peer (``loader_torchvision.py``) runs in its own process
 (``--peer-python``): Resize(192), CenterCrop(192), RandomCrop(160), RandomHorizontalFlip,
-ToTensor, Normalize.
+ToTensor, Normalize. n2d2py runs with the command's allocator setting (``keep_freed_memory``), the
+peer with its own defaults.
 """
 import argparse
 import json
@@ -177,6 +178,7 @@ def sampled_pass(ini, folder, labels, workers, period=0.005):
 def peak_memory(args, labels, workers):
     """(images, peak of the sum, sum of the peaks) of one pass, in a fresh process."""
     code = (f"import sys; sys.path.insert(0, {ROOT!r}); sys.path.insert(0, {HERE!r}); "
+            f"from n2d2py.backend import keep_freed_memory; keep_freed_memory(); "
             f"import loader; print(*loader.sampled_pass({args.ini!r}, {args.folder!r}, "
             f"{labels!r}, {workers}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -228,6 +230,8 @@ def main():
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
+    from n2d2py.backend import keep_freed_memory
+    keep_freed_memory()          # the command's allocator setting (workers inherit it)
     make_folder(args.folder)
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load average at start "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")

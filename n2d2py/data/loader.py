@@ -192,6 +192,7 @@ class WorkerPool:
     """``workers`` forked processes sharing ``slots`` batch buffers with the main process."""
 
     def __init__(self, sp, workers, slots):
+        self.sp = sp
         c, h, w = sp.size
         self.shape = (slots, sp.batch_size, c, h, w)
         self.signature = signature(sp, workers)
@@ -235,6 +236,7 @@ class WorkerPool:
         """Wait for every chunk of earlier streams: their rows must not be overwritten late."""
         while any(self.inflight.values()):
             self.receive()
+        self.inflight.clear()
 
     # -- one stream --------------------------------------------------------------------------
     def batches(self, name, order, base):
@@ -245,7 +247,7 @@ class WorkerPool:
         return self._batches(name, order, base, generation)
 
     def _batches(self, name, order, base, generation):
-        sp = self.sp_view
+        sp = self.sp
         ids_of_set, labels = sp.database.partition(name), sp.database.labels
         batches = batch_positions(sp, order)
         total, free = len(order), list(range(self.shape[0]))[::-1]
@@ -349,7 +351,6 @@ def pool_for(sp, workers):
         pool = None
     if pool is None:
         pool = WorkerPool(sp, workers, max(1, sp.prefetch or DEFAULT_PREFETCH))
-        pool.sp_view = sp
         sp._pool = pool
     return pool
 

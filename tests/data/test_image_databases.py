@@ -272,3 +272,15 @@ def test_truncated_jpeg_detection(rng):
     for data in (plain, progressive, with_thumbnail):
         for cut in (10, len(data) // 3, len(data) - 2):
             assert not jpeg_complete(data[:cut]), cut
+
+
+def test_file_list_packs_paths_in_chunks():
+    from n2d2py.data.image_files import FileList
+    files = FileList()
+    files.CHUNK = 3
+    paths = [f"/data/train/n{k:08d}/é_{k}.JPEG" for k in range(10)]
+    files.extend(paths[:4])
+    assert files[1] == paths[1] and len(files) == 4
+    files.extend(iter(paths[4:]))
+    assert len(files) == 10 and list(files) == paths
+    assert files.nbytes == sum(len(p.encode()) for p in paths) + 11 * 8

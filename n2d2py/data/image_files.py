@@ -3,7 +3,7 @@ only when a stimulus is asked for (by the streaming loader's workers, ``data/loa
 
 ``ImageFileDatabase`` is the base of ``ILSVRC2012_Database`` and ``GTSRB_DIR_Database``: it keeps
 the paths in a ``FileList`` (one byte buffer and offsets, so that 1.28 M ImageNet paths take
-~80 MB and forked workers share them without touching Python objects), appends stimuli in load
+~100 MB and forked workers share them without touching Python objects), appends stimuli in load
 order to the *Unpartitioned* set as N2D2's ``loadDir``/``loadFile`` do, and decodes with
 ``decode_image`` (OpenCV ``IMREAD_UNCHANGED``, as N2D2's ``ImageDataFile``). A JPEG without its
 end-of-image marker is refused as truncated: OpenCV would decode it with a grey lower part and

@@ -18,7 +18,7 @@ from image_folders import imagenet_ini, make_gtsrb, make_ilsvrc
 
 from n2d2py import cli
 
-MODELS = pathlib.Path(__file__).resolve().parent / "imagenet"
+MODELS = pathlib.Path(__file__).resolve().parent / "n2d2" / "models"
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +68,7 @@ def test_mobilenet_v2_ini_learns_256_stimuli_from_an_ilsvrc_folder(tmp_path):
                                       env={"N2D2_DATA": str(tmp_path / "data"), "I19_TOKEN": token})
     assert status == 0, err
     assert "Learning database size: 24 images" in out and "Validation database size: 8" in out
-    assert "Learning done: 256 stimuli" in out
+    assert "Learning done: 256 images" in out
     assert (tmp_path / "run" / "weights_validation" / "conv1_weights.syntxt").is_file()
     assert_no_process_left(token)
 
@@ -273,7 +273,7 @@ def test_bad_jpeg_is_one_line_or_skipped_and_counted(tmp_path):
     assert status == 0, err
     assert err.strip().splitlines()[-1] == (f"n2d2py: 1 unreadable image(s) skipped (first: {bad}: "
                                             f"truncated JPEG (200 bytes, no end-of-image marker))")
-    assert "Learning done: 46 stimuli" in out              # 2 epochs of 24 - 1
+    assert "Learning done: 46 images" in out               # 2 epochs of 24 - 1
     assert_no_process_left(token)
 
 

@@ -29,7 +29,7 @@ import numpy
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
-DEFAULT_INI = os.path.join(ROOT, "tests", "data", "imagenet", "MobileNet_v2.ini")
+DEFAULT_INI = os.path.join(ROOT, "tests", "data", "n2d2", "models", "MobileNet_v2.ini")
 CLASSES, PER_CLASS, VAL = 100, 50, 200
 
 

@@ -3,17 +3,28 @@
 spec/ini.md §1.7 (global keys: ``read_global_keys``, ``choose_device``), §2.1 step 3 (stimuli:
 ``build_stimuli``), §2.2 (order: ``cell_order``), §2.5/§2.6 (``build_cells``: each cell writes its
 ``_*`` keys, targets attach to their cell). ``deepnet.DeepNet.from_ini`` calls them in that order;
-their names stay importable from ``deepnet``.
+``build_cells_from(document, input_shape)`` runs the order and the build alone (tests, tools).
+
+A section's ``Type`` names a cell class (``cells.CELLS``) or a *section builder* registered in
+``SECTION_BUILDERS``: a function ``(section, parents, in_shapes, rng) -> (cells, targets)`` that
+makes several cells at once (``onnx/section.py`` registers ``Type=ONNX``). The names of the
+cells such a section makes are known only once it is built: other sections may name them as
+parents, and a parent naming the section itself reads its last cell (spec/ini.md §2.2).
 
 Where we differ from N2D2 (and say so): a section whose parents never resolve (a cycle) or a
 parent that names no cell is **reported** as an IniError; N2D2 silently drops such sections.
 """
+from collections import namedtuple
+
 import numpy
 
 from . import backend
 from .errors import IniError, close_matches
 from .ini.diagnostics import check_global_keys
+from .params import Registry
 from .target import target_from_section
+
+SECTION_BUILDERS = Registry("section builder")
 
 FRAME_MODELS = ("Frame", "Frame_CUDA", "Transcode", "Transcode_CUDA")
 DATA_TYPES = ("Float16", "Float32", "Float64")
@@ -175,8 +186,9 @@ def cell_order(document):
     IniErrors naming the section and the parent."""
     sections = [s for s in document if s.name and "Input" in s]
     cells = {s.name: s for s in sections}
-    has_onnx = any(s.get("Type", "").strip() == "ONNX" for s in sections)
-    parents = _parents(document, sections, cells, has_onnx)
+    # a section builder names its cells only when it runs: unknown parents may be among them
+    late_names = any(s.get("Type", "").strip() in SECTION_BUILDERS for s in sections)
+    parents = _parents(document, sections, cells, late_names)
     levels = _levels(sections, parents, cells)
     for section in sections:
         if section.name not in levels:
@@ -189,7 +201,7 @@ def cell_order(document):
     return [(s, parents[s.name]) for s in order], levels
 
 
-def _parents(document, sections, cells, has_onnx):
+def _parents(document, sections, cells, late_names):
     """``{section name: parent names}``; an empty Input or an unknown parent is an IniError."""
     parents = {}
     for section in sections:
@@ -197,7 +209,7 @@ def _parents(document, sections, cells, has_onnx):
         if not parents[section.name]:
             raise section.error("Input is empty", key="Input")
         for parent in parents[section.name]:
-            if parent != "env" and parent not in cells and not has_onnx:
+            if parent != "env" and parent not in cells and not late_names:
                 hint = (" (that section has no Input key, so it is not a cell)" if parent in document
                         else close_matches(parent, [c for c in cells if c != section.name] + ["sp"]))
                 raise section.error(f"unknown parent '{parent}'{hint}", key="Input")
@@ -232,35 +244,73 @@ def _find_cycle(start, parents, levels, cells):
 
 
 # -- build -----------------------------------------------------------------------------------
+BuiltCells = namedtuple("BuiltCells", "cells targets levels")
+
+
+def build_cells_from(document, input_shape, rng=None):
+    """The cells of ``document`` in N2D2's order, built on an input of ``input_shape`` (C, H, W),
+    with their targets: ``BuiltCells(cells={name: Cell}, targets=[Target], levels={name: level})``.
+    Reads no global key and no data (``DeepNet.from_ini`` does that first)."""
+    rng = numpy.random.default_rng(0) if rng is None else rng
+    order, levels = cell_order(document)
+    cells, targets = build_cells(document, order, input_shape, rng)
+    return BuiltCells(cells, targets, levels)
+
+
 def build_cells(document, order, input_shape, rng):
-    """Build each cell in order (each writes its ``_*`` keys, spec/ini.md §2.5), attach targets."""
-    from .onnx.deepnet import resolve_onnx_parents, splice_onnx_section
-    cells, targets, onnx_sections = {}, [], {}
+    """Build each section in order (each cell writes its ``_*`` keys, spec/ini.md §2.5), attach
+    targets. Returns ({name: Cell}, [Target])."""
+    cells, targets, made = {}, [], {}
     for section, parents in order:
-        if section.get("Type").strip() == "ONNX":  # spec/ini.md §5.1: cells named after node outputs
-            onnx_sections[section.name] = splice_onnx_section(document, section, parents, cells,
-                                                              targets, input_shape, rng)
+        parents = resolve_parents(section, parents, made)  # spec/ini.md §2.2
+        for parent in parents:
+            if parent != "env" and parent not in cells:
+                raise section.error(f"parent '{parent}' is not a cell built so far"
+                                    f"{close_matches(parent, list(cells) + ['sp'])}", key="Input")
+        in_shapes = [tuple(input_shape) if p == "env" else tuple(cells[p].out_shape)
+                     for p in parents]
+        type_name = section.get("Type").strip()
+        if type_name in SECTION_BUILDERS:
+            new_cells, new_targets = SECTION_BUILDERS.get(type_name)(section, parents, in_shapes, rng)
+            for name in new_cells:
+                if name in cells:
+                    raise section.error(f"the cell '{name}' this section makes already exists")
+            made[section.name] = list(new_cells)
+            cells.update(new_cells)
+            targets.extend(new_targets)
             continue
-        parents = resolve_onnx_parents(section, parents, onnx_sections)  # spec/ini.md §2.2
-        cell = build_cell(section, parents, cells, input_shape, rng)
+        cell = build_cell(section, parents, in_shapes, rng)
         cells[section.name] = cell  # build() wrote the _* keys (spec/ini.md §2.5)
         targets.extend(cell_targets(document, section, cell))
     return cells, targets
 
 
-def build_cell(section, parents, cells, input_shape, rng):
-    """The cell of ``section`` built on its parents' output shapes (``env``: ``input_shape``)."""
+def resolve_parents(section, parents, made):
+    """spec/ini.md §2.2: ``Input=onnx,<imported cell>`` lists a builder section only to order the
+    cell after it; the section name is then dropped. ``made``: {builder section: [its cells]}.
+
+    A cell naming *only* builder sections reads each one's last cell (N2D2 would fail on the
+    lookup: the section is not a cell)."""
+    if not any(p in made for p in parents):
+        return parents
+    if any(p not in made for p in parents):
+        return [p for p in parents if p not in made]
+    out = []
+    for p in parents:
+        if not made[p]:
+            raise section.error(f"parent [{p}] made no cell", key="Input")
+        out.append(made[p][-1])
+    return out
+
+
+def build_cell(section, parents, in_shapes, rng):
+    """The cell of ``section`` built on its parents' output shapes ``in_shapes``."""
     from .cells import CELLS
     type_name = section.get("Type").strip()
     if type_name in OUT_OF_SCOPE_CELLS:
         raise section.error(f"cell type '{type_name}' ({OUT_OF_SCOPE_CELLS[type_name]}) is out "
                             f"of scope for n2d2py", key="Type")
     cls = CELLS.get(type_name, section)
-    for parent in parents:
-        if parent != "env" and parent not in cells:
-            raise section.error(f"parent '{parent}' is not a cell built so far"
-                                f"{close_matches(parent, cells)}", key="Input")
-    in_shapes = [tuple(input_shape) if p == "env" else tuple(cells[p].out_shape) for p in parents]
     cell = cls.from_section(section, parents)
     try:
         cell.build(in_shapes, rng)

@@ -1,7 +1,7 @@
 """Full training state for ``-l DIR`` (resume): exact arrays in ``arrays.npz``, the rest in JSON.
 
 A state folder (``net_state/``, ``net_state_validation/``) holds two files, written together
-and atomically by ``learn.write_folder_atomically``:
+and atomically by ``folders.write_folder_atomically``:
 
 * ``state.json``: format and version, the seed, the network's parameter names and shapes (to
   refuse a state saved by another network), every solver's counters (iterations, Adam steps:
@@ -206,7 +206,7 @@ def restore_generators(pairs, saved, place=None):
 # -- files -------------------------------------------------------------------------------------------
 def save(folder, meta, arrays):
     """Write ``state.json`` + ``arrays.npz`` into ``folder`` atomically."""
-    from .learn import write_folder_atomically
+    from .folders import write_folder_atomically
     document = {"format": FORMAT, "version": VERSION, **meta}
     text = json.dumps(document, indent=1, sort_keys=True)
 
@@ -231,7 +231,7 @@ class Checkpoint:
 
 def load(folder):
     """Read a state folder; any problem is a ``StateError`` naming it."""
-    from .learn import recover_folder
+    from .folders import recover_folder
     folder = os.fspath(folder)
     if not recover_folder(folder):
         raise StateError("training-state folder does not exist (it is written as net_state/ "

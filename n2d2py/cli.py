@@ -221,7 +221,7 @@ def stage_build(run):
         if args.workers is not None:
             run.net.sp.workers = max(0, args.workers)
         run.net.sp.skip_bad_images |= args.skip_bad_images
-    from .learn import set_size
+    from .scoring import set_size
     for label, name in (("Learning", "Learn"), ("Validation", "Validation"), ("Testing", "Test")):
         run.say(f"{label} database size: {set_size(run.net, name)} images")
     try:
@@ -260,7 +260,7 @@ def stage_learn(run):
 def stage_reload(run):
     """spec/ini.md §6.1 item 7: the best weights after learning; before a bare --test, the
     weights of a previous run unless -w was given."""
-    from .learn import reload_best_weights
+    from .scoring import reload_best_weights
     if run.learned or (run.args.test and not run.args.weights):
         folder = reload_best_weights(run.net, run.args.w_ignore)
         run.say(f"Weights loaded from '{folder}'")

@@ -1,9 +1,9 @@
 """DeepNet: the network an INI file describes, built as N2D2's ``generateFromINI`` does.
 
 ``DeepNet.from_ini`` reads the global keys, builds the StimuliProvider, orders and builds the
-cells and their targets with ``build.py`` (spec/ini.md §2.1, §2.2, §2.5, §2.6, §1.7; those names
-stay importable from here); the DeepNet then runs them: ``forward``, ``learn_batch`` (with its
-NaN/Inf checks), weights I/O. Cells come from ``cells.CELLS`` by ``Type``; the StimuliProvider
+cells and their targets with ``build.py`` (spec/ini.md §2.1, §2.2, §2.5, §2.6, §1.7); the DeepNet
+then runs them: ``forward``, ``learn_batch`` (the one training step, with its NaN/Inf checks),
+weights I/O. Cells come from ``cells.CELLS`` by ``Type``; the StimuliProvider
 and Database from ``data/``; targets from ``target.py``. Learning and testing loops live in
 ``learn.py``.
 """
@@ -15,20 +15,9 @@ import numpy
 
 from . import backend
 from .autograd import Variable
-from .build import (DATA_TYPES, FRAME_MODELS, NOMINAL_EPOCH_SIZE, OUT_OF_SCOPE_CELLS,  # noqa: F401
-                    _find_cycle, build_cells, build_stimuli, cell_order, check_spiking_stimuli,
-                    choose_device, input_names, input_shape_from_keys, read_global_keys,
-                    seed_quantizers, stimuli_section)
-from .errors import IniError
-
-
-class NumericalFault(ArithmeticError):
-    """A NaN/Inf found by ``learn_batch`` before its updates: ``where`` is "loss" or
-    "gradient", ``kind`` "NaN" or "Inf", ``param`` the Parameter's name and ``cell`` its cell."""
-
-    def __init__(self, where, kind, param=None, cell=None):
-        super().__init__(f"{kind} in the {where}" + (f" of {param}" if param else ""))
-        self.where, self.kind, self.param, self.cell = where, kind, param, cell
+from .build import build_cells_from, build_stimuli, choose_device, read_global_keys, seed_quantizers
+from .errors import IniError, NumericalFault
+from .onnx import section as _onnx_section  # noqa: F401  (registers Type=ONNX sections)
 
 
 def _gradient_fault(params, cells):
@@ -79,12 +68,13 @@ class DeepNet:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_ini(cls, source, device=None, seed=1, load_data=True, env=None):
+    def from_ini(cls, source, device=None, seed=1, load_data=True, env=None, require_target=True):
         """Load ``source`` (path or IniDocument) and build everything (spec/ini.md §2.1).
 
         ``device``: "cpu", "gpu" or None (None: the INI's DefaultModel decides, a ``_CUDA``
         model runs on the GPU when CuPy is usable, else on the CPU with a notice).
         ``load_data=False`` builds the cells from the [sp] sizes without reading the database.
+        ``require_target=False`` accepts a network without target (the caller adds one).
         """
         from .ini import load_ini
         from .ini.document import IniDocument
@@ -94,10 +84,9 @@ class DeepNet:
         device = choose_device(device, model, notices)
         rng = numpy.random.default_rng(seed)
         database, sp, input_shape = build_stimuli(document, load_data, rng)
-        order, levels = cell_order(document)
-        cells, targets = build_cells(document, order, input_shape, rng)
+        cells, targets, levels = build_cells_from(document, input_shape, rng)
         seed_quantizers(cells, seed)
-        if not targets:
+        if require_target and not targets:
             raise IniError("Missing target cell (no [*.Target] section found)", file=document.path)
         net = cls(document, cells, targets, sp, database, input_shape, "cpu", model, levels, notices)
         if device != "cpu":
@@ -168,7 +157,7 @@ class DeepNet:
                 for param in params:
                     param.grad = None
                 raise fault
-        from .learn import deferred_signals
+        from .signals import deferred_signals
         with deferred_signals():  # Ctrl-C never leaves half the parameters updated
             for param in params:
                 if param.solver is not None:
@@ -199,7 +188,7 @@ class DeepNet:
         return learn(self, epochs=epochs, stimuli=stimuli, **options)
 
     def test(self, set_name="Test", limit=None, **options):
-        from .learn import test
+        from .scoring import test
         return test(self, set_name=set_name, limit=limit, **options)
 
     # -- weights -----------------------------------------------------------------------------
@@ -212,7 +201,7 @@ class DeepNet:
         N2D2's ``<cell>_weights_quant.distrib.{dat,png}`` are added (report/histograms.py).
         ``precision`` (significant digits) defaults to N2D2's 6 (10 with a quantizer); 9
         round-trips float32 exactly."""
-        from .learn import write_folder_atomically
+        from .folders import write_folder_atomically
         if histograms is None:
             histograms = getattr(self, "weight_histograms", True)
 

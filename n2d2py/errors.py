@@ -61,6 +61,21 @@ class OnnxError(N2D2Error):
     """ONNX model that cannot be imported (unsupported op, bad shapes, unsafe path)."""
 
 
+class NumericalError(N2D2Error):
+    """A NaN or an infinity in a loss, an activation or a gradient during training (what the
+    user sees: the cell, epoch and batch, and where the last good state was saved)."""
+
+
+class NumericalFault(ArithmeticError):
+    """A NaN/Inf found by ``DeepNet.learn_batch`` before its updates, for the training loop to
+    turn into a ``NumericalError``: ``where`` is "loss" or "gradient", ``kind`` "NaN" or "Inf",
+    ``param`` the Parameter's name and ``cell`` its cell."""
+
+    def __init__(self, where, kind, param=None, cell=None):
+        super().__init__(f"{kind} in the {where}" + (f" of {param}" if param else ""))
+        self.where, self.kind, self.param, self.cell = where, kind, param, cell
+
+
 def close_matches(word, candidates, n=3):
     """``" (did you mean 'A', 'B'?)"`` or ``""``: appended to unknown-name messages."""
     hits = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=n, cutoff=0.6)

@@ -5,10 +5,10 @@ of stimuli (``-learn``: batches drawn at random with replacement), validates at 
 keeps the best weights in ``weights_validation/`` (the primary target's ``-valid-metric``), stops
 early after ``stop_valid`` validations without improvement, and finally reloads the best weights.
 
-The pieces it drives live beside it: ``scoring.py`` (``test``, validation passes, best weights),
-``progress.py`` (progress line, history, ``Success_*.dat``), ``folders.py`` (atomic weight
-folders: ``write_folder_atomically``) and ``signals.py`` (Ctrl-C/SIGTERM held during a step);
-their public names stay importable from here.
+The pieces it drives live beside it and are imported from there: ``scoring.py`` (``test``,
+validation passes, best weights), ``progress.py`` (progress line, history, ``Success_*.dat``),
+``folders.py`` (atomic weight folders: ``write_folder_atomically``) and ``signals.py``
+(Ctrl-C/SIGTERM held during a step).
 """
 import os
 import sys
@@ -18,19 +18,11 @@ import numpy
 
 from . import checkpoint
 from .autograd import no_grad
-from .deepnet import NumericalFault
-from .errors import N2D2Error
-from .folders import (output_atomically, recover_folder, replace_file_atomically,  # noqa: F401
-                      write_folder_atomically)
-from .progress import (HEADLINE, SUCCESS_WINDOW, LearnHistory, Progress,  # noqa: F401
-                       SuccessWindow, record_log_point, write_learning_files)
-from .scoring import (TestResult, reload_best_weights, run_pass, set_size, test,  # noqa: F401
-                      validate_and_keep)
-from .signals import Terminated, deferred_sigint, deferred_signals, raise_terminated  # noqa: F401
-
-
-class NumericalError(N2D2Error):
-    """A NaN or an infinity in a loss, an activation or a gradient during training."""
+from .errors import N2D2Error, NumericalError, NumericalFault
+from .progress import (HEADLINE, LearnHistory, Progress, SuccessWindow, record_log_point,
+                       write_learning_files)
+from .scoring import reload_best_weights, set_size, validate_and_keep
+from .signals import deferred_signals
 
 
 def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric=HEADLINE,

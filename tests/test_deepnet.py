@@ -9,8 +9,9 @@ from tiny_nets import CONV_FC_12 as TINY
 from n2d2py.errors import IniError
 
 ini = pytest.importorskip("n2d2py.ini")
-from n2d2py.deepnet import DeepNet, cell_order, read_global_keys  # noqa: E402
-from n2d2py.learn import write_folder_atomically  # noqa: E402
+from n2d2py.build import cell_order, read_global_keys  # noqa: E402
+from n2d2py.deepnet import DeepNet  # noqa: E402
+from n2d2py.folders import write_folder_atomically  # noqa: E402
 
 SP = "[sp]\nSizeX=8\nSizeY=8\nBatchSize=4\n"
 

@@ -30,7 +30,8 @@ from tiny_nets import write_ini
 
 from n2d2py import checkpoint, cli
 from n2d2py.deepnet import DeepNet
-from n2d2py.learn import NumericalError, Terminated, deferred_signals
+from n2d2py.errors import NumericalError
+from n2d2py.signals import Terminated, deferred_signals
 
 BATCHES_PER_EPOCH = 100   # 3200 Learn stimuli / 32
 
@@ -329,7 +330,7 @@ def test_sigterm_and_sigkill_leave_loadable_states(tmp_path):
 
 def test_kill_between_the_two_renames_is_recovered(tmp_path):
     """``folder`` missing, its previous version in ``folder.old-<dead pid>``: put back."""
-    from n2d2py.learn import recover_folder, write_folder_atomically
+    from n2d2py.folders import recover_folder, write_folder_atomically
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     write_folder_atomically(tmp_path / "net_state", lambda tmp: open(os.path.join(tmp, "a"), "w").write("1"))

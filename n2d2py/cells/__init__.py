@@ -1,8 +1,9 @@
 """Cells: the stateful, INI-facing layers, registered by INI ``Type`` in ``CELLS``
 (docs/ARCHITECTURE.md "Cells"; spec/ini.md §2.8). Importing this package fills the registry."""
 from .base import CELLS, Cell, WeightedCell, DimsKey, dims_key
-from .activation import ACTIVATIONS, ActivationCell
-from . import conv, fc, pool, batchnorm, dropout, elemwise, softmax, misc  # noqa: F401
+from .activation_functions import ACTIVATIONS
+from .activation import ActivationCell
+from . import conv, fc, pool, batchnorm, dropout, elemwise, softmax, misc  # noqa: F401  (registration)
 from .conv import ConvCell, DeconvCell
 from .fc import FcCell
 from .pool import PoolCell

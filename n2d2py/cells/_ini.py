@@ -154,7 +154,7 @@ class SectionReader:
                 raise section.error(f"missing required key '{key.ini}' for Type={self.type_name}")
 
     def read_activation(self, section):
-        from .activation import ACTIVATIONS
+        from .activation_functions import ACTIVATIONS
         name = section.get("ActivationFunction") if "ActivationFunction" in section \
             else self.default_activation
         if name:

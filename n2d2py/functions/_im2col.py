@@ -46,11 +46,6 @@ def scratch(xp, tag, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def release_scratch():
-    """Free this thread's work arrays (they are re-created on the next call)."""
-    _scratch.__dict__.clear()
-
-
 def pair(value, name):
     """``3`` -> ``(3, 3)``; ``(2, 1)`` -> ``(2, 1)`` (Python order: height, width)."""
     if isinstance(value, int) or hasattr(value, "__index__"):

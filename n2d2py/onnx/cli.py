@@ -51,11 +51,23 @@ def stage_infer(run):
 
 
 def build_net(args, device, seed):
-    """The DeepNet of an ``.onnx`` positional argument (``cli.stage_build``)."""
-    from .deepnet import deepnet_from_onnx
+    """The DeepNet of an ``.onnx`` positional argument (``cli.stage_build``): ``from_ini`` on the
+    document N2D2 makes up for it; when the graph has no Softmax (no automatic target), a plain
+    ``Target`` on the last imported cell, so that inference and export work."""
+    from ..deepnet import DeepNet
+    from ..target import Target
+    from .section import onnx_document
     if not os.path.isfile(args.ini):
         raise FileNotFoundError(2, "No such file", args.ini)
-    return deepnet_from_onnx(args.ini, device=device, seed=seed)
+    net = DeepNet.from_ini(onnx_document(args.ini), device=device, seed=seed, load_data=False,
+                           require_target=False)
+    if not net.cells:
+        raise OnnxError(f"'{args.ini}' imports no cell")
+    if not net.targets:
+        last = list(net.cells)[-1]
+        net.targets.append(Target(name=f"{last}.Target", cell=last))
+        net.targets[0].loss_kind = None
+    return net
 
 
 def stage_export(run):
@@ -79,8 +91,8 @@ def stage_export(run):
         export_integer_onnx(fused, path)
         run.say(f"Integer ONNX export of the fused network written to '{path}'")
         return "stop"
-    fused.export_c("export_C_int8")
-    from ..qat.export import weight_memory_line
+    from ..qat.export import export_c, weight_memory_line
+    export_c(fused, "export_C_int8")
     run.say(weight_memory_line(fused))
     run.say("C99 export written to 'export_C_int8' (make -C export_C_int8)")
     return "stop"

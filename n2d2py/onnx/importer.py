@@ -37,6 +37,15 @@ def type_name(elem):
         return f"unknown element type {elem}"
 
 
+
+def operators():
+    """The table ``{op_type: handler}`` of every supported ONNX operator (importing the handler
+    modules fills ``ops.OPS``)."""
+    from . import ops_conv, ops_elementwise, ops_extension, ops_shape  # noqa: F401
+    from .ops import OPS
+    return OPS
+
+
 class ImportedGraph:
     """What an import produces: ``cells`` (ordered, built), ``parents`` ({cell: [names]}),
     ``inputs`` (graph input names), ``input_names`` (the names cells use for them: the
@@ -152,7 +161,8 @@ class Importer:
 
     # -------------------------------------------------------------- walk
     def run(self):
-        from .ops import OPS, dispatch
+        from .ops import dispatch
+        table = operators()
         self.check_override_sections()
         for node in self.model.graph.node:
             out = node.output[0] if node.output else ""
@@ -166,7 +176,7 @@ class Importer:
                 for name, value in zip(node.output, fold_node(node, inputs, self.opset)):
                     self.consts[name] = value
                 continue
-            dispatch(OPS, self, node)
+            dispatch(table, self, node)
         for name in self.graph.inputs:
             pass
         for out in self.model.graph.output:

@@ -3,8 +3,8 @@
     from n2d2py.qat import fuse_qat
     fused = fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF")   # net: DeepNet, weights in
     fused.test()                         # integer inference on the Test set
-    fused.export_weights_quantized("weights_quantized")
-    fused.export_c("export_c")           # C99 sources, int32 accumulators
+    export_weights_quantized(fused, "weights_quantized")     # n2d2py.qat.export
+    export_c(fused, "export_c")          # C99 sources, int32 accumulators
 
 Modules: ``fuse`` (the pass), ``scaling`` (rescaling modes, rounding), ``engine`` (integer
 inference, ``FusedNet``), ``export`` (weights_quantized/, scaling.json, C99), ``draw`` (PNG),

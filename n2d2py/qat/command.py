@@ -51,15 +51,16 @@ def run_qat_sat(net, args, out=None):
     ini = get("ini", None)
     png = os.path.join(workdir, (os.path.basename(ini) if ini else "network") + ".qat.png")
     try:
-        fused.draw(png)
+        from .draw import draw_fused
+        draw_fused(fused, png)
     except Exception as exc:   # a picture must never stop a run
         out.write(f"Notice: fused network picture not written ({exc})\n")
-    fused.export_weights_quantized(os.path.join(workdir, "weights_quantized"))
+    from .export import export_c, export_weights_quantized, weight_memory_line
+    export_weights_quantized(fused, os.path.join(workdir, "weights_quantized"))
     export = get("export", None)  # --export C (cli's export stage handles it without --test)
     if export:
         folder = "export_C_int8" if str(export).upper() == "C" else export
-        from .export import weight_memory_line
-        fused.export_c(folder)
+        export_c(fused, folder)
         out.write(f"C99 export written to '{folder}' (make -C {folder})\n")
         out.write(weight_memory_line(fused) + "\n")
     nb_test = get("nb_test", -1)

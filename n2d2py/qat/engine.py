@@ -270,7 +270,7 @@ class FusedNet:
 
     def test(self, sp=None, set_name="Test", limit=None, out=None):
         """Score ``set_name`` with the targets (N2D2's "Final recognition rate"); returns a
-        ``learn.TestResult``. ``out``: a stream for N2D2's final lines."""
+        ``scoring.TestResult``. ``out``: a stream for N2D2's final lines."""
         import time
         from ..scoring import TestResult
         from ..report import text
@@ -290,15 +290,3 @@ class FusedNet:
                     out.write(text.final_lines(target) + "\n")
             out.flush()
         return result
-
-    def export_weights_quantized(self, folder):
-        from .export import export_weights_quantized
-        return export_weights_quantized(self, folder)
-
-    def export_c(self, folder):
-        from .export import export_c
-        return export_c(self, folder)
-
-    def draw(self, path):
-        from .draw import draw_fused
-        return draw_fused(self, path)

@@ -74,7 +74,7 @@ def scaling_description(fused):
 
 def export_weights_quantized(fused, folder):
     """Write ``folder`` (``weights_quantized``) atomically; returns the folder."""
-    from ..learn import write_folder_atomically
+    from ..folders import write_folder_atomically
 
     def write(tmp):
         for node in fused.nodes.values():

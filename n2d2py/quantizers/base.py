@@ -108,13 +108,6 @@ class Quantizer(Parameterizable):
         """Read the state written by ``export_state``; missing file -> ``WeightsError`` unless
         ``ignore_missing`` (N2D2 then prints a notice and keeps the current value)."""
 
-    # ARCHITECTURE.md names them export/import_; keep both spellings.
-    def export(self, folder, cell_name):
-        return self.export_state(folder, cell_name)
-
-    def import_(self, folder, cell_name, ignore_missing=False):
-        return self.import_state(folder, cell_name, ignore_missing)
-
     def update(self, batch_size):
         """Hook called once per solver update (Prune's Gradual schedule uses it)."""
 

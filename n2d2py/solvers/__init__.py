@@ -3,14 +3,13 @@
 One solver instance per Parameter (``Solver.clone()``); ``update(param, batch_size)`` applies
 N2D2's rule from the batch-mean gradient (spec/ini.md §4; docs/ARCHITECTURE.md).
 """
-from .base import SOLVERS, Solver, global_learning_rate, set_global_learning_rate, to_clamping
+from .base import SOLVERS, Solver, to_clamping
 from .sgd import SGDSolver
 from .adam import AdamSolver
 from .lr_policy import POLICIES, scheduled_rate, stimuli_step
 
 __all__ = ["SOLVERS", "Solver", "SGDSolver", "AdamSolver", "POLICIES", "scheduled_rate",
-           "stimuli_step", "to_clamping", "set_global_learning_rate", "global_learning_rate",
-           "default_solver"]
+           "stimuli_step", "to_clamping", "default_solver"]
 
 
 def default_solver():

@@ -14,7 +14,7 @@ import math
 
 from ..ini.convert import to_float
 from ..params import Key
-from .base import SOLVERS, Solver, clamp_, global_learning_rate
+from .base import SOLVERS, Solver, clamp_
 
 
 @SOLVERS.register("Adam")
@@ -36,8 +36,8 @@ class AdamSolver(Solver):
         self.moment2 = None
 
     def learning_rate_at(self, iteration, batch_size):
-        """Adam has no schedule: the base rate (or the global one) for every iteration."""
-        return global_learning_rate() or self.learning_rate
+        """Adam has no schedule: the base rate for every iteration."""
+        return self.learning_rate
 
     def _step(self, xp, w, g, batch_size):
         self.steps += 1

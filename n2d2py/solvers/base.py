@@ -14,20 +14,6 @@ from ..params import Key, Parameterizable, Registry
 
 SOLVERS = Registry("solver")
 
-# N2D2's static global learning rate (set by the CLI learning-rate finder): when > 0 it replaces
-# every solver's own rate and schedule (spec/ini.md §4.2, last bullet).
-_global = {"learning_rate": 0.0}
-
-
-def set_global_learning_rate(rate):
-    """Override every solver's rate (``rate > 0``), or restore their own (``rate = 0``)."""
-    _global["learning_rate"] = float(rate)
-
-
-def global_learning_rate():
-    return _global["learning_rate"]
-
-
 def to_clamping(text):
     """``"min:max"``, ``":max"``, ``"min:"`` or ``""`` -> ``(min or None, max or None)``."""
     text = text.strip()

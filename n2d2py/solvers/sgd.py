@@ -15,7 +15,7 @@ so B drops out of the step; it still sets the stimuli count of the schedule. Dec
 from ..ini.convert import enum, to_bool, to_float, to_uint
 from ..params import Key
 from . import lr_policy
-from .base import SOLVERS, Solver, clamp_, global_learning_rate
+from .base import SOLVERS, Solver, clamp_
 
 
 def _positive(text):
@@ -68,8 +68,6 @@ class SGDSolver(Solver):
 
     def _next_rate(self, batch_size):
         """Advance the counters like N2D2's ``getLearningRate``; return (rate, notice)."""
-        if global_learning_rate() > 0.0:
-            return global_learning_rate(), None
         if self.learning_rate == 0.0:
             return 0.0, None
         it = self.iteration

@@ -88,7 +88,7 @@ def test_correct_mapping_keys_still_build(line):
     build("KernelDims=3 3\n" + line)
 
 
-# fixed in onnx/deepnet.py (was: KeyError, cells[p] read before the parent check)
+# fixed in build.py (was: KeyError, cells[p] read before the parent check)
 def test_onnx_section_with_unknown_parent_is_an_ini_error():
     from n2d2py.deepnet import DeepNet
     text = ("[sp]\nSizeX=8\nSizeY=8\n[hdr]\nType=x\n[onnx]\nInput=hdr\nType=ONNX\n"

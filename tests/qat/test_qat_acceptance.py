@@ -33,7 +33,7 @@ from n2d2py import cli
 from n2d2py.autograd import no_grad
 from n2d2py.backend import asnumpy
 from n2d2py.qat import fuse_qat, run_qat_sat
-from n2d2py.qat.export import weight_memory, weight_memory_line, write_stimuli
+from n2d2py.qat.export import export_c, weight_memory, weight_memory_line, write_stimuli
 from n2d2py.stats import cost_table
 
 from qat_agreement import agreement, tie_summary
@@ -103,7 +103,7 @@ def compile_c(folder, tmp_path):
 
 def c_classes(fused, x, tmp_path):
     """Compile the export and run it ONCE on all the stimuli; returns its classes."""
-    folder = pathlib.Path(fused.export_c(tmp_path / "export"))
+    folder = pathlib.Path(export_c(fused, tmp_path / "export"))
     binary = compile_c(folder, tmp_path)
     write_stimuli(tmp_path / "stimuli.bin", fused.input_codes(x))
     run = subprocess.run([binary, str(tmp_path / "stimuli.bin")], capture_output=True, text=True,

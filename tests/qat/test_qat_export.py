@@ -9,7 +9,7 @@ import pytest
 
 from n2d2py.io import syntxt
 from n2d2py.qat import fuse_qat
-from n2d2py.qat.export import write_stimuli
+from n2d2py.qat.export import export_c, export_weights_quantized, write_stimuli
 
 from qat_helpers import load
 
@@ -21,7 +21,7 @@ CASES = [("LeNet-bn-SAT", "weights_test_SAT", "Fixed-point32", "RINTF", False),
 def test_weights_quantized(tmp_path):
     fused = fuse_qat(load("LeNet-bn-SAT", "weights_test_SAT"), "Fixed-point32", "RINTF", "RINTF",
                      "RINTF")
-    folder = fused.export_weights_quantized(tmp_path / "weights_quantized")
+    folder = export_weights_quantized(fused, tmp_path / "weights_quantized")
     W = syntxt.read_numbers(syntxt.weights_path(folder, "conv2", "weights"), 16 * 150)
     assert W.reshape(16, 150)[0, :5].tolist() == [-1, -3, 9, 1, 5]      # §5.9
     B = syntxt.read_numbers(syntxt.weights_path(folder, "conv1", "biases"), 6)
@@ -41,7 +41,7 @@ def test_c_export_matches_python(tmp_path, ini, weights, mode, rnd, compat):
     x, labels, _ = next(net.sp.batches("Test", False, None, 100))
     codes = fused.input_codes(x)
     expected = numpy.asarray(fused.forward(codes)).reshape(100, -1).argmax(axis=1)
-    folder = fused.export_c(tmp_path / "export")
+    folder = export_c(fused, tmp_path / "export")
     write_stimuli(tmp_path / "stimuli.bin", codes)
     binary = str(tmp_path / "network")
     build = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-o", binary,

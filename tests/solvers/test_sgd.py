@@ -155,16 +155,3 @@ def test_state_dict_resumes_exactly(xp, rng):
     numpy.testing.assert_array_equal(to_np(p2.data), to_np(p1.data))
     with pytest.raises(ValueError):
         SOLVERS.get("Adam")().load_state_dict(state)
-
-
-def test_global_learning_rate_replaces_schedule():
-    from n2d2py.solvers import set_global_learning_rate
-    s = SGDSolver(learning_rate=1.0, learning_rate_policy="StepDecay", learning_rate_step_size=1)
-    p = param(numpy, [0.0])
-    set_global_learning_rate(0.25)   # the CLI learning-rate finder's override
-    try:
-        p.grad = numpy.ones(1, numpy.float32)
-        s.update(p, 4)
-    finally:
-        set_global_learning_rate(0.0)
-    numpy.testing.assert_allclose(p.data, [-0.25])

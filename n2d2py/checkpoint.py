@@ -5,8 +5,9 @@ and atomically by ``folders.write_folder_atomically``:
 
 * ``state.json``: format and version, the seed, the network's parameter names and shapes (to
   refuse a state saved by another network), every solver's counters (iterations, Adam steps:
-  the learning-rate schedule position), quantizers' scalar state (LSQ "initialised", Prune's
-  threshold, DQA's step, DFP's epoch...), the states of every NumPy ``Generator`` the run uses
+  the learning-rate schedule position), quantizers' run-time state (``state_dict()``: LSQ
+  "initialised", Prune's threshold, DQA's step, DFP's epoch...; never a value the INI gives,
+  so an INI edited before ``-l`` wins), the states of every NumPy ``Generator`` the run uses
   (data order, dropout and the build generator shared by database/stimuli provider/cells,
   quantizers' own), and the loop's position and history (``learn.py`` fills ``progress``);
 * ``arrays.npz`` (numbers only, read by ``io/arrays.py``): parameters (weights, biases, BN scales, quantizer
@@ -51,13 +52,9 @@ def _quantizers(cell):
 
 
 def _quantizer_state(q):
-    """Mutable state of a quantizer: scalars (JSON), arrays, lists of arrays, numpy scalars.
-
-    Parameters (saved with every Parameter), Variables, Functions and Generators are skipped."""
+    """A quantizer's ``state_dict()`` split into scalars (JSON), arrays and lists of arrays."""
     scalars, arrays, lists = {}, {}, {}
-    for name, value in vars(q).items():
-        if isinstance(value, numpy.random.Generator):
-            continue
+    for name, value in q.state_dict().items():
         if isinstance(value, _SCALARS) and not (isinstance(value, float) and not numpy.isfinite(value)):
             scalars[name] = value
         elif isinstance(value, numpy.generic):
@@ -125,19 +122,19 @@ def restore_net(net, meta, arrays, place=None):
         for s in meta["cells"].get(name, ()):
             setattr(cell, s, _put(getattr(cell, s, None), arrays[f"cell/{name}/{s}"], net.device))
         for role, q in _quantizers(cell):
-            state = meta["quantizers"][f"{name}/{role}"]
-            for k, v in state["scalars"].items():
-                setattr(q, k, v)
-            for k in state["arrays"]:
-                old = getattr(q, k, None)
+            saved, current = meta["quantizers"][f"{name}/{role}"], q.state_dict()
+            state = dict(saved["scalars"])
+            for k in saved["arrays"]:
+                old = current.get(k)
                 value = numpy.array(arrays[f"quant/{name}/{role}/{k}"])
                 if isinstance(old, numpy.generic) or value.ndim == 0 and old is None:
-                    setattr(q, k, value[()])
+                    state[k] = value[()]
                 else:
-                    setattr(q, k, _put(old, value, net.device))
-            for k, count in state["lists"].items():
-                setattr(q, k, [_put(None, arrays[f"quant/{name}/{role}/{k}/{j}"], net.device)
-                               for j in range(count)])
+                    state[k] = _put(old, value, net.device)
+            for k, count in saved["lists"].items():
+                state[k] = [_put(None, arrays[f"quant/{name}/{role}/{k}/{j}"], net.device)
+                            for j in range(count)]
+            q.load_state_dict(state)
     params = net.parameters()
     saved = meta["parameters"]
     if len(saved) != len(params):

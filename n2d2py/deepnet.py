@@ -63,7 +63,6 @@ class DeepNet:
         self.history = None  # filled by learn.learn()
         self.timings = None  # {cell: seconds} accumulated by forward() when a dict (--bench)
         self.weight_histograms = True  # export_weights() writes <cell>_weights_quant.distrib.*
-        self.constraint_penalty = False  # learn_batch adds constraints.constraint_loss (learn.py)
         self.check_finite = True         # learn_batch stops on a NaN/Inf loss or gradient
 
     # -- construction ------------------------------------------------------------------------
@@ -133,19 +132,21 @@ class DeepNet:
         return total
 
     def learn_batch(self, x, labels):
-        """One training step: forward, loss (+ the quantizers' constraint penalty when
-        ``constraint_penalty``, set by learn.py), backward, then every solver's update. Returns
-        (loss value, outputs).
+        """The training step (learn.py, tools, tests all use this one): forward, loss + the
+        quantizers' penalties (``constraints.constraint_loss``: size/BitOps targets, QR/WQR, DQA's
+        regulariser; nothing when none applies), backward, every solver's update, then the
+        quantizers' ``on_step``. Returns (loss value, outputs).
 
         With ``check_finite`` (default) a NaN/Inf loss (tested every step) or gradient (one
         reduction per Parameter) raises ``NumericalFault`` before any update: the parameters
         are left as they were."""
+        from .quantizers.constraints import constraint_loss
         x = Variable(backend.to_device(x, self.device))
         outputs = self.forward(x, training=True)
         loss = self.loss(outputs, labels, x)
-        if self.constraint_penalty:
-            from .quantizers.constraints import constraint_loss
-            loss = loss + constraint_loss(self.cells)
+        penalty = constraint_loss(self.cells)
+        if penalty is not None:
+            loss = loss + penalty
         value = float(backend.asnumpy(loss.data).sum())
         if self.check_finite and not math.isfinite(value):
             raise NumericalFault("loss", "NaN" if math.isnan(value) else "Inf")
@@ -164,14 +165,16 @@ class DeepNet:
                     param.solver.update(param, len(labels))
                 else:
                     param.grad = None
-            for cell in self.cells.values():  # quantizer schedules (Prune's Gradual mode)
-                for quantizer in (getattr(cell, "qweight", None), getattr(cell, "qact", None)):
-                    if quantizer is not None:
-                        quantizer.update(len(labels))
+            for quantizer in self.quantizers():  # schedules (Prune's Gradual mode)
+                quantizer.on_step(len(labels))
         return value, outputs
 
     def parameters(self):
         return [p for cell in self.cells.values() for p in cell.parameters()]
+
+    def quantizers(self):
+        """Every cell's quantizers, in build order (QWeight before QAct)."""
+        return [q for cell in self.cells.values() for q in cell.quantizers()]
 
     def to(self, device):
         """Move every cell's arrays to "cpu" or "gpu" (batches follow, docs/ARCHITECTURE.md)."""

@@ -58,16 +58,6 @@ def _paths(workdir, target):
         {"target": os.path.join(workdir, target.name)}
 
 
-def constraints_active(net):
-    """Whether any weight quantizer adds a penalty or a size/BitOps target to the loss."""
-    for cell in net.cells.values():
-        q = getattr(cell, "qweight", None)
-        if q is not None and (hasattr(q, "penalty") or getattr(q, "target_size", 0)
-                              or getattr(q, "target_bitops", 0)):
-            return True
-    return False
-
-
 class TrainingLoop:
     """The position of a learning run, saved in ``net_state/`` and restored by ``-l``.
 
@@ -97,8 +87,8 @@ class TrainingLoop:
     # -- set-up ------------------------------------------------------------------------------
     def prepare(self, resume=None):
         """Fill the stimuli caches (so that the build generator they may use is consumed
-        before any state is restored), restore ``resume``, wire the constraint hooks."""
-        from .quantizers import constraints
+        before any state is restored), restore ``resume``, tell the quantizers the run's
+        length (``begin_training``)."""
         sp = self.net.sp
         if hasattr(sp, "cached"):
             for name in ("Learn", "Validation"):
@@ -107,8 +97,8 @@ class TrainingLoop:
         self.generators = checkpoint.generators(self.net, data=self.rng)
         if resume is not None:
             self.restore(resume)
-        self.net.constraint_penalty = constraints_active(self.net)
-        constraints.set_schedule_length(self.net.cells, self.total_batches())
+        for quantizer in self.net.quantizers():
+            quantizer.begin_training(self.total_batches())
         if self.stimuli and self.nb_learn == 0:
             raise N2D2Error("--learn N needs stimuli in the Learn set, and it is empty")
 
@@ -133,7 +123,6 @@ class TrainingLoop:
         return self.history
 
     def run_epochs(self):
-        from .quantizers import constraints
         while not self.history.stopped_early:
             if self.pending_log:
                 if self.log_point(f"epoch {self.epoch}/{self.epochs}") == "stop":
@@ -142,7 +131,7 @@ class TrainingLoop:
             if self.epoch >= self.epochs:
                 break
             e = self.epoch + 1
-            constraints.on_epoch(self.net.cells, e)
+            self.start_epoch(e)
             if self.plan is None:
                 with deferred_signals():
                     self.plan = {"order": self.rng.permutation(self.nb_learn), "next": 0, "epoch": e}
@@ -153,7 +142,6 @@ class TrainingLoop:
         return self.history
 
     def run_stimuli(self):
-        from .quantizers import constraints
         history = self.history
         while not history.stopped_early:
             if self.pending_log:
@@ -162,7 +150,7 @@ class TrainingLoop:
                 continue
             if history.stimuli >= self.stimuli:
                 break
-            constraints.on_epoch(self.net.cells, 1 + history.stimuli // max(1, self.nb_learn))
+            self.start_epoch(1 + history.stimuli // max(1, self.nb_learn))
             if self.plan is None:
                 with deferred_signals():
                     count = min(self.log, self.stimuli - history.stimuli)
@@ -174,6 +162,11 @@ class TrainingLoop:
                 self.plan = None
                 self.pending_log = history.stimuli >= self.next_log or history.stimuli >= self.stimuli
         return history
+
+    def start_epoch(self, epoch):
+        """Quantizers' epoch hook (DFP/Po2 λ schedules), ``epoch`` counted from 1."""
+        for quantizer in self.net.quantizers():
+            quantizer.on_epoch(epoch)
 
     def run_plan(self, label):
         """The batches of the current epoch or chunk not done yet."""

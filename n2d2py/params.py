@@ -14,11 +14,15 @@ REQUIRED = object()
 
 class Key:
     """One INI key: ``ini`` spelling, converter, default (``REQUIRED`` if none), aliases,
-    ``config=True`` for cell parameters N2D2 accepts only through a ConfigSection."""
+    ``config=True`` for cell parameters N2D2 accepts only through a ConfigSection, and
+    ``check``: ``check(value) -> None or "what is wrong"`` run on every value read (so a bad
+    value fails where it is read, naming file:line and key) and on values given from Python."""
 
-    def __init__(self, ini, convert, default=REQUIRED, aliases=(), config=False, doc=""):
-        self.ini, self.convert, self.default = ini, convert, default
-        self.aliases, self.config, self.doc = tuple(aliases), config, doc
+    def __init__(self, ini, convert, default=REQUIRED, aliases=(), config=False, doc="",
+                 check=None):
+        self.ini, self.default = ini, default
+        self.aliases, self.config, self.doc, self.check = tuple(aliases), config, doc, check
+        self.convert = convert if check is None else _checked(convert, check)
         self.attr = None
 
     def __set_name__(self, owner, name):
@@ -38,6 +42,23 @@ class Key:
         obj.__dict__[self.attr] = value
 
 
+def at_least(minimum):
+    """A ``Key`` check: the value is at least ``minimum``."""
+    return lambda value: None if value >= minimum else f"must be at least {minimum}, got {value}"
+
+
+def _checked(convert, check):
+    """``convert`` followed by ``check``: a failed check is a ValueError like a bad number, so
+    every reader reports it with the place of the key."""
+    def convert_and_check(text):
+        value = convert(text)
+        problem = check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+    return convert_and_check
+
+
 class Parameterizable:
     """Base of every INI-configured object: declared ``Key``s, set from Python or INI text."""
 
@@ -48,6 +69,10 @@ class Parameterizable:
             if attr not in by_attr:
                 raise TypeError(f"{type(self).__name__} has no parameter {attr!r}"
                                 f"{close_matches(attr, by_attr)}")
+            check = by_attr[attr].check
+            problem = check(value) if check is not None else None
+            if problem:
+                raise IniError(f"{problem} ({self.describe()})", key=by_attr[attr].ini)
             setattr(self, attr, value)
 
     @classmethod
@@ -86,6 +111,11 @@ class Parameterizable:
         for name, text in values.items():
             self.set_parameter(name, text, section)
 
+    def check_keys(self):
+        """Rules between keys (each key's own ``check`` ran when it was read): ``(INI key,
+        message)`` of the first that fails, or None. Called once every key is set (build time)."""
+        return None
+
     def missing_required(self):
         return [k.ini for k in self.keys().values()
                 if k.default is REQUIRED and k.attr not in self.__dict__]
@@ -102,6 +132,17 @@ class Parameterizable:
 
     def describe(self):
         return type(self).__name__
+
+
+def check_key_rules(obj, place=None, prefix=""):
+    """Raise the IniError of ``obj.check_keys()``, naming ``prefix + key`` at ``place`` (a
+    Section: file:line of the key)."""
+    problem = obj.check_keys()
+    if problem is not None:
+        key, message = problem
+        message = f"{message} ({obj.describe()})"
+        raise place.error(message, key=prefix + key) if place is not None else \
+            IniError(message, key=prefix + key)
 
 
 class Registry:

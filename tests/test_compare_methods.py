@@ -64,7 +64,8 @@ def test_size_and_bitops_equal_cost_table(smoke):
         net = DeepNet.from_ini(load_ini(r["ini"], env={"N2D2_MODELS": str(LENET.parent)}),
                                load_data=False)
         net.import_weights(str(out / r["method"] / "weights"))
-        constraints.freeze_bits(net.cells)
+        for q in net.quantizers():
+            q.freeze()
         table = cost_table(net)
         assert r["bytes"] == pytest.approx(table.size_bytes)
         assert r["bitops"] == pytest.approx(table.bitops)
@@ -122,7 +123,7 @@ def test_dfp_po2_regularized_export_quantized_weights(tmp_path, scheme):
 
 def test_lenet_size_target_reached_through_constraint_path():
     """FracBits on LeNet with a size target of 5 bits per weight (from 8): the constraint path
-    (task loss + constraints.constraint_loss, what the training loop's hook adds) brings the
+    (DeepNet.learn_batch: task loss + constraints.constraint_loss) brings the
     size (fractional bits, end of the search phase) within 2% of it."""
     tool = load_tool()
     net0 = DeepNet.from_ini(str(LENET), load_data=False)
@@ -140,7 +141,7 @@ def test_lenet_size_target_reached_through_constraint_path():
     x = rng.random((8,) + tuple(net.input_shape), dtype=numpy.float32)
     labels = rng.integers(0, 10, 8)
     for _ in range(200):
-        constraints.learn_batch(net, x, labels)
+        net.learn_batch(x, labels)
     size = constraints.cost_summary(net.cells)[1]["bytes"]
     assert abs(size / target - 1) < 0.02, (size, target)
     bits = [c.qweight.bits() for c in constraints.weighted_cells(net.cells)]

@@ -220,30 +220,36 @@ def test_learn_n_draws_batches_as_random_batches(tmp_path, monkeypatch):
         assert numpy.array_equal(x, ex) and numpy.array_equal(labels, elabels)
 
 
-# -- constraints hooks -------------------------------------------------------------------------------
-def test_constraint_hooks_are_called(tmp_path, monkeypatch):
-    from n2d2py.quantizers import constraints
+# -- quantizer hooks ---------------------------------------------------------------------------------
+def test_quantizer_hooks_are_called(tmp_path, monkeypatch):
+    """The training loop calls every quantizer's begin_training (the run's batches), on_epoch
+    (1-based), penalty (each step, through constraints.constraint_loss) and on_step (each step,
+    with the batch size): the base class's no-op hooks, overridden here by DFP."""
+    from n2d2py.quantizers.dfp import DFPWeightQuantizer
     text = NET.replace("[fc1]\nInput=drop1\nType=Fc\n", "[fc1]\nInput=drop1\nType=Fc\nQWeight=DFP\n"
                        "QWeight.Range=15\nQWeight.Regularization=WQR\n")
     folder = folder_with_net(tmp_path / "run", text)
     monkeypatch.chdir(folder)
-    calls = {"loss": 0, "epochs": [], "length": []}
-    real_loss = constraints.constraint_loss
+    calls = {"penalty": 0, "epochs": [], "length": [], "steps": []}
+    real_penalty, real_epoch = DFPWeightQuantizer.penalty, DFPWeightQuantizer.on_epoch
 
-    def loss(cells):
-        calls["loss"] += 1
-        return real_loss(cells)
-    monkeypatch.setattr(constraints, "constraint_loss", loss)
-    monkeypatch.setattr(constraints, "on_epoch", lambda cells, e: calls["epochs"].append(e))
-    monkeypatch.setattr(constraints, "set_schedule_length", lambda cells, b: calls["length"].append(b))
+    def penalty(self, total_weights):
+        calls["penalty"] += 1
+        return real_penalty(self, total_weights)
+
+    def on_epoch(self, epoch):
+        calls["epochs"].append(epoch)
+        real_epoch(self, epoch)
+    monkeypatch.setattr(DFPWeightQuantizer, "penalty", penalty)
+    monkeypatch.setattr(DFPWeightQuantizer, "on_epoch", on_epoch)
+    monkeypatch.setattr(DFPWeightQuantizer, "begin_training", lambda self, b: calls["length"].append(b))
+    monkeypatch.setattr(DFPWeightQuantizer, "on_step", lambda self, n: calls["steps"].append(n))
     net = DeepNet.from_ini("net.ini", seed=1)
     net.learn(epochs=2, out=io.StringIO(), save_state=False)
-    assert net.constraint_penalty
-    assert calls == {"loss": 200, "epochs": [1, 2], "length": [200]}
-    plain = DeepNet.from_ini(folder_with_net(tmp_path / "plain") / "net.ini", seed=1)
-    calls["loss"] = 0
-    plain.learn(stimuli=64, log=64, out=io.StringIO(), save_state=False)
-    assert not plain.constraint_penalty and calls["loss"] == 0
+    assert net.cells["fc1"].qweight.epoch == 2
+    assert {k: v for k, v in calls.items() if k != "steps"} == \
+        {"penalty": 200, "epochs": [1, 2], "length": [200]}
+    assert len(calls["steps"]) == 200 and set(calls["steps"]) <= {32, 8}
 
 
 # -- signals, state folders ----------------------------------------------------------------------------

@@ -27,9 +27,9 @@ How each method is built and trained (docs/METHODS.md has the measured tables):
   ``net.learn(epochs=...)`` (validation and checkpoints each epoch), then ``net.test("Test")``
   on the weights of the last epoch (no best-validation reload: the mixed methods are scored
   where their constraint has pulled them). The constraint penalties (DQ/FracBits size target,
-  DFP/Po2 QR/WQR, DQA's attention regulariser) apply when the training loop calls
-  ``constraints.constraint_loss``; the tool prints whether it does. FracBits' b are rounded and
-  frozen before the test (end of its search phase).
+  DFP/Po2 QR/WQR, DQA's attention regulariser) are added by the training step
+  (``DeepNet.learn_batch``: ``constraints.constraint_loss``). FracBits' b are rounded and frozen
+  before the test (``Quantizer.freeze``: end of its search phase).
 """
 import argparse
 import io
@@ -150,12 +150,6 @@ def method_sections(name, weighted, relu, args, target_bytes, schedule_batches):
 
 
 # -- measuring -------------------------------------------------------------------------------
-def hooks_in_training_loop(net):
-    """True when ``net.learn`` adds ``constraints.constraint_loss`` to the loss (the training
-    loop's hooks: ``DeepNet.constraint_penalty``, ``on_epoch``, ``set_schedule_length``)."""
-    return hasattr(net, "constraint_penalty")
-
-
 def extra_parameters(net):
     """Learnable quantizer values per quantized layer, (weights, activations): the largest
     count over the cells (the seed's column)."""
@@ -200,7 +194,8 @@ def run_method(name, ini_path, text, plan, args, log):
         f.write(stream.getvalue())
     best = [line for line in stream.getvalue().splitlines() if ", validation " in line]
     params = extra_parameters(net)  # before freezing: FracBits' b stops being learnable
-    constraints.freeze_bits(net.cells)
+    for quantizer in net.quantizers():
+        quantizer.freeze()
     result = net.test("Test", limit=args.test_limit)
     table = cost(net)
     write_report(net, folder)
@@ -220,7 +215,7 @@ def bits_text(bits):
     return " ".join(f"{w}/{a}" for _, w, a in bits)
 
 
-def conventions(args, hooks, target_bytes):
+def conventions(args, target_bytes):
     first_last = ("first and last weighted layers at 8-bit weights (each method's quantizer "
                   "pinned to 8 bits, as N2D2's QAT LeNet example; the first layer reads the 8-bit "
                   "image)" if args.first_last == "8bit"
@@ -239,9 +234,7 @@ def conventions(args, hooks, target_bytes):
         f"Training: net.learn, {budget} per method, seed {args.seed}; accuracy = test set, "
         f"weights of the last epoch.",
         "Constraint penalties (DQ/FracBits size target, DFP/Po2 QR/WQR, DQA regulariser): "
-        + ("applied by the training loop." if hooks else
-           "NOT applied: the training loop has no constraint hook yet (learn.py), so the "
-           "methods train on the task loss alone."),
+        "added to the loss by the training step (DeepNet.learn_batch).",
     ]
 
 
@@ -309,7 +302,7 @@ def plan_of(ini_path, args):
     ends = {weighted[0], weighted[-1]} if args.first_last == "8bit" else set()
     target_bytes = sum(n * (8 if name in ends else args.bits) / 8 for name, n in counts.items())
     return {"weighted": weighted, "relu": relu, "target_bytes": target_bytes,
-            "batches": batches_of(probe, args), "hooks": hooks_in_training_loop(probe)}
+            "batches": batches_of(probe, args)}
 
 
 def parse_args(argv):
@@ -344,8 +337,7 @@ def main(argv=None):
         with open(args.ini) as f:
             text = f.read()
         plan = plan_of(args.ini, args)
-        hooks = plan["hooks"]
-        notes = conventions(args, hooks, plan["target_bytes"])
+        notes = conventions(args, plan["target_bytes"])
         for n in notes:
             print(n, flush=True)
         results = [run_method(name, args.ini, text, plan, args, lambda s: print(s, flush=True))

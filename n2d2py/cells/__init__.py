@@ -4,6 +4,7 @@ from .base import CELLS, Cell, WeightedCell, DimsKey, dims_key
 from .activation_functions import ACTIVATIONS
 from .activation import ActivationCell
 from . import conv, fc, pool, batchnorm, dropout, elemwise, softmax, misc  # noqa: F401  (registration)
+from . import channel_shuffle  # noqa: F401  (registration)
 from .conv import ConvCell, DeconvCell
 from .fc import FcCell
 from .pool import PoolCell

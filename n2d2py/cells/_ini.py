@@ -13,7 +13,7 @@ import os
 
 from ..errors import IniError, close_matches
 from ..ini.convert import list_of, to_int
-from ..params import REQUIRED, Key, Parameterizable
+from ..params import REQUIRED, Key, Parameterizable, check_key_rules
 
 # keys every cell section may hold, read by the DeepNet (Input, Type) or here
 COMMON_KEYS = ("Input", "Type", "Model", "DataType", "ConfigSection")
@@ -125,19 +125,23 @@ class SectionReader:
 
     def check_required_keys(self, section):
         """A filler/solver/quantizer/activation key with no default (``ConstantFiller`` needs
-        ``WeightsFiller.Value``) that neither the section nor its ConfigSection set."""
+        ``WeightsFiller.Value``) that neither the section nor its ConfigSection set, then each
+        part's rules between keys (``check_keys``: ``QuantMode=Symmetric`` needs ``Range >= 2``)."""
         parts = [(f"{role}Filler", filler) for role, filler in self.fillers.items()]
         parts += [(f"{role}Solver", solver) for role, solver in self.solvers.items()]
         parts += [("ActivationFunction", self.activation), ("QWeight", self.qweight),
                   ("QWeightSolver", self.qweight_solver), ("QAct", self.qact),
                   ("QActSolver", self.qact_solver)]
         for selector, obj in parts:
-            missing = obj.missing_required() if isinstance(obj, Parameterizable) else []
+            if not isinstance(obj, Parameterizable):
+                continue
+            missing = obj.missing_required()
             if missing:
                 key = f"{selector}.{missing[0]}"
                 raise section.error(f"missing required key {key} for {obj.describe()} "
                                     f"({selector}={section.get(selector, type(obj).__name__)})",
                                     key=key)
+            check_key_rules(obj, section, selector + ".")
 
     def read_keys(self, section):
         for key in self.keys().values():

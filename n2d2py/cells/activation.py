@@ -15,3 +15,11 @@ class ActivationCell(Cell):
 
     def forward(self, xs, training=False):
         return self.activate(concat_inputs(self, xs), training)
+
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    keeps_precision = False
+    fusion_refusal = ("a stand-alone activation or concatenation is not part of N2D2's QAT "
+                      "fusion (Conv+BN, Fc, ElemWise, Pool, Dropout, Softmax)")
+
+    def export_onnx(self, onnx, xs):
+        return onnx.concat(self, xs)      # the exporter adds the activation

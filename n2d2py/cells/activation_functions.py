@@ -2,7 +2,9 @@
 registered by name in ``ACTIVATIONS`` (the ``Type=Activation`` cell is in ``activation.py``).
 
 An activation is a small ``Parameterizable`` callable ``Variable -> Variable``; its options are
-read from the cell section with the ``ActivationFunction.`` prefix stripped. ``with_loss`` marks
+read from the cell section with the ``ActivationFunction.`` prefix stripped. Each declares its
+ONNX nodes (``export_onnx(onnx, cell, y)``, or ``onnx_refusal``) and ``is_identity`` (what the
+``--qat-sat`` fusion accepts before a quantizer: N2D2 needs a Linear activation there). ``with_loss`` marks
 ``LogisticWithLoss``: the DeepNet then uses a sigmoid cross-entropy on the pre-activation
 (``cell.last_logits``) instead of back-propagating through the sigmoid (spec §2.6).
 """
@@ -15,9 +17,18 @@ ACTIVATIONS = Registry("activation function")
 
 class ActivationFunction(Parameterizable):
     with_loss = False
+    is_identity = False
+    onnx_refusal = None
 
     def __call__(self, x):
         raise NotImplementedError
+
+    def export_onnx(self, onnx, cell, y):
+        """The ONNX tensor of this activation on the tensor ``y`` of ``cell``."""
+        if self.onnx_refusal is None:
+            raise NotImplementedError(f"{type(self).__name__} declares neither export_onnx() "
+                                      f"nor onnx_refusal")
+        raise onnx.error(cell, self.onnx_refusal)
 
     def describe(self):
         return f"ActivationFunction={self.type_name}"
@@ -35,6 +46,14 @@ class Linear(ActivationFunction):
     def __call__(self, x):
         return F.linear_clip(x, self.clipping) if self.clipping else x
 
+    @property
+    def is_identity(self):
+        return not self.clipping
+
+    def export_onnx(self, onnx, cell, y):
+        c = self.clipping
+        return onnx.clip(cell.name, y, -c, c) if c else y
+
 
 @ACTIVATIONS.register("Rectifier")
 class Rectifier(ActivationFunction):
@@ -45,6 +64,15 @@ class Rectifier(ActivationFunction):
     def __call__(self, x):
         return F.relu(x, self.leak_slope, self.clipping)
 
+    def export_onnx(self, onnx, cell, y):
+        n = cell.name
+        if self.leak_slope:
+            y = onnx.node("LeakyRelu", [y], f"{n}/leaky", alpha=float(self.leak_slope))
+            return onnx.node("Min", [y, onnx.const(f"{n}/clip_max", self.clipping)], f"{n}/clip") \
+                if self.clipping else y
+        return onnx.clip(n, y, 0.0, self.clipping) if self.clipping else \
+            onnx.node("Relu", [y], f"{n}/relu")
+
 
 @ACTIVATIONS.register("Tanh")
 class Tanh(ActivationFunction):
@@ -54,17 +82,28 @@ class Tanh(ActivationFunction):
     def __call__(self, x):
         return F.tanh(x, self.alpha)
 
+    def export_onnx(self, onnx, cell, y):
+        n, alpha = cell.name, float(self.alpha)
+        if alpha != 1.0:
+            y = onnx.node("Mul", [y, onnx.const(f"{n}/alpha", alpha)], f"{n}/scaled")
+        return onnx.node("Tanh", [y], f"{n}/tanh")
+
 
 @ACTIVATIONS.register("TanhLeCun")
 class TanhLeCun(Tanh):
     """N2D2's TanhLeCun: ``tanh(1.7159 * 2/3 * x)`` with no 1.7159 output gain (spec §8 item 16)."""
     alpha = Key("Alpha", to_float, 1.7159 * 2.0 / 3.0)
+    onnx_refusal = "TanhLeCun has no ONNX export"
+    export_onnx = ActivationFunction.export_onnx
 
 
 @ACTIVATIONS.register("Logistic")
 class Logistic(ActivationFunction):
     def __call__(self, x):
         return F.sigmoid(x)
+
+    def export_onnx(self, onnx, cell, y):
+        return onnx.node("Sigmoid", [y], f"{cell.name}/sigmoid")
 
 
 @ACTIVATIONS.register("LogisticWithLoss")
@@ -81,14 +120,25 @@ class Saturation(ActivationFunction):
     def __call__(self, x):
         return F.saturation(x, self.threshold)
 
+    def export_onnx(self, onnx, cell, y):
+        t = float(self.threshold)
+        return onnx.clip(cell.name, y, -t, t)
+
 
 @ACTIVATIONS.register("Softplus")
 class Softplus(ActivationFunction):
     def __call__(self, x):
         return F.softplus(x)
 
+    def export_onnx(self, onnx, cell, y):
+        return onnx.node("Softplus", [y], f"{cell.name}/softplus")
+
 
 @ACTIVATIONS.register("Swish")
 class Swish(ActivationFunction):
     def __call__(self, x):
         return F.swish(x)
+
+    def export_onnx(self, onnx, cell, y):
+        n = cell.name
+        return onnx.node("Mul", [y, onnx.node("Sigmoid", [y], f"{n}/sigmoid")], f"{n}/swish")

@@ -22,8 +22,27 @@ the probabilities (so scores and exports see what N2D2 outputs) and keeps the pr
 ``cell.last_logits``; with a loss kind the DeepNet computes ``F.softmax_cross_entropy`` /
 ``F.sigmoid_cross_entropy`` on ``cell.last_logits`` (N2D2 skips the Jacobian, spec §2.6),
 otherwise ``F.mse`` on the output.
+
+Traits: what the report, the exports and the fusion need to know, declared by each cell class
+beside its code (docs/ARCHITECTURE.md "add a cell"; ``tests/cells/test_traits.py`` asks every
+registered class):
+
+* ``keeps_precision``: True when the output holds only values of the input (selection,
+  movement, zero padding, dropout, max/average pooling by the qonnx convention), so it is on
+  the input's quantization grid; the size/BitOps report and the constraints count the input's
+  bits for the cell's consumers (``stats.cost.input_quantizer``).
+* ``cost()``: ``Cost(weights, macs, other_parameters)`` of one forward for one stimulus.
+* ``export_onnx(onnx, xs)``: the ONNX nodes of the cell before its activation (``onnx`` is the
+  exporter: ``node``, ``const``, ``concat``, ``weight_input``), or ``onnx_refusal``: why not.
+* ``fuse(fuser)``: the cell's rule in the ``--qat-sat`` fusion (it calls one of ``qat.fuse``'s
+  rules), or ``fusion_refusal``: why it cannot be part of an integer network.
+* N2D2's own counts (``stats/n2d2_stats.py``, the build log; defaults fit a new cell):
+  ``n2d2_neurons`` (outputs counted as neurons), ``n2d2_nodes`` (as nodes),
+  ``n2d2_shared_synapses`` (weights printed as shared) and ``count_n2d2(counter)``.
 """
+import math
 import os
+from collections import namedtuple
 
 from .. import functions as F
 from ..autograd import Parameter
@@ -36,6 +55,10 @@ from ._ini import (COMMON_KEYS, SECTION_READERS, DimsKey, SectionReader,  # noqa
 from ._ini import make as _make
 
 CELLS = Registry("cell")
+
+#: Weights (connected kernel taps), multiply-accumulates of one forward for one stimulus, and
+#: the other learnable values (biases, BatchNorm scales), as the size/BitOps report counts them.
+Cost = namedtuple("Cost", "weights macs other_parameters")
 
 
 def concat_inputs(cell, xs):
@@ -69,6 +92,11 @@ class Cell(SectionReader, Parameterizable):
     default_activation = None
     state_names = ()           # non-Parameter arrays moved by to() (BatchNorm mean/variance)
     unsupported_keys = ()      # N2D2 keys accepted here with a "not supported" warning
+    # -- traits (module docstring): None means "not declared", which tests/cells refuse
+    keeps_precision = None
+    onnx_refusal = None        # a sentence: why this cell has no ONNX export
+    fusion_refusal = None      # a sentence: why this cell cannot be fused by --qat-sat
+    n2d2_neurons, n2d2_nodes, n2d2_shared_synapses = False, True, False
 
     def __init__(self, name="", parents=("env",), **values):
         super().__init__(**values)
@@ -202,9 +230,8 @@ class Cell(SectionReader, Parameterizable):
             p.grad = None if p.grad is None else to_device(p.grad, device)
         for name in self.state_names:
             setattr(self, name, to_device(getattr(self, name), device))
-        for quantizer in (self.qweight, self.qact):
-            if quantizer is not None and hasattr(quantizer, "to"):
-                quantizer.to(device)
+        for quantizer in self.quantizers():
+            quantizer.to(device)
         return self
 
     # ------------------------------------------------------------------ weights I/O
@@ -231,9 +258,8 @@ class Cell(SectionReader, Parameterizable):
     def import_quantizer_state(self, quantizer, folder, ignore_missing=False):
         """A quantizer's ``import_state``, with the notice for a state file (α, LSQ step, masks)
         missing under ``ignore_missing``."""
-        state_file = getattr(quantizer, "state_file", None)
-        if ignore_missing and state_file is not None:
-            path = state_file(folder, self.name)
+        path = quantizer.state_file(folder, self.name)
+        if ignore_missing and path is not None:
             if not os.path.exists(path):
                 self.import_notices.append(f"Notice: Could not open synaptic file: {path}")
                 return
@@ -241,6 +267,36 @@ class Cell(SectionReader, Parameterizable):
 
     def summary(self):
         return f"{self.name:16s} {self.type_name:10s} {self.in_shapes} -> {self.out_shape}"
+
+    # ------------------------------------------------------------------ traits
+    def quantizers(self):
+        """The cell's quantizers (QWeight, then QAct), those it has."""
+        return [q for q in (self.qweight, self.qact) if q is not None]
+
+    def cost(self):
+        """Parameter-free and normalising cells do no multiply-accumulate worth counting
+        (BatchNorm, pooling, residual adds, activations: the qonnx convention); their
+        Parameters are ``other_parameters``."""
+        return Cost(0, 0, sum(math.prod(p.shape) for p in self.own_parameters()))
+
+    def export_onnx(self, onnx, xs):
+        """The ONNX tensor computing this cell's output before its activation from the input
+        tensors ``xs``; the exporter adds the activation and QAct (``onnx/export.py``)."""
+        raise self.undeclared("export_onnx", "onnx_refusal") if self.onnx_refusal is None \
+            else onnx.error(self, self.onnx_refusal)
+
+    def fuse(self, fuser):
+        """This cell's rule in the ``--qat-sat`` fusion (``qat/fuse.py``)."""
+        raise self.undeclared("fuse", "fusion_refusal") if self.fusion_refusal is None \
+            else fuser.error(self, self.fusion_refusal)
+
+    def count_n2d2(self, counter):
+        """N2D2's stats.log counters of this cell (``stats.n2d2_stats.Counter``)."""
+        return counter.outputs(self)
+
+    def undeclared(self, method, refusal):
+        return NotImplementedError(f"{type(self).__name__} (Type={self.type_name}) declares "
+                                   f"neither {method}() nor {refusal}")
 
 
 class WeightedCell(Cell):
@@ -271,6 +327,29 @@ class WeightedCell(Cell):
 
     def own_parameters(self):
         return list(self.weights) + ([] if self.bias is None else [self.bias])
+
+    keeps_precision = False
+
+    def weight_count(self):
+        """Connected weights: a sparse Mapping's mask drops its unconnected kernels."""
+        total = 0
+        for W, mask in zip(self.weights, self.weight_masks):
+            if mask is None:
+                total += int(W.data.size)
+            else:
+                mask = asnumpy(mask)
+                total += int((mask != 0).sum()) * int(W.data.size) // int(mask.size)
+        return total
+
+    def macs_per_weight(self):
+        """How many times one forward of one stimulus uses each weight."""
+        raise NotImplementedError
+
+    def cost(self):
+        weights = self.weight_count()
+        stored = sum(math.prod(p.shape) for p in self.own_parameters())
+        stored -= sum(math.prod(W.shape) for W in self.weights)
+        return Cost(weights, weights * self.macs_per_weight(), stored)
 
     def quantized_weights(self):
         """The weight Variables the forward uses: quantized (``QWeight``), then the sparse

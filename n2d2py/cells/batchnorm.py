@@ -56,6 +56,20 @@ class BatchNormCell(Cell):
                          training, self.moving_average_momentum)
         return self.activate(y, training)
 
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    keeps_precision = False
+
+    def export_onnx(self, onnx, xs):
+        """``BatchNormalization`` with the inference statistics."""
+        n = self.name
+        inputs = [onnx.concat(self, xs)] + [onnx.const(f"{n}/{k}", asnumpy(v)) for k, v in (
+            ("scale", self.scale.data), ("bias", self.bias.data), ("mean", self.mean),
+            ("var", self.variance))]
+        return onnx.node("BatchNormalization", inputs, f"{n}/bn", epsilon=float(self.epsilon))
+
+    def fuse(self, fuser):
+        return fuser.batchnorm(self)
+
     # ---------------------------------------------------------------- weights I/O (§6.4)
     def arrays(self):
         return (self.scale.data, self.bias.data, self.mean, self.variance)

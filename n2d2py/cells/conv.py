@@ -20,7 +20,7 @@ from ..backend import asnumpy
 from ..ini.convert import enum, to_bool
 from ..io import syntxt
 from ..params import Key
-from .base import CELLS, WeightedCell, dims_key
+from .base import CELLS, Cell, WeightedCell, dims_key
 from .mapping import MappingSpec, clean_groups
 
 
@@ -37,6 +37,7 @@ class ConvCell(WeightedCell):
     weights_export_flip = Key("WeightsExportFlip", to_bool, False, config=True)
     uses_mapping = True
     strict_unknown_keys = True
+    transposed = False
     unsupported_keys = ("WeightsSharing", "BiasesSharing", "KernelDepth", "StrideZ",
                         "PaddingZ", "SubSampleZ", "DilationZ")
 
@@ -124,6 +125,41 @@ class ConvCell(WeightedCell):
 
     def convolve(self, x, W, b, padding, dilation, groups):
         return F.conv2d(x, W, b, self.stride_hw, padding, dilation, groups)
+
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    def macs_per_weight(self):
+        """Once per output position (padding positions included, as every paper counts)."""
+        return self.out_shape[1] * self.out_shape[2]
+
+    def export_onnx(self, onnx, xs):
+        """``Conv`` (group, dilations, symmetric pads); several parents or a connection map: one
+        Conv over the concatenated inputs with the full (O, ΣC, kH, kW) kernels, unconnected
+        kernels 0."""
+        pads = self.hw(self.padding_dims)
+        if min(pads) < 0:
+            raise onnx.error(self, "negative padding (crop) has no ONNX export")
+        wq = onnx.fake_quantized(self)
+        if len(xs) == 1 and (self.masks[0] is None or self.groups[0] > 1):
+            W, Wq, group = asnumpy(self.weights[0].data), wq[0], int(self.groups[0])
+        else:
+            if self.qweight is not None:
+                raise onnx.error(self, "several inputs or a connection map with a weight quantizer")
+            W, _ = self.full_kernels()
+            Wq, group = W, 1
+        inputs = [onnx.concat(self, xs), onnx.weight_input(self, W, Wq, f"{self.name}/W")]
+        if self.bias is not None:
+            inputs.append(onnx.const(f"{self.name}/b", asnumpy(self.bias.data)))
+        return onnx.node("Conv", inputs, f"{self.name}/conv", kernel_shape=list(W.shape[2:]),
+                         strides=list(self.stride_hw), pads=[pads[0], pads[1], pads[0], pads[1]],
+                         dilations=list(self.hw(self.dilation_dims)), group=group)
+
+    def fuse(self, fuser):
+        return fuser.conv_batchnorm(self)
+
+    n2d2_neurons = n2d2_shared_synapses = True
+
+    def count_n2d2(self, counter):
+        return counter.conv(self)
 
     # ---------------------------------------------------------------- weights I/O (§6.4)
     def full_kernels(self):
@@ -230,6 +266,7 @@ class DeconvCell(ConvCell):
     """N2D2 ``Type=Deconv`` (transposed convolution). Output size per axis
     ``in*s + (d(k-1)+1) - 2p - s``. Weights are (C_k, O, kH, kW); the files use Conv's layout
     (one line per output, its connected channels' kernels) [layout of N2D2's file unverified]."""
+    transposed = True
 
     def compute_out_shape(self, in_shapes):
         h, w = self.input_hw(in_shapes)
@@ -261,6 +298,16 @@ class DeconvCell(ConvCell):
 
     def convolve(self, x, W, b, padding, dilation, groups):
         return F.deconv2d(x, W, b, self.stride_hw, padding, dilation, 1)
+
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    def macs_per_weight(self):
+        """Every input pixel scatters through the whole kernel."""
+        return self.in_shapes[0][1] * self.in_shapes[0][2]
+
+    onnx_refusal = "Deconv has no ONNX export yet"
+    export_onnx = Cell.export_onnx
+    fusion_refusal = "a transposed convolution is not part of N2D2's QAT fusion (Conv+BN, Fc)"
+    fuse = Cell.fuse
 
 
 __all__ = ["ConvCell", "DeconvCell"]

@@ -38,5 +38,15 @@ class DropoutCell(Cell):
             x = F.dropout(x, self.dropout, training, self.rng, self.rescale)
         return self.activate(x, training)
 
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    keeps_precision = True
+    n2d2_neurons = True
+
+    def export_onnx(self, onnx, xs):
+        return onnx.concat(self, xs)      # inference: the identity, omitted
+
+    def fuse(self, fuser):
+        return fuser.identity(self)       # inference: the identity, removed
+
 
 __all__ = ["DropoutCell"]

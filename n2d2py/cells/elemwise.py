@@ -37,5 +37,36 @@ class ElemWiseCell(Cell):
                        self.coefficients(self.shifts, 0.0))
         return self.activate(y, training)
 
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    keeps_precision = False
+
+    def export_onnx(self, onnx, xs):
+        """Sum (with Weights: Mul, then Sum, then Add of the shifts), Prod (Mul), Max."""
+        n, op = self.name, self.operation
+        if op in ("Prod", "Max"):
+            if self.weights or self.shifts:
+                raise onnx.error(self, f"Operation={op} with Weights/Shifts")
+            if len(xs) == 1:
+                return xs[0]
+            if op == "Max" or len(xs) == 2:
+                return onnx.node("Mul" if op == "Prod" else "Max", xs, f"{n}/{op}")
+            y = xs[0]
+            for k, x in enumerate(xs[1:]):
+                y = onnx.node("Mul", [y, x], f"{n}/mul{k}")
+            return y
+        if op != "Sum":
+            raise onnx.error(self, f"Operation={op} has no ONNX export")
+        w, s = self.coefficients(self.weights, 1.0), self.coefficients(self.shifts, 0.0)
+        terms = [x if w[k] == 1.0 else
+                 onnx.node("Mul", [x, onnx.const(f"{n}/w{k}", w[k])], f"{n}/mul{k}")
+                 for k, x in enumerate(xs)]
+        y = terms[0] if len(terms) == 1 else onnx.node("Sum", terms, f"{n}/sum")
+        if sum(s):
+            y = onnx.node("Add", [y, onnx.const(f"{n}/shift", sum(s))], f"{n}/shift")
+        return y
+
+    def fuse(self, fuser):
+        return fuser.elemwise(self)
+
 
 __all__ = ["ElemWiseCell"]

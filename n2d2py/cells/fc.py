@@ -48,6 +48,36 @@ class FcCell(WeightedCell):
             y = part if y is None else y + part
         return self.activate(F.reshape(y, (y.shape[0], self.nb_outputs, 1, 1)), training)
 
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    def macs_per_weight(self):
+        return 1
+
+    def export_onnx(self, onnx, xs):
+        """``Flatten`` + ``Gemm`` (transB) + ``Reshape`` to (N, O, 1, 1)."""
+        if self.normalize:
+            raise onnx.error(self, "Normalize=1 has no ONNX export")
+        n = self.name
+        flat = [onnx.node("Flatten", [x], f"{n}/flatten", axis=1) for x in xs]
+        x = flat[0] if len(flat) == 1 else onnx.node("Concat", flat, f"{n}/concat", axis=1)
+        wq = onnx.fake_quantized(self)
+        if self.qweight is not None and len(wq) > 1:
+            raise onnx.error(self, "several inputs with a weight quantizer")
+        W = numpy.concatenate([asnumpy(w.data) for w in self.weights], axis=1)
+        inputs = [x, onnx.weight_input(self, W, numpy.concatenate(wq, axis=1), f"{n}/W")]
+        if self.bias is not None:
+            inputs.append(onnx.const(f"{n}/b", asnumpy(self.bias.data)))
+        y = onnx.node("Gemm", inputs, f"{n}/gemm", transB=1)
+        shape = onnx.const(f"{n}/shape", [0, self.nb_outputs, 1, 1], numpy.int64)
+        return onnx.node("Reshape", [y, shape], f"{n}/reshape")
+
+    def fuse(self, fuser):
+        return fuser.fc(self)
+
+    n2d2_neurons = True
+
+    def count_n2d2(self, counter):
+        return counter.fc(self)
+
     # ---------------------------------------------------------------- weights I/O (§6.4)
     def matrix(self):
         """(O, ΣI) host array: parents concatenated in order."""

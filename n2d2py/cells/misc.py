@@ -2,6 +2,8 @@
 Normalize, TargetBias, Threshold. Several inputs are concatenated along the channels (§2.3).
 Dims lists (``Dims``, ``Perm``) use N2D2's (X, Y, Z, B) axis order (spec §8 item 1).
 """
+import numpy
+
 from .. import functions as F
 from ..autograd import Variable
 from ..ini.convert import enum, list_of, to_float, to_int, to_uint, to_bool
@@ -24,6 +26,10 @@ class _ConcatCell(Cell):
     def forward(self, xs, training=False):
         return self.activate(self.apply(concat_inputs(self, xs), training), training)
 
+    # traits (cells/base.py) that the cells below share
+    keeps_precision = False
+    fusion_refusal = "not part of N2D2's QAT fusion (Conv+BN, Fc, ElemWise, Pool, Dropout, Softmax)"
+
 
 @CELLS.register("Padding")
 class PaddingCell(_ConcatCell):
@@ -39,6 +45,29 @@ class PaddingCell(_ConcatCell):
 
     def apply(self, x, training):
         return F.pad2d(x, self.top, self.bottom, self.left, self.right)
+
+    keeps_precision = True   # zero is code 0 of every activation grid
+
+    def export_onnx(self, onnx, xs):
+        """``Pad`` for the positive amounts, then ``Slice`` for the negative ones (crop): the
+        reference evaluator refuses negative pads."""
+        n, x = self.name, onnx.concat(self, xs)
+        t, b, l, r = self.top, self.bottom, self.left, self.right
+        if max(t, b, l, r) > 0:
+            pads = [0, 0, max(t, 0), max(l, 0), 0, 0, max(b, 0), max(r, 0)]
+            x = onnx.node("Pad", [x, onnx.const(f"{n}/pads", pads, numpy.int64)], f"{n}/pad",
+                          mode="constant")
+        if min(t, b, l, r) < 0:
+            h = self.in_shapes[0][1] + max(t, 0) + max(b, 0)
+            w = self.in_shapes[0][2] + max(l, 0) + max(r, 0)
+            starts, ends = [max(-t, 0), max(-l, 0)], [h - max(-b, 0), w - max(-r, 0)]
+            x = onnx.node("Slice", [x, onnx.const(f"{n}/starts", starts, numpy.int64),
+                                    onnx.const(f"{n}/ends", ends, numpy.int64),
+                                    onnx.const(f"{n}/axes", [2, 3], numpy.int64)], f"{n}/crop")
+        return x
+
+    def fuse(self, fuser):
+        return fuser.move(self)
 
 
 RESIZE_MODES = {"Bilinear": "bilinear", "BilinearTF": "bilinear_tf", "NearestNeighbor": "nearest"}
@@ -58,10 +87,17 @@ class ResizeCell(_ConcatCell):
         return F.resize(x, self.output_height, self.output_width, RESIZE_MODES[self.mode],
                         self.align_corners)
 
+    @property
+    def keeps_precision(self):
+        return self.mode == "NearestNeighbor"
+
+    onnx_refusal = "Resize has no ONNX export yet (N2D2's NearestNeighbor and BilinearTF modes)"
+
 
 @CELLS.register("Reshape")
 class ReshapeCell(_ConcatCell):
     """``Dims`` in (X, Y, Z) order, batch excluded: 0 copies the input dim, -1 is inferred."""
+    n2d2_nodes = False   # N2D2's stats.log does not count its outputs
     dims = Key("Dims", list_of(to_int))
 
     def map_shape(self, shape):
@@ -88,10 +124,20 @@ class ReshapeCell(_ConcatCell):
     def apply(self, x, training):
         return F.reshape(x, (x.shape[0],) + tuple(self.out_shape))
 
+    keeps_precision = True
+
+    def export_onnx(self, onnx, xs):
+        shape = onnx.const(f"{self.name}/shape", [0, *self.out_shape], numpy.int64)
+        return onnx.node("Reshape", [onnx.concat(self, xs), shape], f"{self.name}/reshape")
+
+    def fuse(self, fuser):
+        return fuser.move(self)
+
 
 @CELLS.register("Transpose")
 class TransposeCell(_ConcatCell):
     """``Perm`` over (X, Y, Z, B): output dim d = input dim Perm[d]; B must stay 3."""
+    n2d2_nodes = False   # N2D2's stats.log does not count its outputs
     perm = Key("Perm", list_of(to_uint, 4))
 
     def axes(self):
@@ -118,13 +164,28 @@ class TransposeCell(_ConcatCell):
     def apply(self, x, training):
         return F.transpose(x, self.axes())
 
+    keeps_precision = True
+
+    def export_onnx(self, onnx, xs):
+        return onnx.node("Transpose", [onnx.concat(self, xs)], f"{self.name}/transpose",
+                         perm=list(self.axes()))
+
+    def fuse(self, fuser):
+        return fuser.move(self)
+
 
 @CELLS.register("Scaling")
 class ScalingCell(_ConcatCell):
+    n2d2_nodes = False   # N2D2's stats.log does not count its outputs
     factor = Key("Factor", to_float)
 
     def apply(self, x, training):
         return F.scaling(x, self.factor)
+
+    def export_onnx(self, onnx, xs):
+        return onnx.node("Mul", [onnx.concat(self, xs), onnx.const(f"{self.name}/factor",
+                                                                    self.factor)],
+                         f"{self.name}/scaling")
 
 
 @CELLS.register("LRN")
@@ -138,13 +199,20 @@ class LRNCell(_ConcatCell):
     def apply(self, x, training):
         return F.lrn(x, self.n, self.alpha, self.beta, self.k)
 
+    def export_onnx(self, onnx, xs):
+        return onnx.node("LRN", [onnx.concat(self, xs)], f"{self.name}/lrn", size=int(self.n),
+                         alpha=float(self.alpha), beta=float(self.beta), bias=float(self.k))
+
 
 @CELLS.register("Normalize")
 class NormalizeCell(_ConcatCell):
+    n2d2_nodes = False   # N2D2's stats.log does not count its outputs
     norm = Key("Norm", enum("L1", "L2"))
 
     def apply(self, x, training):
         return F.normalize(x, self.norm)
+
+    onnx_refusal = "Normalize has no ONNX export yet"
 
 
 @CELLS.register("TargetBias")
@@ -152,6 +220,7 @@ class TargetBiasCell(_ConcatCell):
     """Adds ``Bias`` to the target class only (AM-Softmax margin). The DeepNet sets
     ``cell.target`` (an (N, C, H, W) 0/1 array of the batch's classes) before a training forward;
     without it (inference) the cell is the identity."""
+    n2d2_nodes = False   # N2D2's stats.log does not count its outputs
     bias = Key("Bias", to_float)
 
     def __init__(self, name="", parents=("env",), **values):
@@ -162,6 +231,9 @@ class TargetBiasCell(_ConcatCell):
         if not training or self.target is None:
             return x
         return x + Variable(x.xp.asarray(self.target, dtype=x.dtype) * x.dtype.type(self.bias))
+
+    def export_onnx(self, onnx, xs):
+        return onnx.concat(self, xs)      # inference: the identity
 
 
 @CELLS.register("Threshold")
@@ -183,6 +255,8 @@ class ThresholdCell(_ConcatCell):
                "ToZero": lambda: xp.where(above, data, zero),
                "ToZeroInverted": lambda: xp.where(above, zero, data)}[self.operation]()
         return Variable(out.astype(data.dtype, copy=False))
+
+    onnx_refusal = "Threshold has no ONNX export yet"
 
 
 __all__ = ["PaddingCell", "ResizeCell", "ReshapeCell", "TransposeCell", "ScalingCell", "LRNCell",

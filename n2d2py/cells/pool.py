@@ -73,5 +73,53 @@ class PoolCell(Cell):
             y = F.avg_pool2d(x, kernel, stride, padding)
         return self.activate(y, training)
 
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    keeps_precision = True   # the report counts pooling as free and on its input's codes
+
+    def onnx_geometry(self):
+        """(pads [top, left, bottom, right], ceil_mode, count_include_pad) of the ONNX pool."""
+        (t, l) = self.hw(self.padding_dims)
+        return [t, l, t, l], 0, 1   # N2D2 counts the padding in averages
+
+    def export_onnx(self, onnx, xs):
+        """``MaxPool``/``AveragePool``; N2D2's channel-wise pools (a Mapping that is not
+        one-to-one, e.g. the default all-to-all): average → a 1x1 Conv of weights mask/count
+        after the pool, max → Gather + ReduceMax per output, then Concat."""
+        n = self.name
+        pads, ceil, include = self.onnx_geometry()
+        attrs = dict(kernel_shape=list(self.hw(self.pool_dims)),
+                     strides=list(self.hw(self.stride_dims)), pads=pads, ceil_mode=ceil)
+        x = onnx.concat(self, xs)
+        if self.pooling == "Max":
+            y = onnx.node("MaxPool", [x], f"{n}/pool", **attrs)
+            return y if self.mask is None else self.onnx_channel_max(onnx, y)
+        y = onnx.node("AveragePool", [x], f"{n}/pool", count_include_pad=include, **attrs)
+        if self.mask is None:
+            return y
+        # out o = mean over the connected channels of the per-channel averages: a 1x1 conv
+        W = self.mask.astype(numpy.float32) / \
+            numpy.maximum(self.mask.sum(axis=1), 1)[:, None].astype(numpy.float32)
+        return onnx.node("Conv", [y, onnx.const(f"{n}/channel_mean", W[:, :, None, None])],
+                         f"{n}/channel_pool", kernel_shape=[1, 1])
+
+    def onnx_channel_max(self, onnx, y):
+        """Out o = max over the connected channels: one Gather + ReduceMax per output."""
+        n, outs = self.name, []
+        for o, row in enumerate(self.mask):
+            channels = numpy.flatnonzero(row)
+            if len(channels) == 0:
+                raise onnx.error(self, f"output {o} of the Pool Mapping pools no channel")
+            g = onnx.node("Gather", [y, onnx.const(f"{n}/ch{o}", channels, numpy.int64)],
+                          f"{n}/gather{o}", axis=1)
+            axes = onnx.const(f"{n}/axes{o}", [1], numpy.int64)     # opset 18+: an input
+            outs.append(onnx.node("ReduceMax", [g, axes], f"{n}/max{o}", keepdims=1))
+        return outs[0] if len(outs) == 1 else onnx.node("Concat", outs, f"{n}/channel_pool", axis=1)
+
+    def fuse(self, fuser):
+        return fuser.pool(self)
+
+    def count_n2d2(self, counter):
+        return counter.pool(self)
+
 
 __all__ = ["PoolCell"]

@@ -35,5 +35,17 @@ class SoftmaxCell(Cell):
             y = self.qact(y, training)
         return y
 
+    # ---------------------------------------------------------------- traits (cells/base.py)
+    keeps_precision = False
+    n2d2_neurons = True
+
+    def export_onnx(self, onnx, xs):
+        if self.group_size:
+            raise onnx.error(self, "GroupSize has no ONNX export")
+        return onnx.node("Softmax", [onnx.concat(self, xs)], f"{self.name}/softmax", axis=1)
+
+    def fuse(self, fuser):
+        return fuser.softmax(self)
+
 
 __all__ = ["SoftmaxCell"]

@@ -47,6 +47,14 @@ class OnnxPoolCell(PoolCell):
             y = F.avg_pool2d(x, kernel, stride, self.pads, self.ceil_mode, self.count_include_pad)
         return self.activate(y, training)
 
+    def onnx_geometry(self):
+        t, b, l, r = self.pads
+        return [t, l, b, r], int(self.ceil_mode), int(self.count_include_pad)
+
+    fusion_refusal = ("ONNX pool geometry (asymmetric pads, ceil mode, count_include_pad=0) is "
+                      "not part of the integer engine")
+    fuse = Cell.fuse
+
 
 class OnnxDeconvCell(DeconvCell):
     """**n2d2py extension, not in N2D2** (N2D2's importer has no ConvTranspose): ``Type=Deconv``
@@ -104,6 +112,9 @@ class OnnxTensorCell(Cell):
     """
     type_name = "OnnxOp"
     solver_roles = ("Weights",)
+    keeps_precision = False
+    onnx_refusal = "n2d2py's ONNX-extension cells have no ONNX export yet"
+    fusion_refusal = "n2d2py's ONNX-extension cells are not part of N2D2's QAT fusion"
 
     def __init__(self, name="", parents=("env",), op="Unary", options=None, in_dims=(),
                  out_dims=(), **values):

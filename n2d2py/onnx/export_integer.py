@@ -28,6 +28,10 @@ without QAct) and Softmax probabilities.
   weight denominator holds the 1/K) as a depthwise ``ConvInteger`` with a ones kernel.
 * ElemWise: ``Σ int64(code_i)·M_i`` (Q16 multipliers), then the node's rescale.
 * Softmax: ``Softmax`` (axis 1) on the double codes: float, equal to the engine's to an ulp.
+* Moved codes (Padding, Reshape, Transpose, ChannelShuffle): the cell's own ONNX nodes
+  (``Cell.export_onnx``) on the code tensor, whose type and range they keep.
+
+Each fused node names the rule below that exports it (``Node.export_onnx``).
 
 Graph outputs: the nodes nothing reads (the target's), or every node with ``all_outputs=True``.
 """
@@ -35,7 +39,6 @@ import numpy
 from onnx import TensorProto, helper
 
 from ..errors import OnnxError
-from ..qat.engine import IntegerConv, IntegerElemWise, IntegerFc, IntegerPool, SoftmaxNode
 from ..qat.scaling import FRACTIONAL_BITS
 from .export import Exporter
 
@@ -93,13 +96,8 @@ class IntegerExporter(Exporter):
         self.names.add("env")
         lo, hi = 0, int(fused.input.max_code)
         tensors = {"env": Tensor("env", lo, hi, TensorProto.UINT8)}
-        handlers = {IntegerConv: self.conv, IntegerFc: self.fc, IntegerPool: self.pool,
-                    IntegerElemWise: self.elemwise, SoftmaxNode: self.softmax}
         for name, node in fused.nodes.items():
-            handler = next((h for kind, h in handlers.items() if isinstance(node, kind)), None)
-            if handler is None:
-                raise self.fail(node, "no integer ONNX export for this node type")
-            y = handler(node, [tensors[p] for p in node.parents])
+            y = node.export_onnx(self, [tensors[p] for p in node.parents])
             tensors[name] = self.rename(y, name)
         c, h, w = fused.input_shape
         inputs = [helper.make_tensor_value_info("env", TensorProto.UINT8, ["N", c, h, w])]
@@ -218,6 +216,10 @@ class IntegerExporter(Exporter):
         x = self.cast(xs[0], TensorProto.DOUBLE, f"{node.name}/double")
         return Tensor(self.node("Softmax", [x], f"{node.name}/softmax", axis=1), None, None,
                       TensorProto.DOUBLE)
+
+    def move(self, node, xs):
+        x, = xs
+        return Tensor(node.cell.export_onnx(self, [x.name]), x.lo, x.hi, x.type)
 
     # ------------------------------------------------------------ rescaling (qat/scaling.py)
     def rescale(self, node, acc):

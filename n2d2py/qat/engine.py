@@ -18,6 +18,10 @@ probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input)
 * ``IntegerElemWise``: ``acc = Σ_i M_i · code_i`` with Q16 multipliers ``M_i`` that bring each
   operand to the reference operand's units (§5.6), then the node's rescaling.
 * ``SoftmaxNode``: float64 softmax over the channels of the codes (argmax unchanged, §5.7).
+* ``MoveNode``: a cell that only moves codes (Padding, Reshape, Transpose, ChannelShuffle: its
+  ``fuse`` names ``Fuser.move``) runs its own forward on them, exact (no arithmetic).
+
+Each node names its exporter rule (``export_onnx(onnx, xs)`` calls ``onnx/export_integer.py``).
 """
 import numpy
 
@@ -69,9 +73,15 @@ class Node:
     def __call__(self, xs):
         raise NotImplementedError
 
+    def export_onnx(self, onnx, xs):
+        raise onnx.fail(self, "no integer ONNX export for this node type")
+
 
 class IntegerConv(Node):
     type_name = "Conv"
+
+    def export_onnx(self, onnx, xs):
+        return onnx.conv(self, xs)
 
     def __init__(self, name, parents, out_shape, R, alpha, W_int, stride, padding, dilation,
                  groups, rescaling, W_fused=None):
@@ -131,6 +141,9 @@ class IntegerConv(Node):
 class IntegerFc(Node):
     type_name = "Fc"
 
+    def export_onnx(self, onnx, xs):
+        return onnx.fc(self, xs)
+
     def __init__(self, name, parents, out_shape, R, alpha, W_int, rescaling, W_fused=None):
         super().__init__(name, parents, out_shape, R, alpha)
         self.W_int = numpy.asarray(W_int, numpy.int32)
@@ -154,6 +167,9 @@ class IntegerFc(Node):
 
 class IntegerPool(Node):
     type_name = "Pool"
+
+    def export_onnx(self, onnx, xs):
+        return onnx.pool(self, xs)
 
     def __init__(self, name, parents, out_shape, R, alpha, pooling, kernel, stride, padding,
                  max_code):
@@ -188,6 +204,9 @@ class IntegerPool(Node):
 class IntegerElemWise(Node):
     type_name = "ElemWise"
 
+    def export_onnx(self, onnx, xs):
+        return onnx.elemwise(self, xs)
+
     def __init__(self, name, parents, out_shape, R, alpha, multipliers, rescaling):
         super().__init__(name, parents, out_shape, R, alpha)
         self.multipliers = [int(m) for m in multipliers]
@@ -205,12 +224,33 @@ class IntegerElemWise(Node):
 class SoftmaxNode(Node):
     type_name = "Softmax"
 
+    def export_onnx(self, onnx, xs):
+        return onnx.softmax(self, xs)
+
     def __call__(self, xs):
         x, = xs
         xp = get_xp(x)
         z = x.astype(xp.float64)
         z = xp.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
+
+
+class MoveNode(Node):
+    """The codes moved by ``cell`` (its forward selects or moves values, no arithmetic; no
+    activation, no quantizer): exact on integers. ``den`` and the code range are its input's."""
+
+    def __init__(self, name, parent, cell):
+        super().__init__(name, [parent.name], cell.out_shape, parent.R, parent.alpha)
+        self.cell, self.den, self.max_code = cell, parent.den, parent.max_code
+        self.type_name = cell.type_name
+
+    def __call__(self, xs):
+        from ..autograd import Variable, no_grad
+        with no_grad():
+            return self.cell.forward([Variable(xs[0])], False).data
+
+    def export_onnx(self, onnx, xs):
+        return onnx.move(self, xs)
 
 
 def run(nodes, codes, keep=None):

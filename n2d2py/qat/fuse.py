@@ -1,11 +1,17 @@
 """The ``-qat-sat`` pass (N2D2's DeepNetQAT, spec/qat.md §5): a SAT fake-quantized DeepNet ->
 a NEW integer ``FusedNet`` (the DeepNet is left untouched).
 
-Traversal (§5.3) in build order: Conv→BatchNorm(SAT QAct) pairs become one ``IntegerConv``
-(§5.4), Fc cells ``IntegerFc`` (§5.5), ElemWise Sums ``IntegerElemWise`` (§5.6); Pool and Softmax
-are kept, Dropout is removed (identity at test time). Each node's output codes carry (R, α): the
-input of the first layer is (255, 1.0), the env pixel ×255 (§5.2). Per output channel the
-constants are N2D2's, in float64, stored as float32::
+Traversal (§5.3) in build order; each cell names its rule (``Cell.fuse(fuser)``, beside its code)
+or says why it cannot be fused (``fusion_refusal``): Conv→BatchNorm(QAct) pairs become one
+``IntegerConv`` (``conv_batchnorm``, §5.4), Fc cells ``IntegerFc`` (``fc``, §5.5), ElemWise Sums
+``IntegerElemWise`` (``elemwise``, §5.6); Pool and Softmax are kept (``pool``, ``softmax``),
+Dropout is removed (``identity``: identity at test time); cells that only move codes (Padding,
+Reshape, Transpose, ChannelShuffle) run their own forward on the codes (``move``, an n2d2py
+extension). Weights must be SAT-quantized (N2D2's formulas below are SAT's); an activation
+quantizer is read through its ``grid()``: any unsigned grid [0, R] with top value α (SAT, PACT;
+LSQ's α = R·step) gives codes the integer engine reproduces. Each node's output codes carry
+(R, α): the input of the first layer is (255, 1.0), the env pixel ×255 (§5.2). Per output
+channel the constants are N2D2's, in float64, stored as float32::
 
     f = γ/sqrt(eps + σ²) (0 if σ² ≤ 1e-12),  sgn = sign(f)
     W = sgn·RND_w(w_q·wsf)
@@ -53,7 +59,9 @@ import numpy
 
 from ..autograd import no_grad
 from ..backend import asnumpy
+from ..cells.batchnorm import BatchNormCell
 from ..errors import N2D2Error
+from ..quantizers import ClipActQuantizer, SATActQuantizer, SATWeightQuantizer
 from . import engine
 from .scaling import ActivationRescaling, parse_act_scaling_mode, parse_round_mode, rintf
 
@@ -89,21 +97,15 @@ def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE
     return Fuser(net, options).run()
 
 
-def quantizer_name(q):
-    """The INI name of a quantizer (``SAT``, ``LSQ``, ``Prune``)."""
-    return getattr(q, "type_name", None) or type(q).__name__
-
-
 def bits(R):
     """N2D2's bit count of a range: rintf(log2(R)) (255 -> 8, 15 -> 4, 3 -> 2, 1 -> 0)."""
     return int(rintf(numpy.log2(float(R))))
 
 
 def weight_denominator(quantizer):
-    """D with w_q·D an integer on the SAT grid (§1.2): R (Default, FullRange: (2k−R)/R) or
-    floor(R/2) (Symmetric, Asymmetric: k/r)."""
-    R = int(quantizer.range)
-    return R if quantizer.quant_mode in ("Default", "FullRange") else max(R // 2, 1)
+    """D with w_q·D an integer on the SAT grid (§1.2, ``grid().hi``): R (Default, FullRange:
+    (2k−R)/R) or floor(R/2) (Symmetric, Asymmetric: k/r)."""
+    return quantizer.grid().hi
 
 
 def to_integers(cell, W, D):
@@ -140,23 +142,25 @@ class Fuser:
     def parent_node(self, cell, index=0):
         return self.node(self.alias[cell.parents[index]])
 
-    def alpha(self, quantizer):
-        a = float(F32(quantizer.alpha))
-        return a if self.compat else abs(a)
+    def error(self, cell, message):
+        return N2D2Error(f"[{cell.name}] Type={cell.type_name} cannot be part of a fused integer "
+                         f"network: {message}")
+
+    def act_codes(self, cell, q, where=""):
+        """(R, α) of the codes an activation quantizer outputs: its grid must be unsigned
+        [0, R]; α its top value (|α| for SAT/PACT; α as stored in N2D2 mode, pitfall 7)."""
+        grid = q.grid()
+        if grid is None or grid.lo != 0:
+            raise N2D2Error(f"[{cell.name}] {where}QAct={q.type_name}: -qat-sat needs activation "
+                            f"codes 0..R (an unsigned grid: SAT, PACT, LSQ)")
+        alpha = float(F32(q.alpha)) if self.compat and isinstance(q, ClipActQuantizer) else grid.top
+        return int(grid.hi), alpha
 
     def run(self):
-        handlers = {"Conv": self.conv, "BatchNorm": self.batchnorm, "Fc": self.fc,
-                    "Pool": self.pool, "Dropout": self.dropout, "ElemWise": self.elemwise,
-                    "Softmax": self.softmax}
         self.check_has_sat()
         with no_grad():
-            for name, cell in self.net.cells.items():
-                handler = handlers.get(cell.type_name)
-                if handler is None:
-                    raise N2D2Error(f"[{name}] Type={cell.type_name} cannot be part of a fused "
-                                    f"integer network (-qat-sat fuses Conv+BatchNorm, Fc, ElemWise; "
-                                    f"keeps Pool, Dropout, Softmax)")
-                handler(cell)
+            for cell in self.net.cells.values():
+                cell.fuse(self)
         targets = []
         for target in self.net.targets:
             fused = copy.deepcopy(target)
@@ -167,14 +171,13 @@ class Fuser:
 
     def check_has_sat(self):
         """A network without any SAT quantizer: say so at its first cell, before anything."""
-        from ..quantizers import SATActQuantizer, SATWeightQuantizer
-        if any(isinstance(getattr(c, "qweight", None), SATWeightQuantizer)
-               or isinstance(c.qact, SATActQuantizer) for c in self.net.cells.values()):
+        if any(isinstance(c.qweight, SATWeightQuantizer) or isinstance(c.qact, SATActQuantizer)
+               for c in self.net.cells.values()):
             return
         for c in self.net.cells.values():
-            for key, q in (("QWeight", getattr(c, "qweight", None)), ("QAct", c.qact)):
+            for key, q in (("QWeight", c.qweight), ("QAct", c.qact)):
                 if q is not None:
-                    raise N2D2Error(f"[{c.name}] {key}={quantizer_name(q)}: -qat-sat fuses SAT "
+                    raise N2D2Error(f"[{c.name}] {key}={q.type_name}: -qat-sat fuses SAT "
                                     f"quantizers only, and this network has none")
         first = next(iter(self.net.cells), "env")
         raise N2D2Error(f"[{first}] no cell of this network has a SAT quantizer (QWeight=SAT, "
@@ -187,13 +190,12 @@ class Fuser:
                             f"handles one input per {cell.type_name} cell")
 
     def check_sat_weights(self, cell):
-        from ..quantizers import SATWeightQuantizer
         q = cell.qweight
         if q is None:
             raise N2D2Error(f"[{cell.name}] has no weight quantizer: -qat-sat fuses SAT-quantized "
                             f"Conv/Fc cells only (QWeight=SAT)")
         if not isinstance(q, SATWeightQuantizer):
-            raise N2D2Error(f"[{cell.name}] QWeight={quantizer_name(q)}: -qat-sat fuses SAT "
+            raise N2D2Error(f"[{cell.name}] QWeight={q.type_name}: -qat-sat fuses SAT "
                             f"quantizers only (QWeight=SAT)")
 
     def sat_weights(self, cell):
@@ -207,7 +209,7 @@ class Fuser:
 
     def check_linear(self, cell):
         act = cell.activation
-        if act is not None and (act.type_name != "Linear" or getattr(act, "clipping", 0.0)):
+        if act is not None and not act.is_identity:
             raise N2D2Error(f"[{cell.name}] has ActivationFunction={act.type_name}: the QAT fusion "
                             f"needs a Linear (or no) activation before the quantizer")
 
@@ -226,18 +228,14 @@ class Fuser:
         return (-(1 << (n - 1)), (1 << (n - 1)) - 1) if signed else (0, (1 << n) - 1)
 
     # -- Conv + BatchNorm (§5.4) ------------------------------------------------------------------
-    def conv(self, cell):
-        from ..quantizers import SATActQuantizer
+    def conv_batchnorm(self, cell):
         self.check_sat_weights(cell)
         kids = self.children[cell.name]
         bn = self.net.cells[kids[0]] if len(kids) == 1 else None
-        if bn is not None and bn.type_name == "BatchNorm" and bn.qact is not None \
-                and not isinstance(bn.qact, SATActQuantizer):
-            raise N2D2Error(f"[{cell.name}] its BatchNorm [{bn.name}] has "
-                            f"QAct={quantizer_name(bn.qact)}: -qat-sat fuses SAT quantizers only")
-        if bn is None or bn.type_name != "BatchNorm" or not isinstance(bn.qact, SATActQuantizer):
+        if bn is None or not isinstance(bn, BatchNormCell) or bn.qact is None:
             raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
                             f"(its only child must be one): cannot fuse")
+        R_out, a_out = self.act_codes(cell, bn.qact, f"its BatchNorm [{bn.name}] has ")
         self.single_parent(cell)
         self.check_linear(cell)
         if cell.qweight is not None and getattr(cell.qweight, "apply_scaling", False):
@@ -248,7 +246,6 @@ class Fuser:
         q, wq = self.sat_weights(cell)
         src = self.parent_node(cell)
         R_in, a_in = float(src.R), float(src.alpha)
-        R_out, a_out = int(bn.qact.range), self.alpha(bn.qact)
         R_w = int(q.range)
         wsf, corr = self.wsf(R_w), 1.0
         if q.quant_mode == "Default" and wsf == 7:        # the 4-bit Default hack (pitfall 8)
@@ -299,11 +296,10 @@ class Fuser:
 
     # -- Fc (§5.5) ---------------------------------------------------------------------------------
     def fc(self, cell):
-        from ..quantizers import SATActQuantizer
         self.single_parent(cell)
         self.check_linear(cell)
-        if cell.qact is not None and not isinstance(cell.qact, SATActQuantizer):
-            raise N2D2Error(f"[{cell.name}] activation quantizer is not SAT: cannot fuse")
+        if cell.qact is not None:
+            R_out, a_out = self.act_codes(cell, cell.qact)
         q, wq = self.sat_weights(cell)
         src = self.parent_node(cell)
         R_in, a_in = float(src.R), float(src.alpha)
@@ -316,7 +312,6 @@ class Fuser:
         W = self.round_w(wq * wsf * sat_s)
         has_q = cell.qact is not None
         if has_q:
-            R_out, a_out = int(cell.qact.range), self.alpha(cell.qact)
             out = R_out / a_out
         else:
             R_out, a_out, out = None, None, R_in       # as coded (§5.5)
@@ -363,15 +358,15 @@ class Fuser:
 
     # -- ElemWise (§5.6) ---------------------------------------------------------------------------
     def elemwise(self, cell):
-        from ..quantizers import SATActQuantizer
         n = len(cell.parents)
         if cell.operation != "Sum" or any(w != 1.0 for w in cell.coefficients(cell.weights, 1.0)) \
                 or any(s != 0.0 for s in cell.coefficients(cell.shifts, 0.0)):
             raise N2D2Error(f"[{cell.name}] ElemWise: only Operation=Sum with unit Weights and no "
                             f"Shifts can be fused")
-        if not isinstance(cell.qact, SATActQuantizer):
+        if cell.qact is None:
             raise N2D2Error(f"[{cell.name}] ElemWise without a SAT activation quantizer: its "
                             f"output would not be activation codes, cannot fuse")
+        R_out, a_out = self.act_codes(cell, cell.qact)
         self.check_linear(cell)
         srcs = [self.parent_node(cell, i) for i in range(n)]
         if any(s.den != 1 for s in srcs):
@@ -382,7 +377,6 @@ class Fuser:
         from .scaling import round_half_away
         mult = [int(round_half_away(numpy, numpy.float64(u / unit[ref] * 2 ** ELEMWISE_BITS)))
                 for u in unit]
-        R_out, a_out = int(cell.qact.range), self.alpha(cell.qact)
         R_ref, a_ref = float(srcs[ref].R), float(srcs[ref].alpha)
         O = cell.out_shape[0]
         S = F32(numpy.full(O, (R_out / a_out) / (R_ref / a_ref)))
@@ -413,9 +407,19 @@ class Fuser:
         node.source = cell.name
         self.add(cell, node)
 
-    def dropout(self, cell):
+    def identity(self, cell):
         self.single_parent(cell)
         self.alias[cell.name] = self.alias[cell.parents[0]]
+
+    def move(self, cell):
+        """A cell that only moves codes (no arithmetic) runs its own forward on them."""
+        self.single_parent(cell)
+        if cell.qact is not None or not (cell.activation is None or cell.activation.is_identity):
+            raise N2D2Error(f"[{cell.name}] {cell.type_name} with an activation or a quantizer "
+                            f"cannot be fused")
+        node = engine.MoveNode(cell.name, self.parent_node(cell), cell)
+        node.source = cell.name
+        self.add(cell, node)
 
     def softmax(self, cell):
         self.single_parent(cell)

@@ -15,14 +15,17 @@ State files (spec/qat.md §2, §3, §4, §6.6) are written with 10 significant d
 for every cell that has a quantizer (``std::setprecision(10)``).
 """
 import os
+from typing import NamedTuple
 
-import numpy  # only to create host-side scalar Parameters, never on data
+import numpy  # only to create host-side Parameters, never on data
 
-from ..autograd import Variable
+from ..autograd import Parameter, Variable
 from ..backend import DTYPE, asnumpy, device_of, get_xp, to_device
 from ..errors import ShapeError, WeightsError, expect
+from ..ini.convert import to_float, to_uint
 from ..io import syntxt
-from ..params import Parameterizable, Registry
+from ..params import Key, Parameterizable, Registry, at_least, check_key_rules
+from ..stats.cost import range_bits
 
 WEIGHT_QUANTIZERS = Registry("weight quantizer")
 ACT_QUANTIZERS = Registry("activation quantizer")
@@ -88,18 +91,126 @@ def export_quant_weights(folder, cell_name, cell_type, weights, connections=None
     return path
 
 
-# -- base classes -------------------------------------------------------------------------
+# -- the contract ------------------------------------------------------------------------------
+class Grid(NamedTuple):
+    """The integer grid a quantizer maps to (what the ONNX export and the QAT fusion read):
+    every output is ``scale · code`` with an integer ``code`` in [lo, hi]; ``top`` is the largest
+    value as the quantizer itself computes it (SAT/PACT activations: |α|, so fused constants
+    use the exact float the forward used, not ``scale · hi``)."""
+    scale: float
+    lo: int
+    hi: int
+    top: float
+
+
+class LazyParameter:
+    """A learnable quantizer value (α, LSQ's step, DQ's d and q_max, FracBits' b, DQA's α),
+    declared on the class and created on first use from ``initial(quantizer)`` (a number or a
+    list), as N2D2 creates them lazily: a float32 Parameter of group "quantizer", created on the
+    host like every Parameter (``DeepNet.to`` and ``follow_device`` move it).
+
+        alpha_param = LazyParameter("alpha", lambda q: q.alpha_init)
+
+    ``Quantizer.parameters()`` lists a class's LazyParameters in declaration order."""
+
+    def __init__(self, name, initial):
+        self.name, self.initial = name, initial
+        self.slot = None
+
+    def __set_name__(self, owner, attr):
+        self.slot = "_" + attr
+
+    def __get__(self, quantizer, owner=None):
+        if quantizer is None:
+            return self
+        param = quantizer.__dict__.get(self.slot)
+        if param is None:
+            data = numpy.atleast_1d(numpy.asarray(self.initial(quantizer), dtype=DTYPE))
+            param = quantizer.__dict__[self.slot] = Parameter(data, name=self.name,
+                                                              group="quantizer")
+        return param
+
+    def __set__(self, quantizer, param):
+        quantizer.__dict__[self.slot] = param
+
+
 class Quantizer(Parameterizable):
-    """Common surface of weight and activation quantizers: learnable parameters and state I/O.
+    """What every QWeight/QAct quantizer answers (docs/ARCHITECTURE.md "add a quantizer"):
 
-    ``parameters()`` lists the learnable Parameters (group ``"quantizer"``), to which the cell
-    attaches ``QWeightSolver``/``QActSolver``. ``export_state(folder, cell_name)`` and
-    ``import_state(folder, cell_name, ignore_missing=False)`` read and write N2D2's files; the
-    default is no state (SAT weights, spec/qat.md §1.5).
+    * INI keys: ``Key(..., check=...)`` per key (checked where the value is read: file:line);
+      ``check_keys()`` for rules between keys (``Parameterizable``; called at build time, after
+      the ConfigSections);
+    * ``parameters()``: learnable Parameters (group "quantizer": the cell gives them
+      QWeightSolver/QActSolver); by default every ``LazyParameter`` of the class;
+    * ``bits()``: bits of the codes (None: not a fixed-point quantizer, Prune; FracBits'
+      fractional b while it searches); ``bits_variable()``: a differentiable b for the
+      size/BitOps penalties, or None;
+    * ``grid()``: the ``Grid`` its outputs lie on, or None (not a uniform integer grid: no QDQ
+      export, no fusion);
+    * ``state_dict()`` / ``load_state_dict()``: run-time state for ``-l`` (``state_names``:
+      counters, masks, flags), never a value read from the INI (the INI read again wins) and
+      never a Parameter (saved with every Parameter);
+    * hooks, no-ops here: ``begin_training(total_batches)``, ``on_epoch(epoch)`` (1-based),
+      ``on_step(batch_size)`` after each update, ``penalty(total_weights)`` (a Variable added
+      to the loss, or None), ``freeze()`` (end of a search phase);
+    * N2D2's files: ``state_file(folder, cell_name)`` (None: no state file),
+      ``export_state``, ``import_state``.
     """
+    state_names = ()
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        if values:
+            check_key_rules(self)
+
+    # -- learning -------------------------------------------------------------------------------
     def parameters(self):
-        return []
+        return [getattr(self, attr) for klass in reversed(type(self).__mro__)
+                for attr, value in vars(klass).items() if isinstance(value, LazyParameter)]
+
+    def bits(self):
+        return None
+
+    def bits_variable(self):
+        return None
+
+    def grid(self):
+        return None
+
+    def begin_training(self, total_batches):
+        """Before the first step of a learning run of ``total_batches`` batches."""
+
+    def on_epoch(self, epoch):
+        """Start of epoch ``epoch`` (1-based)."""
+
+    def on_step(self, batch_size):
+        """After every solver update (one training step on ``batch_size`` stimuli)."""
+
+    def penalty(self, total_weights):
+        """A term added to the loss (``total_weights``: weights of the whole network), or None."""
+        return None
+
+    def freeze(self):
+        """End of a search phase (FracBits rounds its b)."""
+
+    def to(self, device):
+        """Move run-time arrays (Parameters follow ``follow_device``)."""
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self):
+        """``{name: value}`` of ``state_names``: numbers, arrays, lists of arrays."""
+        return {name: getattr(self, name) for name in self.state_names}
+
+    def load_state_dict(self, state):
+        """Restore ``state_dict()``; names this class does not keep are ignored (a state saved
+        by an older n2d2py may hold INI values: those never come back)."""
+        for name in self.state_names:
+            if name in state:
+                setattr(self, name, state[name])
+
+    @staticmethod
+    def state_file(folder, cell_name):
+        return None
 
     def export_state(self, folder, cell_name):
         """Write this quantizer's N2D2 state file(s) into ``folder`` (nothing by default)."""
@@ -107,9 +218,6 @@ class Quantizer(Parameterizable):
     def import_state(self, folder, cell_name, ignore_missing=False):
         """Read the state written by ``export_state``; missing file -> ``WeightsError`` unless
         ``ignore_missing`` (N2D2 then prints a notice and keeps the current value)."""
-
-    def update(self, batch_size):
-        """Hook called once per solver update (Prune's Gradual schedule uses it)."""
 
     def describe(self):
         return f"{type(self).__name__} ({getattr(self, 'type_name', '?')})"
@@ -119,11 +227,10 @@ class WeightQuantizer(Quantizer):
     """``QWeight=``: ``q(weights) -> quantized weights``.
 
     ``weights`` is the cell's list of weight Variables (one per parent); the result is a list of
-    the same length. A single Variable (or array) gives a single Variable back. The optional
-    ``cell`` argument is accepted for the ARCHITECTURE.md call form ``q(W, cell)`` and unused.
+    the same length. A single Variable (or array) gives a single Variable back.
     """
 
-    def __call__(self, weights, cell=None):
+    def __call__(self, weights):
         single = not isinstance(weights, (list, tuple))
         ws = [weights] if single else list(weights)
         if not ws:
@@ -140,6 +247,45 @@ class ActQuantizer(Quantizer):
 
     def __call__(self, x, training=True):
         raise NotImplementedError
+
+
+class RangeBits:
+    """``bits()`` of a quantizer with N2D2's ``Range`` key R: ceil(log2(R + 1)) bits hold its
+    R + 1 levels (R=255 -> 8, R=15 -> 4, R=1 -> 1)."""
+
+    def bits(self):
+        return range_bits(self.range)
+
+
+class ClipActQuantizer(RangeBits, ActQuantizer):
+    """Activations clipped to [0, |α|] on R+1 unsigned levels with a learnable α (SAT's CG-PACT,
+    PACT): ``Range``, ``Alpha`` (initial α), the Parameter α, the grid (|α|/R, 0..R), and the
+    state file ``<cell>_QAct_<Type>_Alpha.syntxt`` (one float, no newline). Subclasses write
+    ``__call__``."""
+
+    range = Key("Range", to_uint, default=255, doc="number of steps R", check=at_least(1))
+    alpha_init = Key("Alpha", to_float, default=1.0, doc="initial clipping value α")
+    alpha_param = LazyParameter("alpha", lambda q: q.alpha_init)
+
+    @property
+    def alpha(self):
+        """α as stored (signed; the fusion's N2D2 mode uses it as is, spec/qat.md §8 pitfall 7)."""
+        return param_value(self.alpha_param)
+
+    def grid(self):
+        a = abs(self.alpha)
+        return Grid(a / int(self.range), 0, int(self.range), a)
+
+    def state_file(self, folder, cell_name):
+        return os.path.join(folder, f"{cell_name}_QAct_{self.type_name}_Alpha.syntxt")
+
+    def export_state(self, folder, cell_name):
+        write_syntxt_scalar(self.state_file(folder, cell_name), self.alpha)
+
+    def import_state(self, folder, cell_name, ignore_missing=False):
+        value = load_scalar_state(self.state_file(folder, cell_name), ignore_missing)
+        if value is not None:
+            self.alpha_param.data[...] = DTYPE(value)
 
 
 def load_scalar_state(path, ignore_missing):
@@ -160,12 +306,6 @@ def load_state_values(path, ignore_missing, count, what, error=ShapeError):
     return values
 
 
-def scalar_param_data(value):
-    """A 1-element float32 host array for a scalar Parameter (α, LSQ step); created on the CPU
-    like every Parameter, ``DeepNet.to(device)`` moves it."""
-    return numpy.asarray([value], dtype=DTYPE)
-
-
 def follow_device(param, x):
     """Move a quantizer Parameter created on the host to ``x``'s device if they differ (a
     quantizer used before ``DeepNet.to`` saw its lazily created α/step)."""
@@ -181,5 +321,6 @@ def param_value(param):
 
 
 __all__ = ["WEIGHT_QUANTIZERS", "ACT_QUANTIZERS", "Quantizer", "WeightQuantizer", "ActQuantizer",
+           "Grid", "LazyParameter", "RangeBits", "ClipActQuantizer",
            "format_syntxt_value", "write_syntxt_rows", "write_syntxt_scalar", "read_syntxt_values",
            "read_syntxt_scalar", "quant_weights_file", "export_quant_weights"]

@@ -6,11 +6,12 @@ Cost model (spec/methods.md §6): a Conv/Fc/Deconv cell l costs
     size_l   = N_l^w · b_l^w / 8 bytes
     BitOps_l = MAC_l · b_l^w · b_l^a,   b^a = bits of the activation entering the cell
 
-with b^w from the cell's weight quantizer (``bits_variable()`` where it has a differentiable one:
-DQ's ceil-STE bits, FracBits' fractional b, DQA's Σ a_k·n_k; ``bits()`` or Range otherwise; 32 for
-float cells) and b^a from the nearest ``QAct`` upstream (through cells without weights: pooling,
-dropout, batch norm), 8 for the network input (image data), 32 for a float activation. Biases are
-not counted.
+with N_l^w and MAC_l from ``cell.cost()``, b^w from the cell's weight quantizer
+(``bits_variable()`` where it has a differentiable one: DQ's ceil-STE bits, FracBits' fractional
+b, DQA's Σ a_k·n_k; ``bits()`` otherwise; 32 for float cells) and b^a from the quantizer
+``stats.cost.input_quantizer`` finds (the nearest ``QAct`` upstream through cells that keep
+their input's precision: the report's rule), 8 for the network input (image data), 32 for a
+float activation. Biases are not counted.
 
 The penalty pulls the network cost C toward the target C* given by ``QWeight.TargetSize`` (bytes)
 or ``QWeight.TargetBitOps`` (the same value on every quantized cell, usually through a
@@ -21,22 +22,20 @@ ConfigSection), with r = C/C* − 1 (relative, so λ does not depend on the unit
 
 ``constraint_loss(cells)`` adds every quantizer's own ``penalty(S)`` (QR/WQR for DFP/Po2, the DQA
 attention regulariser, S = number of weights of the network) to the size/BitOps penalties: the
-training loop adds it to the task loss before ``backward()`` (``learn_batch`` below does it all).
+training step (``DeepNet.learn_batch``) adds it to the task loss before ``backward()``.
 """
-import math
-
 from ..autograd import Function, Variable
-from ..backend import DTYPE, asnumpy
+from ..backend import DTYPE
 from ..errors import IniError
 from ..ini.convert import enum, to_float
 from ..params import Key
+from ..stats.cost import ENV, FLOAT_BITS, IMAGE_BITS, input_quantizer
 
 F32 = DTYPE
-INPUT_BITS = 8     # the network input is 8-bit image data (spec/methods.md §6)
-FLOAT_BITS = 32
+INPUT_BITS = IMAGE_BITS     # the network input is 8-bit image data (spec/methods.md §6)
 
-__all__ = ["ConstraintKeys", "constraint_loss", "cost_terms", "cost_summary", "on_epoch",
-           "set_schedule_length", "freeze_bits", "learn_batch", "weighted_cells"]
+__all__ = ["ConstraintKeys", "constraint_loss", "cost_terms", "cost_summary", "weighted_cells",
+           "weight_count"]
 
 
 class ConstraintKeys:
@@ -70,8 +69,8 @@ class ConstraintPenalty(Function):
 
 # -- what costs what ------------------------------------------------------------------------
 def weighted_cells(cells):
-    """The cells with weight tensors (Conv, Deconv, Fc), in build order."""
-    return [c for c in _values(cells) if getattr(c, "weights", None)]
+    """The cells with weights (Conv, Deconv, Fc: ``cost().weights``), in build order."""
+    return [c for c in _values(cells) if c.cost().weights]
 
 
 def _values(cells):
@@ -79,68 +78,27 @@ def _values(cells):
 
 
 def weight_count(cell):
-    """Stored weights of a cell: a Conv ``Mapping`` mask drops its unconnected kernels."""
-    masks = list(getattr(cell, "weight_masks", None) or []) + [None] * len(cell.weights)
-    total = 0
-    for w, m in zip(cell.weights, masks):
-        if m is None:
-            total += int(w.data.size)
-        else:
-            m = asnumpy(m.data if isinstance(m, Variable) else m)
-            total += int((m != 0).sum()) * int(w.data.size) // int(m.size)
-    return total
-
-
-def cell_macs(cell):
-    """Multiply-accumulates for one input sample: each weight is used once per output pixel
-    (Conv, grouped included, since W holds only the connected channels), once per input pixel
-    (Deconv), once (Fc)."""
-    kind = getattr(cell, "type_name", type(cell).__name__)
-    if kind == "Fc" or len(getattr(cell, "out_shape", ())) < 3:
-        return weight_count(cell)
-    if kind == "Deconv":
-        return weight_count(cell) * cell.in_shapes[0][1] * cell.in_shapes[0][2]
-    return weight_count(cell) * cell.out_shape[1] * cell.out_shape[2]
+    """Stored weights of a cell (a Conv ``Mapping`` drops its unconnected kernels)."""
+    return cell.cost().weights
 
 
 def quantizer_bits(q):
-    """b of a quantizer as a number: ``bits()``, else ceil(log2(Range + 1)), else 32."""
-    if q is None:
-        return FLOAT_BITS
-    if hasattr(q, "bits"):
-        return q.bits()
-    if hasattr(q, "range"):
-        return math.ceil(math.log2(q.range + 1))
-    return FLOAT_BITS
+    """b of a quantizer as a number: ``bits()``; 32 for none or a float one (Prune)."""
+    bits = None if q is None else q.bits()
+    return FLOAT_BITS if bits is None else bits
 
 
 def bits_value(q, differentiable):
     """b as a Variable (differentiable where the quantizer provides one) or a float."""
-    if differentiable and q is not None and hasattr(q, "bits_variable"):
+    if differentiable and q is not None:
         v = q.bits_variable()
         if v is not None:
             return v
     return float(quantizer_bits(q))
 
 
-def input_quantizer(cells, cell):
-    """The activation quantizer feeding ``cell`` ("env" for the input, None for float)."""
-    by_name = {c.name: c for c in _values(cells)}
-    parent = cell.parents[0] if cell.parents else "env"
-    while parent != "env":
-        p = by_name.get(parent)
-        if p is None:
-            return None
-        if getattr(p, "qact", None) is not None:
-            return p.qact
-        if getattr(p, "weights", None) or len(p.parents) != 1 or p.activation is not None:
-            return None  # a float activation
-        parent = p.parents[0]
-    return "env"
-
-
 def act_bits_value(q, differentiable):
-    if q == "env":
+    if q == ENV:
         return float(INPUT_BITS)
     return bits_value(q, differentiable) if q is not None else float(FLOAT_BITS)
 
@@ -149,10 +107,11 @@ def cost_terms(cells, differentiable=True):
     """(size in bytes, BitOps), each a Variable when a term is differentiable, else a float."""
     size, bitops = 0.0, 0.0
     for cell in weighted_cells(cells):
+        weights, macs, _ = cell.cost()
         bw = bits_value(cell.qweight, differentiable)
         ba = act_bits_value(input_quantizer(cells, cell), differentiable)
-        size = size + bw * (weight_count(cell) / 8.0)
-        bitops = bitops + (bw * ba) * float(cell_macs(cell))
+        size = size + bw * (weights / 8.0)
+        bitops = bitops + (bw * ba) * float(macs)
     return size, bitops
 
 
@@ -164,8 +123,8 @@ def cost_summary(cells):
     for cell in weighted_cells(cells):
         bw = float(quantizer_bits(cell.qweight))
         qa = input_quantizer(cells, cell)
-        ba = float(INPUT_BITS if qa == "env" else quantizer_bits(qa))
-        n, macs = weight_count(cell), cell_macs(cell)
+        ba = float(INPUT_BITS if qa == ENV else quantizer_bits(qa))
+        n, macs, _ = cell.cost()
         rows.append({"cell": cell.name, "weights": n, "macs": macs, "wbits": bw, "abits": ba,
                      "bytes": n * bw / 8.0, "bitops": macs * bw * ba})
     total = {"bytes": sum(r["bytes"] for r in rows), "bitops": sum(r["bitops"] for r in rows)}
@@ -197,13 +156,14 @@ def _add(total, term):
 
 
 def constraint_loss(cells):
-    """Σ quantizers' own penalties + size/BitOps penalties, a Variable (0 when none apply)."""
+    """Σ quantizers' own penalties + size/BitOps penalties, a Variable, or None when no
+    quantizer adds anything."""
     wcells = weighted_cells(cells)
     total_weights = sum(weight_count(c) for c in wcells) or 1
     total = None
-    for cell in wcells:
-        if cell.qweight is not None and hasattr(cell.qweight, "penalty"):
-            total = _add(total, cell.qweight.penalty(total_weights))
+    for cell in _values(cells):
+        for q in cell.quantizers():
+            total = _add(total, q.penalty(total_weights))
     targets = _targets(cells)
     if targets:
         size, bitops = cost_terms(cells, differentiable=True)
@@ -212,47 +172,4 @@ def constraint_loss(cells):
             if isinstance(cost, Variable):
                 r = cost * (1.0 / target) - 1.0
                 total = _add(total, ConstraintPenalty(mode, lam).apply(r))
-    if total is None:
-        import numpy  # a host scalar zero; the caller adds it to a loss on any device
-        return Variable(numpy.zeros((), dtype=F32))
     return total
-
-
-# -- hooks for the training loop ---------------------------------------------------------------
-def on_epoch(cells, epoch):
-    """Start of epoch ``epoch`` (1-based): DFP/Po2 λ schedules follow it."""
-    for cell in weighted_cells(cells):
-        if hasattr(cell.qweight, "set_epoch"):
-            cell.qweight.set_epoch(epoch)
-
-
-def set_schedule_length(cells, batches):
-    """Total training batches B of DQA's temperature schedule, where the INI left it unset."""
-    for cell in weighted_cells(cells):
-        q = cell.qweight
-        if hasattr(q, "steps") and hasattr(q, "temperature") and not q.steps:
-            q.steps = int(batches)
-
-
-def freeze_bits(cells):
-    """End of FracBits' search phase: round and freeze every b (spec/methods.md §2)."""
-    for cell in weighted_cells(cells):
-        if hasattr(cell.qweight, "freeze"):
-            cell.qweight.freeze()
-
-
-def learn_batch(net, x, labels):
-    """``DeepNet.learn_batch`` with ``constraint_loss`` added to the loss. Returns (task loss,
-    penalty) as floats."""
-    from .. import backend
-    x = Variable(backend.to_device(x, net.device))
-    outputs = net.forward(x, training=True)
-    loss = net.loss(outputs, labels, x)
-    penalty = constraint_loss(net.cells)
-    (loss + penalty).backward()
-    for param in net.parameters():
-        if param.solver is not None:
-            param.solver.update(param, len(labels))
-        else:
-            param.grad = None
-    return float(asnumpy(loss.data).sum()), float(asnumpy(penalty.data).sum())

@@ -19,7 +19,7 @@ Training (Algorithm 2): the weights stay full precision in the forward while
     loss  = L + λ1·QR + λ2·WQR                                               (eq. 12)
 
 Wq is recomputed every mini-batch and is a constant. λ schedules (epoch e, set by
-constraints.on_epoch): λ_i(e) = (Lambda_i + Lambda_iSlope·e) for e ≥ Lambda_iStartEpoch, else
+the training loop's ``on_epoch``): λ_i(e) = (Lambda_i + Lambda_iSlope·e) for e ≥ Lambda_iStartEpoch, else
 0 — the paper's λ2 = 10·e and λ1 = 100 from epoch 150 (DFP; Po2 needs WQR only). Under
 ``no_grad()`` (validation, test, LPS) the forward uses the directly quantized weights, the
 paper's acc_Mq. ``Regularization=None`` quantizes in every forward with a straight-through
@@ -29,7 +29,6 @@ import math
 
 from ..autograd import Function, Variable, grad_enabled
 from ..backend import DTYPE, get_xp
-from ..errors import IniError
 from ..ini.convert import enum, to_float, to_uint
 from ..params import Key
 from .base import WEIGHT_QUANTIZERS, WeightQuantizer
@@ -106,6 +105,14 @@ class QRTerm(Function):
         return (gy * g / W.dtype.type(self.norm()),)
 
 
+def range_is_power_of_two(R):
+    """A ``Key`` check: Range = 2^b − 1 with b ≥ 2 (3, 7, 15, ...)."""
+    b = round(math.log2(R + 1)) if R > 0 else 0
+    if b < 2 or 2 ** b - 1 != R:
+        return f"Range must be 2^b - 1 with b >= 2 (3, 7, 15, ...), got {R}"
+    return None
+
+
 def ramp(base, slope, start, epoch):
     """λ(e) = base + slope·e for e ≥ start, else 0 (spec/methods.md §3 schedules)."""
     return base + slope * epoch if epoch >= start else 0.0
@@ -114,7 +121,8 @@ def ramp(base, slope, start, epoch):
 class _RegularizedQuantizer(WeightQuantizer):
     """Shared Range/bits, forward choice, QR/WQR penalty and λ schedules of DFP and Po2."""
 
-    range = Key("Range", to_uint, default=255, doc="R = 2^b − 1 (b bits)")
+    range = Key("Range", to_uint, default=255, doc="R = 2^b − 1 (b bits)",
+                check=range_is_power_of_two)
     regularization = Key("Regularization", enum("QR", "WQR", "None"), default="WQR")
     lambda1 = Key("Lambda1", to_float, default=100.0, doc="QR scale λ1 (base)")
     lambda1_slope = Key("Lambda1Slope", to_float, default=0.0, doc="λ1 increase per epoch")
@@ -123,20 +131,18 @@ class _RegularizedQuantizer(WeightQuantizer):
     lambda2_slope = Key("Lambda2Slope", to_float, default=10.0, doc="λ2 increase per epoch")
     lambda2_start = Key("Lambda2StartEpoch", to_float, default=0.0)
 
+    state_names = ("epoch",)
+
     def __init__(self, **values):
-        super().__init__(**values)
         self.epoch = 1
         self._last = []
+        super().__init__(**values)
 
     def bits(self):
-        """b = log2(Range + 1); Range must be 2^b − 1 with b ≥ 2."""
-        b = round(math.log2(self.range + 1)) if self.range > 0 else 0
-        if b < 2 or 2 ** b - 1 != self.range:
-            raise IniError(f"{self.describe()}: Range must be 2^b - 1 with b >= 2 "
-                           f"(3, 7, 15, ...), got {self.range}", key="QWeight.Range")
-        return b
+        """b = log2(Range + 1) (``range_is_power_of_two`` checked Range = 2^b − 1, b ≥ 2)."""
+        return round(math.log2(self.range + 1))
 
-    def set_epoch(self, epoch):
+    def on_epoch(self, epoch):
         self.epoch = epoch
 
     def lambdas(self):
@@ -153,7 +159,6 @@ class _RegularizedQuantizer(WeightQuantizer):
         raise NotImplementedError
 
     def quantize(self, weights):
-        self.bits()  # validates Range before any work
         self._last = list(weights)
         if self.regularization == "None":
             return [DirectQuantize(self).apply(w) for w in weights]

@@ -21,14 +21,14 @@ forward, without a hook in the training loop.
 import math
 import os
 
-from ..autograd import Function, Parameter, Variable, grad_enabled
+from ..autograd import Function, grad_enabled
 from ..backend import DTYPE
 from ..errors import expect
 from ..ini.convert import to_bool, to_float, to_uint
 from ..params import Key
 from .constraints import ConstraintKeys
-from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, WeightQuantizer,
-                   follow_device, load_state_values, param_value, scalar_param_data,
+from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, LazyParameter,
+                   WeightQuantizer, follow_device, load_state_values, param_value,
                    write_syntxt_rows)
 
 F32 = DTYPE
@@ -122,8 +122,8 @@ class _DQBase:
                        doc="project d to 2^rint(log2 d) in the forward (reference code)")
     clip_grads = Key("ClipGradients", to_bool, default=True, doc="clip g_d, g_qmax to ±d")
 
-    def _dq_init(self):
-        self._d = self._qmax = None
+    d_param = LazyParameter("dq_step", lambda q: q.step_init)
+    qmax_param = LazyParameter("dq_qmax", lambda q: q._qmax0())
 
     @property
     def signed(self):
@@ -132,22 +132,6 @@ class _DQBase:
     def _qmax0(self):
         levels = 2.0 ** (self.bits_init - 1) - 1 if self.signed else 2.0 ** self.bits_init - 1
         return self.step_init * levels
-
-    @property
-    def d_param(self):
-        if self._d is None:
-            self._d = Parameter(scalar_param_data(self.step_init), name="dq_step", group="quantizer")
-            self._qmax = Parameter(scalar_param_data(self._qmax0()), name="dq_qmax",
-                                   group="quantizer")
-        return self._d
-
-    @property
-    def qmax_param(self):
-        self.d_param
-        return self._qmax
-
-    def parameters(self):
-        return [self.d_param, self.qmax_param]
 
     def project(self):
         """Keep d, q_max and the derived b inside their boxes (in place, before each use)."""
@@ -214,10 +198,6 @@ class DQWeightQuantizer(_DQBase, ConstraintKeys, WeightQuantizer):
     bits_min = Key("BitsMin", to_uint, default=2)
     bits_max = Key("BitsMax", to_uint, default=8)
 
-    def __init__(self, **values):
-        super().__init__(**values)
-        self._dq_init()
-
     def quantize(self, weights):
         return [self._apply(w) for w in weights]
 
@@ -235,10 +215,6 @@ class DQActQuantizer(_DQBase, ActQuantizer):
     bits_min = Key("BitsMin", to_uint, default=1)
     bits_max = Key("BitsMax", to_uint, default=8)
     signed_key = Key("Signed", to_bool, default=False, doc="count a sign bit in b")
-
-    def __init__(self, **values):
-        super().__init__(**values)
-        self._dq_init()
 
     @property
     def signed(self):

@@ -22,17 +22,15 @@ import math
 import os
 import re
 
-import numpy  # host-side initial α of a fresh Parameter (as scalar_param_data), never data
-
-from ..autograd import Function, Parameter, Variable, grad_enabled
+from ..autograd import Function, Variable, grad_enabled
 from ..backend import DTYPE, asnumpy, get_xp
 from ..functions.arith import mul, sum_all
 from ..errors import IniError, expect
 from ..ini.convert import list_of, to_float, to_str, to_uint
 from ..params import Key
 from .constraints import ConstraintKeys
-from .base import (WEIGHT_QUANTIZERS, WeightQuantizer, follow_device, load_state_values,
-                   write_syntxt_rows)
+from .base import (WEIGHT_QUANTIZERS, LazyParameter, WeightQuantizer, follow_device,
+                   load_state_values, write_syntxt_rows)
 
 F32 = DTYPE
 SPEC = re.compile(r"^(MinMax|SAWB)(\d+)$|^(BWN|TWN|FP)$")
@@ -50,6 +48,15 @@ def parse_quantizers(text):
     if not out:
         raise ValueError("DQA needs at least one quantizer")
     return out
+
+
+def quantizer_list_problem(text):
+    """A ``Key`` check of ``Quantizers``: parsable and sorted by bit-width."""
+    try:
+        bits = [n for _, n in parse_quantizers(text)]
+    except ValueError as exc:
+        return str(exc)
+    return None if bits == sorted(bits) else "DQA quantizers must be sorted by bit-width"
 
 
 def minmax(xp, w, n):
@@ -167,7 +174,8 @@ def initial_alpha(bits):
 class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
     """``QWeight=DQA``. State: ``<cell>_QWeight_DQA.syntxt`` = "α_1 … α_K step"."""
 
-    quantizers = Key("Quantizers", to_str, default="MinMax2 MinMax4 MinMax8")
+    quantizers = Key("Quantizers", to_str, default="MinMax2 MinMax4 MinMax8",
+                     check=quantizer_list_problem)
     t0 = Key("Temperature", to_float, default=100.0, doc="T(0)")
     t_end = Key("FinalTemperature", to_float, default=0.03, doc="T(B)")
     steps = Key("TemperatureSteps", to_uint, default=0, doc="B: training batches of the schedule")
@@ -175,53 +183,52 @@ class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
     penalty_vector = Key("Penalty", list_of(to_float), default=None, doc="g (default 1 4 16 ...)")
     sawb_grid = Key("SAWBGrid", to_uint, default=64)
 
+    alpha_param = LazyParameter("dqa_alpha", lambda q: initial_alpha(q.nbits))
+    state_names = ("step",)
+
     def __init__(self, **values):
-        super().__init__(**values)
-        self._alpha = None
         self.step = 0          # batches seen (b of eq. 5)
+        self.planned_steps = 0  # B from the training loop when TemperatureSteps is unset
         self.attention = None  # the Variable a of the last forward
+        super().__init__(**values)
+
+    def check_keys(self):
+        if self.penalty_vector is not None and len(self.penalty_vector) != len(self.specs):
+            return "Penalty", (f"{len(self.penalty_vector)} values for {len(self.specs)} "
+                               f"quantizers")
+        return None
 
     @property
     def specs(self):
-        try:
-            specs = parse_quantizers(self.quantizers)
-        except ValueError as exc:
-            raise IniError(str(exc), key="QWeight.Quantizers") from None
-        if [n for _, n in specs] != sorted(n for _, n in specs):
-            raise IniError("DQA quantizers must be sorted by bit-width", key="QWeight.Quantizers")
-        return specs
+        return parse_quantizers(self.quantizers)
 
     @property
     def nbits(self):
         return [n for _, n in self.specs]
 
-    @property
-    def alpha_param(self):
-        if self._alpha is None:
-            self._alpha = Parameter(numpy.asarray(initial_alpha(self.nbits), dtype=F32),
-                                    name="dqa_alpha", group="quantizer")
-        return self._alpha
-
-    def parameters(self):
-        return [self.alpha_param]
-
     def g(self):
         if self.penalty_vector is not None:
-            expect(len(self.penalty_vector) == len(self.specs),
-                   f"DQA: Penalty has {len(self.penalty_vector)} values for "
-                   f"{len(self.specs)} quantizers", error=IniError)
             return list(self.penalty_vector)
         return [4.0 ** k for k in range(len(self.specs))]  # 1 4 16 (seed 004 §4.1)
 
+    @property
+    def schedule_length(self):
+        """B: ``TemperatureSteps``, else the training run's batches (``begin_training``)."""
+        return self.steps or self.planned_steps
+
+    def begin_training(self, total_batches):
+        self.planned_steps = int(total_batches)
+
     def temperature(self):
-        if self.steps <= 0:
+        B = self.schedule_length
+        if B <= 0:
             return self.t0
-        return temperature(self.t0, self.t_end, self.steps, min(self.step, self.steps))
+        return temperature(self.t0, self.t_end, B, min(self.step, B))
 
     def quantize(self, weights):
         alpha = follow_device(self.alpha_param, weights[0])
         if grad_enabled():  # one training step (Algorithm 1)
-            if self.steps <= 0:
+            if self.schedule_length <= 0:
                 raise IniError("DQA needs QWeight.TemperatureSteps (B, the number of training "
                                "batches of the temperature schedule)", key="QWeight.TemperatureSteps")
             self.step += 1

@@ -19,13 +19,13 @@ in the INI of the fine-tuning run) rounds b and stops learning it.
 import math
 import os
 
-from ..autograd import Function, Parameter, grad_enabled
+from ..autograd import Function, grad_enabled
 from ..backend import DTYPE
 from ..errors import expect
 from ..ini.convert import enum, to_bool, to_float
 from ..params import Key
-from .base import (WEIGHT_QUANTIZERS, WeightQuantizer, follow_device, param_value,
-                   load_state_values, scalar_param_data, write_syntxt_rows)
+from .base import (WEIGHT_QUANTIZERS, LazyParameter, WeightQuantizer, follow_device,
+                   load_state_values, param_value, write_syntxt_rows)
 from .constraints import ConstraintKeys
 from .sat import accurate_sum, sat_scale_count
 
@@ -91,25 +91,25 @@ class FracBitsWeightQuantizer(ConstraintKeys, WeightQuantizer):
     constraint_mode = Key("ConstraintMode", enum("Relu2", "L1"), default="L1",
                           doc="L1: the target is pulled from both sides (NNCF)")
 
+    bits_param = LazyParameter("fracbits_b", lambda q: q.bits_init)
+    state_names = ("frozen_by_run",)
+
     def __init__(self, **values):
-        super().__init__(**values)
-        self._b = None
+        self.frozen_by_run = False  # freeze() called during training (the INI's Frozen stays as read)
         self.scaling = []
+        super().__init__(**values)
 
     @property
-    def bits_param(self):
-        if self._b is None:
-            self._b = Parameter(scalar_param_data(self.bits_init), name="fracbits_b",
-                                group="quantizer")
-        return self._b
+    def is_frozen(self):
+        return self.frozen or self.frozen_by_run
 
     def parameters(self):
-        return [] if self.frozen else [self.bits_param]
+        return [] if self.is_frozen else [self.bits_param]
 
     def freeze(self):
         """End of the search phase: b ← rint(b), no longer learned (spec/methods.md §2)."""
         self.bits_param.data[...] = F32(round(param_value(self.bits_param)))
-        self.frozen = True
+        self.frozen_by_run = True
 
     def bits(self):
         """The current (fractional while searching) bit-width, for the report."""
@@ -117,7 +117,7 @@ class FracBitsWeightQuantizer(ConstraintKeys, WeightQuantizer):
 
     def bits_variable(self):
         """b itself: the cost terms use the fractional b (differentiable)."""
-        return self.bits_param if not self.frozen else self.bits_param.detach()
+        return self.bits_param if not self.is_frozen else self.bits_param.detach()
 
     @property
     def range(self):
@@ -125,7 +125,7 @@ class FracBitsWeightQuantizer(ConstraintKeys, WeightQuantizer):
 
     def quantize(self, weights):
         b = follow_device(self.bits_param, weights[0])
-        if self.frozen:
+        if self.is_frozen:
             b.data[...] = F32(round(param_value(b)))
             b = b.detach()
         elif grad_enabled():

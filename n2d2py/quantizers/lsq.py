@@ -6,14 +6,14 @@ step is initialised, and the gradient scale G. float32 throughout, as N2D2's ker
 import math
 import os
 
-from ..autograd import Function, Parameter, Variable
+from ..autograd import Function, Variable
 from ..backend import DTYPE
 from ..errors import expect
 from ..ini.convert import to_bool, to_float, to_uint
-from ..params import Key
-from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, WeightQuantizer,
-                   follow_device, load_scalar_state, param_value, scalar_param_data,
-                   write_syntxt_scalar)
+from ..params import Key, at_least
+from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, Grid, LazyParameter,
+                   RangeBits, WeightQuantizer, follow_device, load_scalar_state,
+                   param_value, write_syntxt_scalar)
 from .rounding import rounding_function
 
 F32 = DTYPE
@@ -78,27 +78,30 @@ def init_step(xp, x, qp):
     return F32(2.0) * F32(mean / math.sqrt(qp))
 
 
-class _LSQStep:
-    """The learnable step Parameter shared by both LSQ quantizers (group "quantizer")."""
+class _LSQStep(RangeBits):
+    """Keys, the learnable step (group "quantizer"), its first-forward initialisation, grid and
+    state shared by both LSQ quantizers; ``qn_qp`` is the integer range."""
 
-    def _step_init(self):
-        self._step = None
-        self._initialized = False  # N2D2's 10000 sentinel: s0 is computed at the first forward
+    step_size_init = Key("StepSize", to_float, default=100.0,
+                         doc="initial step when SetOptInitStepSize=0")
+    step_param = LazyParameter("step_size", lambda q: q.step_size_init)
+    state_names = ("_initialized",)  # N2D2's 10000 sentinel: s0 is set at the first forward
 
-    @property
-    def step_param(self):
-        if self._step is None:
-            self._step = Parameter(scalar_param_data(self.step_size_init), name="step_size",
-                                   group="quantizer")
-        return self._step
-
-    def parameters(self):
-        return [self.step_param]
+    def __init__(self, rounding="half_away", **values):
+        rounding_function(rounding)
+        self.rounding = rounding
+        self._initialized = False
+        super().__init__(**values)
 
     @property
     def step_size(self):
         """The current step s (float32 value), read by the fusion/export passes."""
         return param_value(self.step_param)
+
+    def grid(self):
+        qn, qp = self.qn_qp
+        s = self.step_size
+        return Grid(s, qn, qp, qp * s)
 
     def _initialize(self, xp, x, qp):
         if not self._initialized:
@@ -106,8 +109,12 @@ class _LSQStep:
                 self.step_param.data[...] = init_step(xp, x, qp)
             self._initialized = True
 
-    def _import_step(self, path, ignore_missing):
-        value = load_scalar_state(path, ignore_missing)
+    def export_state(self, folder, cell_name):
+        write_syntxt_scalar(self.state_file(folder, cell_name), self.step_size,
+                            trailing=self.state_trailing)
+
+    def import_state(self, folder, cell_name, ignore_missing=False):
+        value = load_scalar_state(self.state_file(folder, cell_name), ignore_missing)
         if value is not None:
             self.step_param.data[...] = F32(value)
             # N2D2's weight quantizer would re-initialise over an imported step (its sentinel
@@ -125,26 +132,17 @@ class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
     ``gy`` already carries N2D2's 1/B. State: ``<cell>_alphaW_LSQ.syntxt`` ("<s> ").
     """
 
-    range = Key("Range", to_uint, default=255, doc="number of steps R")
-    step_size_init = Key("StepSize", to_float, default=100.0,
-                         doc="initial step when SetOptInitStepSize=0")
+    # R=1 gives Qp=0: N2D2 then divides by sqrt(0) (infinite s0 and G); refused where read
+    range = Key("Range", to_uint, default=255, doc="number of steps R", check=at_least(2))
     set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
                                  doc="initialise the step from the weights at the first forward")
-
-    def __init__(self, rounding="half_away", **values):
-        super().__init__(**values)
-        rounding_function(rounding)
-        self.rounding = rounding
-        self._step_init()
+    state_trailing = " "
 
     @property
     def qn_qp(self):
         return lsq_weight_range(self.range)
 
     def quantize(self, weights):
-        # R=1 gives Qp=0: N2D2 then divides by sqrt(0) (infinite s0 and G); refuse it clearly.
-        expect(self.range >= 2, f"{self.describe()}: Range must be >= 2 for LSQ weights "
-                                f"(Range={self.range} gives Qp=(Range-1)//2=0)")
         qn, qp = self.qn_qp
         step = follow_device(self.step_param, weights[0])
         first = weights[0].data if isinstance(weights[0], Variable) else weights[0]
@@ -157,12 +155,6 @@ class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
     def state_file(folder, cell_name):
         return os.path.join(folder, f"{cell_name}_alphaW_LSQ.syntxt")
 
-    def export_state(self, folder, cell_name):
-        write_syntxt_scalar(self.state_file(folder, cell_name), self.step_size, trailing=" ")
-
-    def import_state(self, folder, cell_name, ignore_missing=False):
-        self._import_step(self.state_file(folder, cell_name), ignore_missing)
-
 
 @ACT_QUANTIZERS.register("LSQ")
 class LSQActQuantizer(_LSQStep, ActQuantizer):
@@ -173,21 +165,17 @@ class LSQActQuantizer(_LSQStep, ActQuantizer):
     the batch size. State: ``<cell>_QAct_LSQ_StepSize.syntxt`` (one float, no newline).
     """
 
-    range = Key("Range", to_uint, default=255, doc="number of steps R")
-    step_size_init = Key("StepSize", to_float, default=100.0,
-                         doc="initial step when SetOptInitStepSize=0")
+    range = Key("Range", to_uint, default=255, doc="number of steps R", check=at_least(1))
     set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
                                  doc="initialise the step from the first batch")
+    state_trailing = ""
 
-    def __init__(self, rounding="half_away", **values):
-        super().__init__(**values)
-        rounding_function(rounding)
-        self.rounding = rounding
-        self._step_init()
+    @property
+    def qn_qp(self):
+        return 0, int(self.range)
 
     def __call__(self, x, training=True):
         R = self.range
-        expect(R >= 1, f"{self.describe()}: Range must be >= 1, got {R}")
         step = follow_device(self.step_param, x)
         data = x.data if isinstance(x, Variable) else x
         self._initialize(step.xp, data, R)
@@ -197,9 +185,3 @@ class LSQActQuantizer(_LSQStep, ActQuantizer):
     @staticmethod
     def state_file(folder, cell_name):
         return os.path.join(folder, f"{cell_name}_QAct_LSQ_StepSize.syntxt")
-
-    def export_state(self, folder, cell_name):
-        write_syntxt_scalar(self.state_file(folder, cell_name), self.step_size)
-
-    def import_state(self, folder, cell_name, ignore_missing=False):
-        self._import_step(self.state_file(folder, cell_name), ignore_missing)

@@ -2,7 +2,7 @@
 
 Masks are created at the first forward (N2D2's ``initialize``) by the PruningFiller, unless a
 ``<cell>_masks.syntxt`` was imported; in Gradual mode the target zero fraction grows by
-GammaThreshold every StepSizeThreshold stimuli (``update(batch_size)``) up to Threshold.
+GammaThreshold every StepSizeThreshold stimuli (``on_step(batch_size)``) up to Threshold.
 """
 import math
 import os
@@ -91,7 +91,8 @@ class PruneQuantizer(WeightQuantizer):
                               doc="Gradual: stimuli between mask updates (0: log steps)")
     gamma_threshold = Key("GammaThreshold", to_float, default=0.05, doc="Gradual: increment")
 
-    log_steps = 10000  # N2D2's SGDSolver::mLogSteps (the -log option); set by the DeepNet
+    log_steps = 10000  # N2D2's SGDSolver::mLogSteps (the -log option)
+    state_names = ("masks", "current_threshold", "_counter")
 
     def __init__(self, rng=None, **values):
         super().__init__(**values)
@@ -126,8 +127,8 @@ class PruneQuantizer(WeightQuantizer):
             elif self.pruning_filler == "IterNonStruct":
                 self.masks[k] = fill_iter_nonstruct(a, self.current_threshold, self.delta)
 
-    def update(self, batch_size):
-        """Gradual schedule, called once per solver update: count stimuli; every
+    def on_step(self, batch_size):
+        """Gradual schedule, called after every solver update: count stimuli; every
         StepSizeThreshold (or ``log_steps``) stimuli raise the target fraction by GammaThreshold,
         capped at Threshold, and refill the masks (IterNonStruct from the last forward's weights).
         """
@@ -142,8 +143,6 @@ class PruneQuantizer(WeightQuantizer):
             self.current_threshold = min(self.current_threshold + self.gamma_threshold,
                                          self.threshold)
             self._refill([w.data if isinstance(w, Variable) else w for w in self._weights])
-
-    step = update
 
     @property
     def zero_fraction(self):

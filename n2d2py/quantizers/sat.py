@@ -4,17 +4,15 @@ Both are single fused Functions (one element-wise pass each way) computed in flo
 constants and operation order of N2D2's CPU kernels: quantizing in float64 gives a different
 network (spec/qat.md §7, e.g. a weight of 1e-8 with R=1 is −1 in float32 and +1 in float64).
 """
-import os
-
-from ..autograd import Function, Parameter
+from ..autograd import Function
 from ..backend import DTYPE
 from ..errors import expect
 from ..functions._im2col import scratch
-from ..ini.convert import enum, to_bool, to_float, to_uint
-from ..params import Key
-from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, WeightQuantizer,
-                   follow_device, load_scalar_state, param_value, scalar_param_data, write_syntxt_scalar)
-from .rounding import rint, rounding_function
+from ..ini.convert import enum, to_bool, to_uint
+from ..params import Key, at_least
+from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ClipActQuantizer, Grid, RangeBits,
+                   WeightQuantizer, follow_device)
+from .rounding import rounding_function
 
 QUANT_MODES = ("Default", "Symmetric", "Asymmetric", "FullRange")
 F32 = DTYPE  # scalar constants are float32, as N2D2's T(1.0f / range)
@@ -145,7 +143,7 @@ class SATWeightQuantize(Function):
 
 
 @WEIGHT_QUANTIZERS.register("SAT")
-class SATWeightQuantizer(WeightQuantizer):
+class SATWeightQuantizer(RangeBits, WeightQuantizer):
     """``QWeight=SAT`` (spec/qat.md §1): tanh normalisation, DoReFa rounding, optional SAT scale.
 
     n (the scale's count) is Σ over the cell's tensors of ``sat_scale_count(shape)``. Biases are
@@ -154,7 +152,8 @@ class SATWeightQuantizer(WeightQuantizer):
     (lists per tensor, from the last forward; ``scaling`` is 1.0 without ApplyScaling).
     """
 
-    range = Key("Range", to_uint, default=255, doc="number of steps R (2^b − 1 for b bits)")
+    range = Key("Range", to_uint, default=255, doc="number of steps R (2^b − 1 for b bits)",
+                check=at_least(1))
     quant_mode = Key("QuantMode", enum(*QUANT_MODES), default="Default")
     apply_quantization = Key("ApplyQuantization", to_bool, default=True,
                              doc="0: clamp only (t/m), no rounding")
@@ -162,15 +161,16 @@ class SATWeightQuantizer(WeightQuantizer):
                         doc="divide by sqrt(n·Var(w_q)) (FC layers; Conv followed by BN uses 0)")
 
     def __init__(self, **values):
-        super().__init__(**values)
         self._functions = []
+        super().__init__(**values)
+
+    def check_keys(self):
+        if self.quant_mode in ("Symmetric", "Asymmetric") and self.range < 2:
+            return "Range", (f"QuantMode={self.quant_mode} needs Range >= 2 (it uses "
+                             f"floor(Range/2) levels per sign), got {self.range}")
+        return None
 
     def quantize(self, weights):
-        if self.range < 2:  # the messages (describe()) only when needed: this runs every step
-            expect(self.range >= 1, f"{self.describe()}: Range must be >= 1, got {self.range}")
-            expect(self.quant_mode not in ("Symmetric", "Asymmetric"),
-                   f"{self.describe()}: QuantMode={self.quant_mode} needs Range >= 2 "
-                   f"(it uses floor(Range/2) levels per sign)")
         n = sum(sat_scale_count(w.shape) for w in weights)
         self._functions = [SATWeightQuantize(self.range, self.quant_mode, self.apply_quantization,
                                              self.apply_scaling, n) for _ in weights]
@@ -183,6 +183,20 @@ class SATWeightQuantizer(WeightQuantizer):
     @property
     def scaling(self):
         return [float(f.scaling) for f in self._functions]
+
+    def grid(self):
+        """Default/FullRange: (2k − R)/R, odd codes in [−R, R]; Symmetric: k/r in [−r, r];
+        Asymmetric: k/r in [−r−1, r] (r = floor(R/2)); ApplyScaling divides by the scale s of
+        the last forward's first tensor. None without rounding (ApplyQuantization=0)."""
+        if not self.apply_quantization:
+            return None
+        R = int(self.range)
+        r = R if self.quant_mode in ("Default", "FullRange") else R // 2
+        scale, top = 1.0 / r, 1.0
+        if self.apply_scaling:
+            scale /= self.scaling[0]
+            top /= self.scaling[0]
+        return Grid(scale, -r - (self.quant_mode == "Asymmetric"), r, top)
 
 
 class SATActQuantize(Function):
@@ -260,7 +274,7 @@ class SATActQuantize(Function):
 
 
 @ACT_QUANTIZERS.register("SAT")
-class SATActQuantizer(ActQuantizer):
+class SATActQuantizer(ClipActQuantizer):
     """``QAct=SAT`` (CG-PACT, spec/qat.md §2): clip to [0, |α|], R+1 unsigned levels, learnable α.
 
     α is a 1-element Parameter (group "quantizer") initialised from ``Alpha`` (default 1.0 in
@@ -270,45 +284,10 @@ class SATActQuantizer(ActQuantizer):
     State: ``<cell>_QAct_SAT_Alpha.syntxt``, one float, no newline.
     """
 
-    range = Key("Range", to_uint, default=255, doc="number of steps R")
-    alpha_init = Key("Alpha", to_float, default=1.0, doc="initial clipping value α")
-
     def __init__(self, rounding="half_away", **values):
-        super().__init__(**values)
         rounding_function(rounding)
         self.rounding = rounding
-        self._alpha = None
-
-    @property
-    def alpha_param(self):
-        """The learnable α (created from ``Alpha`` on first use, as N2D2 does lazily)."""
-        if self._alpha is None:
-            self._alpha = Parameter(scalar_param_data(self.alpha_init), name="alpha",
-                                    group="quantizer")
-        return self._alpha
-
-    def parameters(self):
-        return [self.alpha_param]
-
-    @property
-    def alpha(self):
-        """α as stored (signed; the fusion uses it as is, spec/qat.md §8 pitfall 7)."""
-        return param_value(self.alpha_param)
+        super().__init__(**values)
 
     def __call__(self, x, training=True):
-        if self.range < 1:
-            expect(False, f"{self.describe()}: Range must be >= 1, got {self.range}")
         return SATActQuantize(self.range, self.rounding).apply(x, follow_device(self.alpha_param, x))
-
-    @staticmethod
-    def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QAct_SAT_Alpha.syntxt")
-
-    def export_state(self, folder, cell_name):
-        write_syntxt_scalar(self.state_file(folder, cell_name), self.alpha)
-
-    def import_state(self, folder, cell_name, ignore_missing=False):
-        value = load_scalar_state(self.state_file(folder, cell_name), ignore_missing)
-        if value is not None:
-            p = self.alpha_param
-            p.data[...] = F32(value)

@@ -77,19 +77,10 @@ def _dims(shape):
 
 
 def nb_synapses(cell):
-    """Learnable weights of a cell (N2D2's shared synapses); a cell may count itself."""
-    own = getattr(cell, "nb_synapses", None)
-    if own is not None:
-        return int(own() if callable(own) else own)
-    masks, groups = getattr(cell, "masks", None), getattr(cell, "groups", None)
-    if masks and groups and len(masks) == len(cell.weights):
-        # a sparse Mapping keeps full kernels with a mask: N2D2 counts connected kernels only
-        total = 0
-        for W, mask, g in zip(cell.weights, masks, groups):
-            kernel = int(math.prod(W.shape[2:]))
-            total += int(W.size) if mask is None or g != 1 else int(mask.sum()) * kernel
-        return total
-    return sum(int(p.size) for p in cell.parameters() if getattr(p, "group", "") == "weights")
+    """Learnable weights of a cell (N2D2's shared synapses): its ``cost().weights`` (connected
+    kernels), else its Parameters of group "weights" (an imported PRelu's slopes)."""
+    return cell.cost().weights or \
+        sum(int(p.size) for p in cell.parameters() if getattr(p, "group", "") == "weights")
 
 
 def network_summary(net):
@@ -102,7 +93,7 @@ def network_summary(net):
         lines.append(f"Layer: {name} [{type_name}({model})]")
         synapses = nb_synapses(cell)
         out_positions = cell.out_shape[1] * cell.out_shape[2]
-        if type_name in ("Conv", "Deconv"):
+        if cell.n2d2_shared_synapses:
             lines.append(f"  # Shared synapses: {synapses}")
             lines.append(f"  # Virtual synapses: {synapses * out_positions}")
             totals["virtual"] += synapses * out_positions

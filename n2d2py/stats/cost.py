@@ -1,10 +1,11 @@
 """Per-layer cost of a built network: weights, MACs, bits, model size and BitOps.
 
-The counting conventions are those of spec/methods.md §6 and spec/landscape.md §4:
+The counting conventions are those of spec/methods.md §6 and spec/landscape.md §4; each cell
+answers them (``Cell.cost()``, ``Cell.keeps_precision``, beside its code):
 
-* only Conv, Deconv and Fc cost anything. BatchNorm, pooling, residual adds (ElemWise),
-  padding and activations cost nothing (the qonnx convention, which reproduces the seeds'
-  ResNet-20 baseline of 41.52 GBitOps, spec/landscape.md §4.2);
+* only cells with weights (Conv, Deconv, Fc) cost anything. BatchNorm, pooling, residual adds
+  (ElemWise), padding and activations cost nothing (the qonnx convention, which reproduces the
+  seeds' ResNet-20 baseline of 41.52 GBitOps, spec/landscape.md §4.2);
 * weights = connected kernel taps (a sparse ``Mapping`` counts only its connected kernels);
   biases, BatchNorm parameters and quantizer parameters are kept apart (``other_parameters``);
 * MACs = weights x output positions (Conv; padding positions included, as every paper counts
@@ -13,8 +14,9 @@ The counting conventions are those of spec/methods.md §6 and spec/landscape.md 
   MB = 10^6 bytes and KiB = 1024 bytes (both printed, spec/methods.md §6).
 
 Bits are decided in four steps, each overriding the previous one (``cost_table``):
-configured (quantizers' ``Range``) -> uniform ``weight_bits``/``act_bits`` -> the first/last
-layer rule -> per-layer ``overrides``.
+configured (quantizers' ``bits()``; a cell's input is at the bits of ``input_quantizer``: the
+nearest QAct upstream through cells that keep their input's precision) -> uniform
+``weight_bits``/``act_bits`` -> the first/last layer rule -> per-layer ``overrides``.
 """
 import math
 from dataclasses import dataclass, field
@@ -23,10 +25,7 @@ FLOAT_BITS = 32
 #: Bits of 8-bit image data, what a quantized network reads (spec/landscape.md §4.1).
 IMAGE_BITS = 8
 FIRST_LAST_RULES = ("as-configured", "8bit", "fp32", "quantized")
-WEIGHTED_TYPES = ("Conv", "Deconv", "Fc")
-#: Cells that only select, move or drop values: their output keeps their input's precision.
-#: Pooling is counted here too (an integer network pools its codes, and pooling costs nothing).
-PASS_THROUGH_TYPES = ("Pool", "Padding", "Dropout", "Reshape", "Transpose", "Resize")
+ENV = "env"   # input_quantizer's answer for the network input
 
 
 def range_bits(R):
@@ -36,10 +35,39 @@ def range_bits(R):
 
 
 def quantizer_bits(quantizer):
-    """Bits of a QWeight/QAct quantizer with a ``Range`` (SAT, LSQ); None for none or Prune
-    (pruned weights stay floating point)."""
-    R = getattr(quantizer, "range", None)
-    return None if quantizer is None or R is None else range_bits(R)
+    """Integer bits of a QWeight/QAct quantizer (``bits()``, a searching FracBits rounded); None
+    for none or Prune (pruned weights stay floating point)."""
+    bits = None if quantizer is None else quantizer.bits()
+    return None if bits is None else round(bits)
+
+
+def input_quantizer(cells, cell, env_bits=IMAGE_BITS):
+    """The activation quantizer whose codes ``cell`` reads: the nearest QAct upstream through
+    cells that keep their input's precision (``keeps_precision``); ``ENV`` for the network
+    input, None for a float value. Of several inputs, the widest (a float one is 32 bits).
+    One rule for the report and the size/BitOps penalties (quantizers/constraints.py)."""
+    by_name = cells if isinstance(cells, dict) else {c.name: c for c in cells}
+
+    def bits(source):
+        return env_bits if source == ENV else quantizer_bits(source) or FLOAT_BITS
+
+    found = [_output_source(by_name, p, env_bits) for p in cell.parents]
+    return max(found, key=bits) if found else None
+
+
+def _output_source(cells, name, env_bits):
+    while name != ENV:
+        cell = cells.get(name)
+        if cell is None:
+            return None
+        if cell.qact is not None:
+            return cell.qact
+        if not cell.keeps_precision:
+            return None
+        if len(cell.parents) != 1:
+            return input_quantizer(cells, cell, env_bits)
+        name = cell.parents[0]
+    return ENV
 
 
 @dataclass
@@ -126,38 +154,6 @@ class CostTable:
         return sum(r.out_bytes for r in self.rows)
 
 
-# -- counting ---------------------------------------------------------------------------------
-def weight_count(cell):
-    """Connected weights of a Conv/Deconv/Fc cell (one tensor per parent)."""
-    total = 0
-    for k, W in enumerate(cell.weights):
-        masks = getattr(cell, "masks", None)
-        mask = masks[k] if masks else None
-        groups = cell.groups[k] if masks else 1
-        if mask is not None and groups == 1:   # sparse map: full C_k stored, count connected
-            total += int(mask.sum()) * math.prod(W.shape[2:])
-        else:
-            total += math.prod(W.shape)
-    return total
-
-
-def mac_count(cell, weights):
-    """MACs of one forward for one stimulus."""
-    if cell.type_name == "Conv":
-        return weights * cell.out_shape[1] * cell.out_shape[2]
-    if cell.type_name == "Deconv":   # every input pixel scatters through the whole kernel
-        return weights * cell.in_shapes[0][1] * cell.in_shapes[0][2]
-    return weights
-
-
-def other_parameter_count(cell, weights):
-    """Learnable values that are not counted as weights: biases, BatchNorm scale and bias."""
-    stored = sum(math.prod(p.shape) for p in cell.own_parameters())
-    if cell.type_name in WEIGHTED_TYPES:
-        stored -= sum(math.prod(W.shape) for W in cell.weights)
-    return stored
-
-
 def cells_of(source):
     """``{name: cell}`` in build order from a DeepNet, a dict of cells or a list of cells;
     also returns the network input (C, H, W)."""
@@ -170,26 +166,23 @@ def cells_of(source):
 
 
 def has_quantizer(cells):
-    return any(c.qact is not None or getattr(c, "qweight", None) is not None
-               for c in cells.values())
+    return any(c.quantizers() for c in cells.values())
 
 
 # -- the table ---------------------------------------------------------------------------------
 def configured_rows(cells, input_bits):
     """Rows with the bits the cells' quantizers give (step 1)."""
-    out_bits, rows = {"env": input_bits}, []
+    rows = []
     for name, cell in cells.items():
-        in_bits = max(out_bits.get(p, FLOAT_BITS) for p in cell.parents)
-        row = LayerCost(name, cell.type_name, tuple(cell.out_shape))
-        if cell.type_name in WEIGHTED_TYPES:
-            row.weights = weight_count(cell)
-            row.macs = mac_count(cell, row.weights)
+        source = input_quantizer(cells, cell, input_bits)
+        in_bits = input_bits if source == ENV else quantizer_bits(source) or FLOAT_BITS
+        weights, macs, others = cell.cost()
+        row = LayerCost(name, cell.type_name, tuple(cell.out_shape), other_parameters=others)
+        if weights:
+            row.weights, row.macs = weights, macs
             row.w_bits = quantizer_bits(cell.qweight) or FLOAT_BITS
             row.a_bits = in_bits
-        row.other_parameters = other_parameter_count(cell, row.weights)
-        q = quantizer_bits(cell.qact)
-        row.out_bits = q or (in_bits if cell.type_name in PASS_THROUGH_TYPES else FLOAT_BITS)
-        out_bits[name] = row.out_bits
+        row.out_bits = quantizer_bits(cell.qact) or (in_bits if cell.keeps_precision else FLOAT_BITS)
         rows.append(row)
     return rows
 
@@ -276,5 +269,5 @@ def conventions(table, weight_bits, act_bits, overrides):
     return lines
 
 
-__all__ = ["cost_table", "CostTable", "LayerCost", "range_bits", "quantizer_bits",
-           "weight_count", "mac_count", "FIRST_LAST_RULES"]
+__all__ = ["cost_table", "CostTable", "LayerCost", "range_bits", "quantizer_bits", "input_quantizer", "ENV",
+           "FIRST_LAST_RULES"]

@@ -1,6 +1,7 @@
 """N2D2's ``stats/`` files (spec/ini.md §6.3): stats.log, stats.dat, stats_relative.dat.
 
-N2D2 sums five counters over every cell (its ``Cell::Stats``):
+N2D2 sums five counters over every cell (its ``Cell::Stats``); each cell says which apply to it
+(``n2d2_neurons``, ``n2d2_nodes``, ``count_n2d2(counter)`` calling the ``Counter`` rule below):
 
 * neurons: output size (C·H·W) of Conv, Deconv, Fc, Dropout and Softmax cells;
 * nodes: output size of every cell except Reshape, Scaling, Transpose, Normalize, TargetBias;
@@ -20,10 +21,6 @@ import os
 from dataclasses import dataclass, fields
 
 import numpy
-
-NEURON_TYPES = ("Conv", "Deconv", "Fc", "Dropout", "Softmax")
-NO_NODE_TYPES = ("Reshape", "Scaling", "Transpose", "Normalize", "TargetBias")
-
 
 def fmt(value):
     """C++ ``ostream << double`` default format."""
@@ -89,35 +86,57 @@ def connected_pairs(cell):
 
 
 # -- per cell ---------------------------------------------------------------------------------
-def cell_stats(cell):
-    """The five counters of one built cell."""
-    out_size = int(numpy.prod(cell.out_shape))
-    kind = cell.type_name
-    s = CellStats(neurons=out_size if kind in NEURON_TYPES else 0,
-                  nodes=0 if kind in NO_NODE_TYPES else out_size)
-    bias = 0 if getattr(cell, "no_bias", True) else cell.nb_outputs
-    if kind in ("Conv", "Deconv"):
+class Counter:
+    """The counting rules; a cell's ``count_n2d2`` picks one."""
+
+    @staticmethod
+    def outputs(cell):
+        """Neurons and nodes only (``n2d2_neurons``, ``n2d2_nodes``)."""
+        out_size = int(numpy.prod(cell.out_shape))
+        return CellStats(neurons=out_size if cell.n2d2_neurons else 0,
+                         nodes=out_size if cell.n2d2_nodes else 0)
+
+    @staticmethod
+    def bias(cell):
+        return 0 if getattr(cell, "no_bias", True) else cell.nb_outputs
+
+    def conv(self, cell):
+        """Conv/Deconv: connected kernels x kernel size (+ biases); taps on real input."""
+        s, bias = self.outputs(cell), self.bias(cell)
         kx, ky = cell.kernel_dims
         pairs = connected_pairs(cell)
         s.synapses = pairs * kx * ky + bias
         s.virtual_synapses = s.connections = pairs * _positions(cell) + bias
-    elif kind == "Fc":
+        return s
+
+    def fc(self, cell):
+        s, bias = self.outputs(cell), self.bias(cell)
         inputs = sum(int(numpy.prod(shape)) for shape in cell.in_shapes)
         s.synapses = s.virtual_synapses = s.connections = cell.nb_outputs * (inputs + (bias > 0))
-    elif kind == "Pool":
+        return s
+
+    def pool(self, cell):
+        """Window sizes (clipped at the input's far edge) as connections."""
+        s = self.outputs(cell)
         pairs = cell.nb_outputs if cell.mask is None else int(cell.mask.sum())
         (c, h, w), (_, oh, ow) = cell.in_shapes[0], cell.out_shape
         (kx, ky), (sx, sy) = cell.pool_dims, cell.stride_dims
         s.connections = pairs * pool_window_sum(w, ow, kx, sx) * pool_window_sum(h, oh, ky, sy)
-    return s
+        return s
+
+
+def cell_stats(cell):
+    """The five counters of one built cell."""
+    return cell.count_n2d2(Counter())
 
 
 def _positions(cell):
-    """Kernel taps on real input summed over positions, for one (output, channel) pair."""
+    """Kernel taps on real input summed over positions, for one (output, channel) pair
+    (a transposed convolution, ``macs_per_weight`` over its input, scatters instead)."""
     _, h, w = cell.in_shapes[0]
     (kx, ky), (sx, sy) = cell.kernel_dims, cell.stride_dims
     (px, py), (dx, dy) = cell.padding_dims, cell.dilation_dims
-    if cell.type_name == "Deconv":
+    if cell.transposed:
         _, oh, ow = cell.out_shape
         return deconv_taps(w, ow, kx, sx, px, dx) * deconv_taps(h, oh, ky, sy, py, dy)
     return conv_taps(w, kx, sx, px, dx) * conv_taps(h, ky, sy, py, dy)

@@ -55,13 +55,13 @@ def test_lambda_schedules():
     dfp = make_weight_quantizer("DFP", {"Range": "15"})
     po2 = make_weight_quantizer("Po2", {"Range": "15"})
     for e in (1, 10, 149, 150, 200):
-        dfp.set_epoch(e)
-        po2.set_epoch(e)
+        dfp.on_epoch(e)
+        po2.on_epoch(e)
         assert dfp.lambdas() == (100.0 if e >= 150 else 0.0, 10.0 * e)  # seed 001 §III-C
         assert po2.lambdas() == (0.0, 10.0 * e)
     qr = make_weight_quantizer("DFP", {"Range": "7", "Regularization": "QR", "Lambda1": "1",
                                        "Lambda1Slope": "10", "Lambda1StartEpoch": "0"})
-    qr.set_epoch(3)
+    qr.on_epoch(3)
     assert qr.lambdas() == (31.0, 0.0)   # λ1 = 1 + 10·e; no WQR term
 
 
@@ -72,7 +72,7 @@ def test_forward_is_float_in_training_and_quantized_in_test(rng):
     with no_grad():
         Wq = q([W])[0].data
     numpy.testing.assert_allclose(Wq, dfp_quantize(numpy, W.data, 3, exponent_n1(numpy, W.data)))
-    q.set_epoch(200)
+    q.on_epoch(200)
     q([W])
     p = q.penalty()
     expected = 100 * QRTerm(Wq, 0.75 * 2.0 ** exponent_n1(numpy, W.data), 20, False).apply(W.data).data \

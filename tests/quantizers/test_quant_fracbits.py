@@ -2,7 +2,6 @@
 finite differences, the STE on w, freezing, state files, and a size target reached within 2% by
 training a few linear layers with n2d2py functions and SGD (constraints.py)."""
 import math
-from types import SimpleNamespace
 
 import numpy
 import pytest
@@ -10,7 +9,8 @@ import pytest
 import n2d2py.functions as F
 from n2d2py.autograd import Parameter, Variable, check_backward
 from n2d2py.quantizers import make_weight_quantizer
-from n2d2py.quantizers.constraints import constraint_loss, cost_summary, freeze_bits
+from n2d2py.cells import FcCell
+from n2d2py.quantizers.constraints import constraint_loss, cost_summary
 from n2d2py.quantizers.fracbits import FracBitsQuantize
 
 ATOL = 1e-6
@@ -77,9 +77,10 @@ def test_clamp_freeze_and_state(tmp_path, rng):
 
 
 def _layer(name, parent, n_in, n_out, q, rng):
-    W = Parameter((rng.standard_normal((n_out, n_in)) * math.sqrt(2 / n_in)).astype(numpy.float32))
-    return SimpleNamespace(name=name, parents=[parent], weights=[W], qweight=q, qact=None,
-                           activation=None, type_name="Fc", out_shape=(n_out, 1, 1))
+    cell = FcCell(name, [parent], nb_outputs=n_out, no_bias=True).build([(n_in, 1, 1)])
+    cell.weights[0].data[...] = rng.standard_normal((n_out, n_in)) * math.sqrt(2 / n_in)
+    cell.qweight = q
+    return cell
 
 
 def train_with_target(kind, keys, target, steps, lr_bits, rng):
@@ -115,5 +116,6 @@ def test_size_target_reached_within_2_percent(rng):
     assert abs(size / 1000.0 - 1) < 0.02, size
     bits = [c.qweight.bits() for c in cells]
     assert max(bits) - min(bits) > 0.5  # mixed precision: the layers did not move together
-    freeze_bits(cells)
+    for c in cells:
+        c.qweight.freeze()
     assert all(c.qweight.bits() == round(c.qweight.bits()) for c in cells)

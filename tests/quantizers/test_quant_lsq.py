@@ -8,7 +8,9 @@ import pytest
 
 from mt19937 import uniform_pair, uniform_tensor
 from n2d2py.autograd import Variable, check_backward
-from n2d2py.errors import ShapeError, WeightsError
+from n2d2py.errors import IniError, WeightsError
+from n2d2py.build import build_cells_from
+from n2d2py.ini import parse_ini_text
 from n2d2py.quantizers import LSQActQuantizer, LSQWeightQuantizer, make_weight_quantizer
 from n2d2py.quantizers.lsq import LSQQuantize, lsq_weight_range
 
@@ -80,8 +82,11 @@ def test_n2d2_lsq_cell_propagate_backpropagate_update(O, C, kH, kW, R, s):
 
 def test_weight_range_integer_division():
     assert [lsq_weight_range(R) for R in (255, 15, 3, 1)] == [(-128, 127), (-8, 7), (-2, 1), (-1, 0)]
-    with pytest.raises(ShapeError, match="Range must be >= 2"):
-        LSQWeightQuantizer(range=1)([Variable(numpy.ones((2, 2), numpy.float32))])
+    with pytest.raises(IniError, match="Range: must be at least 2, got 1"):
+        LSQWeightQuantizer(range=1)          # refused where the value is given, not at a step
+    text = "[c]\nInput=sp\nType=Fc\nNbOutputs=2\nQWeight=LSQ\nQWeight.Range=1\n"
+    with pytest.raises(IniError, match=r"n\.ini:6 \[c\] QWeight\.Range: must be at least 2"):
+        build_cells_from(parse_ini_text(text, "n.ini"), (1, 2, 2))
 
 
 def test_weight_step_init_from_first_tensor_and_grad_scale_from_all():

@@ -47,13 +47,13 @@ def test_gradual_schedule_counts_stimuli():
                        threshold=0.5, step_size_threshold=64)
     q([Variable(w)])
     assert q.zero_fraction == 0.25
-    q.update(32)
+    q.on_step(32)
     assert q.zero_fraction == 0.25  # 32 < 64 stimuli
-    q.update(32)
+    q.on_step(32)
     assert q.zero_fraction == 0.38  # ceil(0.375·100)
-    q.update(64)
+    q.on_step(64)
     assert q.zero_fraction == 0.5
-    q.update(64)
+    q.on_step(64)
     assert q.zero_fraction == 0.5  # capped at Threshold
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from mt19937 import uniform_tensor
 from n2d2py.autograd import Variable, no_grad
-from n2d2py.errors import IniError, ShapeError
+from n2d2py.errors import IniError
 from n2d2py.quantizers import WEIGHT_QUANTIZERS, SATWeightQuantizer, make_weight_quantizer
 from n2d2py.quantizers.sat import SATWeightQuantize, sat_scale_count
 
@@ -191,5 +191,5 @@ def test_registry_and_ini_keys():
 
 
 def test_symmetric_needs_two_steps():
-    with pytest.raises(ShapeError, match="Range >= 2"):
-        SATWeightQuantizer(range=1, quant_mode="Symmetric")([Variable(numpy.ones((2, 2), numpy.float32))])
+    with pytest.raises(IniError, match="Range: QuantMode=Symmetric needs Range >= 2"):
+        SATWeightQuantizer(range=1, quant_mode="Symmetric")

@@ -99,6 +99,8 @@ def add_arguments(parser):
     other.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                        help="where to compute (auto: GPU for DefaultModel=Frame_CUDA when CuPy "
                             "is usable, else CPU)")
+    other.add_argument("--debug", action="store_true",
+                       help="on an internal error (a bug in n2d2py), show its traceback")
     other.add_argument("--bench", action="store_true",
                        help="write per-layer inference timings to timings/inference_timings.dat")
     from .onnx.cli import add_arguments as add_onnx_arguments
@@ -336,7 +338,7 @@ def main(argv=None):
         previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM acts as Ctrl-C
     from .guard import user_input_errors
     try:
-        with user_input_errors(place=args.ini):  # anything unexpected: one line, no traceback
+        with user_input_errors(place=args.ini, debug=args.debug):  # one line, no traceback
             for stage in STAGES:
                 if stage(run) == "stop":
                     break

@@ -1,8 +1,11 @@
 """User-facing errors: each names the place (file, line, section, key, node) and what was expected.
 
 The command line prints ``n2d2py: error: <where>: <message>`` for any ``N2D2Error`` and never a
-traceback from deep inside NumPy. Code that validates user input raises one of these; code that
-detects its own bugs uses plain assertions.
+traceback from deep inside NumPy. Code that reads user input raises one of these where it reads
+it (the INI's file:line, section and key; the weight file; the ONNX node). A check inside a
+function or cell that finds shapes or types it cannot take (``ShapeError``, ``expect``'s
+default) is an ``InternalError``: the input was accepted where it was read, so the check found
+a bug in n2d2py; the command says so and shows the traceback under ``--debug``.
 """
 import difflib
 import re
@@ -45,8 +48,12 @@ class IniError(N2D2Error):
     """Malformed or inconsistent INI text, section or key."""
 
 
-class ShapeError(N2D2Error):
-    """Array shapes that do not fit a function or cell (raised by Function.check_inputs)."""
+class InternalError(Exception):
+    """A check inside n2d2py that failed: a bug, not bad input."""
+
+
+class ShapeError(InternalError):
+    """Array shapes or types that do not fit a function (``Function.check_inputs``)."""
 
 
 class DataError(N2D2Error):
@@ -83,6 +90,7 @@ def close_matches(word, candidates, n=3):
 
 
 def expect(condition, message, error=ShapeError):
-    """Raise ``error(message)`` unless condition holds (declarative input checks)."""
+    """Raise ``error(message)`` unless condition holds (declarative checks; the default error
+    is internal: pass a user error class where ``message`` is about the user's input)."""
     if not condition:
         raise error(message)

@@ -11,10 +11,13 @@ must still end as one ``n2d2py: error: <place>: <message>`` line, never a traceb
         net = DeepNet.from_ini(args.ini)
 
 ``N2D2Error`` passes through unchanged; ``KeyboardInterrupt``, ``SystemExit`` and
-``GeneratorExit`` are never caught. Other exceptions are mapped by ``to_n2d2_error``: known
-classes (file system, decoding, malformed numbers, memory, recursion, ONNX/protobuf) to a
-sentence about the input; an unknown class to "internal error", which is a bug in n2d2py: the
-message says how to see the traceback (``N2D2PY_DEBUG=1`` re-raises the original exception).
+``GeneratorExit`` are never caught. Other exceptions are mapped by ``to_n2d2_error``: the classes
+a file or an allocation gives (file system, text decoding, a truncated stream, memory, recursion,
+ONNX/protobuf decoding) to a sentence about the input; everything else (``ShapeError`` and the
+other ``InternalError``s, ``IndexError``, ``KeyError``, ``ValueError``, ``TypeError``: a check
+inside n2d2py, since readers report bad input themselves) to "internal error", a bug in n2d2py:
+the message says how to see the traceback (``--debug`` or ``N2D2PY_DEBUG=1`` re-raise the
+original exception).
 """
 import contextlib
 import os
@@ -63,23 +66,23 @@ def to_n2d2_error(exc, place=None):
                          "(check the sizes: NbOutputs, dimensions, batch size)", file=file)
     if isinstance(exc, RecursionError):
         return N2D2Error("input nested too deeply to process", file=file)
-    if isinstance(exc, (EOFError, ValueError, OverflowError, ZeroDivisionError, IndexError,
-                        KeyError)):
-        return DataError(f"malformed or inconsistent input ({_describe(exc)})", file=file)
-    return N2D2Error(f"internal error while reading this input ({_describe(exc)}); please "
-                     f"report it, with the traceback shown when {DEBUG_VARIABLE}=1", file=file)
+    if isinstance(exc, EOFError):
+        return DataError(f"truncated input ({_describe(exc)})", file=file)
+    return N2D2Error(f"internal error while processing this input ({_describe(exc)}); please "
+                     f"report it, with the traceback --debug shows", file=file)
 
 
 @contextlib.contextmanager
-def user_input_errors(place=None):
+def user_input_errors(place=None, debug=False):
     """Context manager (and decorator): re-raise any non-``N2D2Error`` exception of the block
     as the ``N2D2Error`` of ``to_n2d2_error`` (chained, so a debugger still sees the cause).
-    With the environment variable ``N2D2PY_DEBUG=1`` the original exception propagates."""
+    With ``debug`` or the environment variable ``N2D2PY_DEBUG=1`` the original exception
+    propagates (its traceback)."""
     try:
         yield
     except N2D2Error:
         raise
     except Exception as exc:
-        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+        if debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
             raise
         raise to_n2d2_error(exc, place) from exc

@@ -145,10 +145,11 @@ def test_resume_after_interrupt_continues_exactly(tmp_path):
 
 # -- n2d2py.guard: any exception escaping user-input processing becomes one N2D2Error ---------
 def test_guard_maps_foreign_exceptions_to_n2d2_errors(monkeypatch):
-    from n2d2py.errors import N2D2Error, WeightsError
+    from n2d2py.errors import N2D2Error, ShapeError, WeightsError
     from n2d2py.guard import user_input_errors
     monkeypatch.delenv("N2D2PY_DEBUG", raising=False)
-    for exc, words in [(ValueError("bad"), "malformed"), (MemoryError(), "memory"),
+    for exc, words in [(ValueError("bad"), "internal error"), (MemoryError(), "memory"),
+                       (EOFError(), "truncated"), (ShapeError("x must be 4-D"), "internal error"),
                        (RecursionError(), "nested"), (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x"), "text"),
                        (FileNotFoundError(2, "No such file", "w/a.syntxt"), "No such file"),
                        (TypeError("odd"), "internal error")]:
@@ -171,3 +172,23 @@ def test_guard_maps_foreign_exceptions_to_n2d2_errors(monkeypatch):
     monkeypatch.setenv("N2D2PY_DEBUG", "1")
     with pytest.raises(IndexError):
         broken()
+    monkeypatch.delenv("N2D2PY_DEBUG")
+    with pytest.raises(IndexError):                      # --debug: the bug's own traceback
+        with user_input_errors(place="net.ini", debug=True):
+            raise IndexError("list index out of range")
+
+
+def test_internal_error_is_one_line_and_debug_shows_its_traceback(tmp_path, monkeypatch, capsys):
+    """A bug (a check inside n2d2py, not the input) is one line naming it an internal error;
+    with --debug the original exception and its traceback come out."""
+    from n2d2py import cli
+
+    def broken(run):
+        raise IndexError("list index out of range")
+    monkeypatch.setattr(cli, "STAGES", [broken])
+    monkeypatch.delenv("N2D2PY_DEBUG", raising=False)
+    assert cli.main([str(tmp_path / "net.ini")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("n2d2py: error: ") and "internal error" in line and "--debug" in line
+    with pytest.raises(IndexError):
+        cli.main([str(tmp_path / "net.ini"), "--debug"])

@@ -7,7 +7,7 @@ import numpy
 from .. import functions as F
 from ..autograd import Variable
 from ..ini.convert import enum, list_of, to_float, to_int, to_uint, to_bool
-from ..params import Key
+from ..params import Key, at_least
 from .base import CELLS, Cell, concat_inputs, same_hw
 
 
@@ -191,7 +191,7 @@ class ScalingCell(_ConcatCell):
 @CELLS.register("LRN")
 class LRNCell(_ConcatCell):
     """Across-channel local response normalisation."""
-    n = Key("N", to_uint, 5, config=True)
+    n = Key("N", to_uint, 5, config=True, check=at_least(1))
     alpha = Key("Alpha", to_float, 1e-4, config=True)
     beta = Key("Beta", to_float, 0.75, config=True)
     k = Key("K", to_float, 2.0, config=True)

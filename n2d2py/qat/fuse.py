@@ -276,7 +276,7 @@ class Fuser:
                                   W_fused=W.astype(F32))
         node.max_code, node.source = hi, bn.name
         node.weight_range = R_w
-        self.add(cell, node)
+        self.add(cell, node, absorbed=bn)
         self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
                                      "corr": corr, "R_in": R_in, "alpha_in": a_in,
                                      "R_out": R_out, "alpha_out": a_out, "D": D_w * src.den}
@@ -428,8 +428,10 @@ class Fuser:
         node.source = cell.name
         self.add(cell, node)
 
-    def add(self, cell, node):
+    def add(self, cell, node, absorbed=None):
+        """``node`` now produces ``cell``'s output, and ``absorbed``'s (the BatchNorm a Conv
+        took in: N2D2's removeCell)."""
         self.nodes[node.name] = node
         self.alias[cell.name] = node.name
-        if node.type_name == "Conv":   # the BN child now reads from the Conv (removeCell)
-            self.alias[self.children[cell.name][0]] = node.name
+        if absorbed is not None:
+            self.alias[absorbed.name] = node.name

@@ -21,7 +21,7 @@ import numpy  # only to create host-side Parameters, never on data
 
 from ..autograd import Parameter, Variable
 from ..backend import DTYPE, asnumpy, device_of, get_xp, to_device
-from ..errors import ShapeError, WeightsError, expect
+from ..errors import WeightsError
 from ..ini.convert import to_float, to_uint
 from ..io import syntxt
 from ..params import Key, Parameterizable, Registry, at_least, check_key_rules
@@ -295,14 +295,15 @@ def load_scalar_state(path, ignore_missing):
     return read_syntxt_scalar(path)
 
 
-def load_state_values(path, ignore_missing, count, what, error=ShapeError):
+def load_state_values(path, ignore_missing, count, what):
     """The ``count`` numbers stored in a state file (``what`` names them in the error), or None
     when it is missing and ``ignore_missing``."""
     if ignore_missing and not os.path.exists(path):
         return None
     values = read_syntxt_values(path)
-    expect(len(values) == count, f"{path}: expected {count} value{'s' if count != 1 else ''} "
-                                 f"({what}), got {len(values)}", error=error)
+    if len(values) != count:
+        raise WeightsError(f"expected {count} value{'s' if count != 1 else ''} ({what}), got "
+                           f"{len(values)}", file=path)
     return values
 
 

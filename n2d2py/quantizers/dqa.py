@@ -286,7 +286,7 @@ class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
     def import_state(self, folder, cell_name, ignore_missing=False):
         k = len(self.specs)
         values = load_state_values(self.state_file(folder, cell_name), ignore_missing, k + 1,
-                                   f"α_1..α_{k} step", error=IniError)
+                                   f"α_1..α_{k} step")
         if values is None:
             return
         xp = get_xp(self.alpha_param.data)

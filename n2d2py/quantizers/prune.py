@@ -32,6 +32,11 @@ class ApplyMask(Function):
         return (gy * self.mask.astype(gy.dtype, copy=False),)
 
 
+def fraction(value):
+    """A ``Key`` check: a fraction of the weights, in [0, 1]."""
+    return None if 0.0 <= value <= 1.0 else f"must be a fraction in [0, 1], got {value}"
+
+
 def zeros_to_add(mask, threshold):
     """max(0, ceil(thr·N) − zeros already in the mask), thr·N in float32 as N2D2."""
     target = math.ceil(float(F32(threshold) * F32(mask.size)))
@@ -84,9 +89,11 @@ class PruneQuantizer(WeightQuantizer):
 
     pruning_mode = Key("PruningMode", enum("Identity", "Static", "Gradual"), default="Identity")
     pruning_filler = Key("PruningFiller", enum("None", "Random", "IterNonStruct"), default="Random")
-    threshold = Key("Threshold", to_float, default=0.2, doc="target zero fraction")
+    threshold = Key("Threshold", to_float, default=0.2, doc="target zero fraction",
+                    check=fraction)
     delta = Key("Delta", to_float, default=0.001, doc="IterNonStruct magnitude step")
-    start_threshold = Key("StartThreshold", to_float, default=0.1, doc="Gradual: first fraction")
+    start_threshold = Key("StartThreshold", to_float, default=0.1, doc="Gradual: first fraction",
+                          check=fraction)
     step_size_threshold = Key("StepSizeThreshold", to_uint, default=0,
                               doc="Gradual: stimuli between mask updates (0: log steps)")
     gamma_threshold = Key("GammaThreshold", to_float, default=0.05, doc="Gradual: increment")

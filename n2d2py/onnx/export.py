@@ -67,12 +67,8 @@ class Exporter:
     # ------------------------------------------------------------ walk
     def run(self, path):
         net = self.net
-        self.names.add("env")
-        tensors = {"env": "env"}
         with no_grad():
-            for name, cell in net.cells.items():
-                y = cell.export_onnx(self, [tensors[p] for p in cell.parents])
-                tensors[name] = self.finish(cell, y)
+            tensors = self.export_all(net.cells, "env", self.finish)
         c, h, w = net.input_shape
         inputs = [helper.make_tensor_value_info("env", TensorProto.FLOAT, ["N", c, h, w])]
         read = {p for cell in net.cells.values() for p in cell.parents}
@@ -84,6 +80,16 @@ class Exporter:
                 outputs.append(helper.make_tensor_value_info(
                     name, TensorProto.FLOAT, ["N", *[int(d) for d in cell.out_shape]]))
         return self.save("n2d2py", inputs, outputs, path)
+
+    def export_all(self, items, env, finish):
+        """``{name: output tensor}`` over ``items`` ({name: cell or fused node}, in order): each
+        writes its nodes (``export_onnx(self, input tensors)``), ``finish(item, tensor)`` names
+        the result; ``env`` is the graph input's tensor."""
+        self.names.add("env")
+        tensors = {"env": env}
+        for name, item in items.items():
+            tensors[name] = finish(item, item.export_onnx(self, [tensors[p] for p in item.parents]))
+        return tensors
 
     def save(self, graph_name, inputs, outputs, path):
         """The checked ModelProto of the nodes and initializers built so far; written to ``path``

@@ -93,12 +93,8 @@ class IntegerExporter(Exporter):
     # ------------------------------------------------------------ walk
     def run(self, path, all_outputs=False):
         fused = self.fused
-        self.names.add("env")
-        lo, hi = 0, int(fused.input.max_code)
-        tensors = {"env": Tensor("env", lo, hi, TensorProto.UINT8)}
-        for name, node in fused.nodes.items():
-            y = node.export_onnx(self, [tensors[p] for p in node.parents])
-            tensors[name] = self.rename(y, name)
+        env = Tensor("env", 0, int(fused.input.max_code), TensorProto.UINT8)
+        tensors = self.export_all(fused.nodes, env, lambda node, y: self.rename(y, node.name))
         c, h, w = fused.input_shape
         inputs = [helper.make_tensor_value_info("env", TensorProto.UINT8, ["N", c, h, w])]
         read = {p for node in fused.nodes.values() for p in node.parents}

@@ -238,7 +238,7 @@ class Fuser:
         R_out, a_out = self.act_codes(cell, bn.qact, f"its BatchNorm [{bn.name}] has ")
         self.single_parent(cell)
         self.check_linear(cell)
-        if cell.qweight is not None and getattr(cell.qweight, "apply_scaling", False):
+        if cell.qweight.apply_scaling:
             raise N2D2Error(f"[{cell.name}] QWeight.ApplyScaling=1: N2D2's Conv+BN fusion ignores "
                             f"the SAT scale (use ApplyScaling=0 on Convs)")
         if min(cell.hw(cell.padding_dims)) < 0:

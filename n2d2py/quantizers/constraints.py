@@ -137,8 +137,10 @@ def _targets(cells):
     found = {}
     for cell in weighted_cells(cells):
         q = cell.qweight
+        if not isinstance(q, ConstraintKeys):
+            continue
         for kind, attr in (("size", "target_size"), ("bitops", "target_bitops")):
-            value = getattr(q, attr, 0.0) if q is not None else 0.0
+            value = getattr(q, attr)
             if value:
                 setting = (value, q.constraint_weight, q.constraint_mode)
                 if kind in found and found[kind][0] != setting:

@@ -84,6 +84,8 @@ class _LSQStep(RangeBits):
 
     step_size_init = Key("StepSize", to_float, default=100.0,
                          doc="initial step when SetOptInitStepSize=0")
+    set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
+                                 doc="initialise the step at the first forward (weights, batch)")
     step_param = LazyParameter("step_size", lambda q: q.step_size_init)
     state_names = ("_initialized",)  # N2D2's 10000 sentinel: s0 is set at the first forward
 
@@ -134,8 +136,6 @@ class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
 
     # R=1 gives Qp=0: N2D2 then divides by sqrt(0) (infinite s0 and G); refused where read
     range = Key("Range", to_uint, default=255, doc="number of steps R", check=at_least(2))
-    set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
-                                 doc="initialise the step from the weights at the first forward")
     state_trailing = " "
 
     @property
@@ -166,8 +166,6 @@ class LSQActQuantizer(_LSQStep, ActQuantizer):
     """
 
     range = Key("Range", to_uint, default=255, doc="number of steps R", check=at_least(1))
-    set_opt_init_step_size = Key("SetOptInitStepSize", to_bool, default=True,
-                                 doc="initialise the step from the first batch")
     state_trailing = ""
 
     @property

@@ -247,8 +247,9 @@ def conventions(table, weight_bits, act_bits, overrides):
         source = (f"uniform {weight_bits or 'configured'} / {act_bits or 'configured'} bits "
                   f"(weights / activations)")
     else:
-        source = ("QWeight/QAct Range of each cell (bits = ceil(log2(Range+1))), "
-                  "32 (float) where a cell has no quantizer")
+        source = ("each cell's QWeight/QAct bits (ceil(log2(Range+1)) for a Range; a cell reads "
+                  "the codes of the nearest QAct upstream through cells that keep precision), "
+                  "32 (float) where there is no quantizer")
     first_last = {"as-configured": "no special rule (as the bits above give them)",
                   "8bit": "kept at 8/8 bits", "fp32": "kept at full precision (32/32 bits)",
                   "quantized": "quantized like the other layers"}[table.first_last]

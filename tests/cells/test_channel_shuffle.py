@@ -153,3 +153,20 @@ def test_weights_and_resume(trained, tmp_path):
     history = resumed.learn(stimuli=384, log=128, out=io.StringIO(), workdir=str(tmp_path),
                             reload_best=False, resume=checkpoint.load(folder / "net_state"))
     assert history.stimuli == 384
+
+
+def test_command_line_report_and_exports(trained, tmp_path, monkeypatch, capsys):
+    """``--report``, ``-w DIR --export ONNX`` and ``-w DIR --qat-sat --export ONNX`` on the
+    shuffled net, in-process (cli.main)."""
+    from n2d2py import cli
+    net, folder = trained
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.ini").write_text(shuffled_lenet())
+    assert cli.main(["net.ini", "--report"]) == 0
+    report = capsys.readouterr().out
+    assert "shuffle" in report and "ChannelShuffle" in report
+    weights = str(folder / "weights")
+    assert cli.main(["net.ini", "-w", weights, "--export", "ONNX"]) == 0
+    assert cli.main(["net.ini", "-w", weights, "--qat-sat", "--export", "ONNX"]) == 0
+    assert (tmp_path / "net.onnx").stat().st_size > 1000
+    assert (tmp_path / "net.int.onnx").stat().st_size > 1000

@@ -164,3 +164,19 @@ def test_qat_sat_fuses_pact_activations(trained):
         fake = net.forward(x)["softmax"].data.argmax(axis=1).ravel()
     fused_classes = fused.forward(fused.input_codes(x)).argmax(axis=1).ravel()
     assert (fused_classes == fake).mean() >= 0.97
+
+
+def test_command_line_report_and_exports(trained, tmp_path, monkeypatch, capsys):
+    """``--report``, ``-w DIR --export ONNX`` (QDQ) and ``-w DIR --qat-sat --export ONNX``."""
+    from n2d2py import cli
+    _, folder = trained
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, pact_lenet())
+    assert cli.main(["net.ini", "--report"]) == 0
+    conv2 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("conv2"))
+    assert conv2.split()[5:7] == ["4", "4"]   # w bits, a bits: PACT's Range=15
+    weights = str(folder / "weights")
+    assert cli.main(["net.ini", "-w", weights, "--export", "ONNX"]) == 0
+    assert cli.main(["net.ini", "-w", weights, "--qat-sat", "--export", "ONNX"]) == 0
+    assert (tmp_path / "net.onnx").stat().st_size > 1000
+    assert (tmp_path / "net.int.onnx").stat().st_size > 1000

@@ -22,7 +22,7 @@ import os
 import numpy
 import onnx
 
-from ..errors import OnnxError, close_matches
+from ..errors import N2D2Error, OnnxError, close_matches
 from ..ini.convert import to_bool
 from .graph import Value, attributes, cell_shape, fold_node, load_model, opset_of, to_array
 
@@ -258,7 +258,7 @@ class Importer:
             cell.build([self.shapes[p] for p in cell.parents], self.rng)
         except OnnxError:
             raise
-        except Exception as exc:   # ShapeError / IniError from the cell: name the node
+        except N2D2Error as exc:   # the cell refused its keys or shapes: name the node
             raise self.error(node, f"cannot build cell [{cell.name}] "
                                    f"(Type={cell.type_name}): {exc}") from None
         self.graph.cells[cell.name] = cell

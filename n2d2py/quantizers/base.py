@@ -1,9 +1,10 @@
-"""What every QAT quantizer shares: the registries, the two base classes, and N2D2's state files.
+"""What every QAT quantizer shares: the registries, the contract (``Quantizer``, its two kinds,
+``Grid``, ``LazyParameter``, the ``ClipActQuantizer`` family), and N2D2's state files.
 
-A weight quantizer (``QWeight=SAT|LSQ|Prune``) is owned by a Conv/Fc/Deconv cell and called once
-per forward with the cell's weight tensors (one per parent); an activation quantizer
-(``QAct=SAT|LSQ``) is owned by any cell with an activation and called on the activation's output.
-Keys come from ``QWeight.<Key>`` / ``QAct.<Key>`` lines (spec/qat.md §0 "INI keys", style.md §6.5).
+A weight quantizer (``QWeight=``) is owned by a Conv/Fc/Deconv cell and called once per forward
+with the cell's weight tensors (one per parent); an activation quantizer (``QAct=``) is owned by
+any cell with an activation and called on the activation's output. Keys come from
+``QWeight.<Key>`` / ``QAct.<Key>`` lines (spec/qat.md §0 "INI keys", style.md §6.5).
 
 Gradient convention: our autograd hands a quantizer the ordinary gradient of the **batch-mean**
 loss, and solvers do ``θ -= lr·grad``. N2D2 hands it the negative gradient summed over the batch

@@ -326,7 +326,13 @@ def cell_targets(document, section, cell):
     for target_section in document:
         if target_section.name.startswith(section.name + ".Target"):
             target = target_from_section(target_section, section.name)
-            target.loss_kind = getattr(cell, "loss_kind", None) or \
-                ("softmax" if getattr(cell, "with_loss", False) else None)
+            target.loss_kind = target_loss_kind(cell)
             targets.append(target)
     return targets
+
+
+def target_loss_kind(cell):
+    """The loss of a target on ``cell``: the cell's own (a ``LogisticWithLoss`` activation:
+    "sigmoid"), "softmax" for a ``Softmax`` with ``WithLoss=1``, else None (MSE)."""
+    return getattr(cell, "loss_kind", None) or \
+        ("softmax" if getattr(cell, "with_loss", False) else None)

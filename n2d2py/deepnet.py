@@ -132,42 +132,57 @@ class DeepNet:
         return total
 
     def learn_batch(self, x, labels):
-        """The training step (learn.py, tools, tests all use this one): forward, loss + the
-        quantizers' penalties (``constraints.constraint_loss``: size/BitOps targets, QR/WQR, DQA's
-        regulariser; nothing when none applies), backward, every solver's update, then the
-        quantizers' ``on_step``. Returns (loss value, outputs).
+        """The training step (learn.py, tools, tests and the Python API's steps all use these
+        pieces): forward, ``training_loss``, ``back_propagate``, ``update``. Returns
+        (loss value, outputs).
 
         With ``check_finite`` (default) a NaN/Inf loss (tested every step) or gradient (one
         reduction per Parameter) raises ``NumericalFault`` before any update: the parameters
         are left as they were."""
-        from .quantizers.constraints import constraint_loss
         x = Variable(backend.to_device(x, self.device))
         outputs = self.forward(x, training=True)
+        value = self.back_propagate(self.training_loss(outputs, labels, x))
+        self.update(len(labels))
+        return value, outputs
+
+    def training_loss(self, outputs, labels, x=None):
+        """The loss a step minimises: the targets' losses + the quantizers' penalties
+        (``constraints.constraint_loss``: size/BitOps targets, QR/WQR, DQA's regulariser;
+        nothing when none applies)."""
+        from .quantizers.constraints import constraint_loss
         loss = self.loss(outputs, labels, x)
         penalty = constraint_loss(self.cells)
-        if penalty is not None:
-            loss = loss + penalty
+        return loss if penalty is None else loss + penalty
+
+    def back_propagate(self, loss):
+        """Gradients of ``loss`` into every Parameter; returns the loss value. With
+        ``check_finite``, a NaN/Inf loss or gradient raises ``NumericalFault`` (gradients
+        cleared, nothing updated)."""
         value = float(backend.asnumpy(loss.data).sum())
         if self.check_finite and not math.isfinite(value):
             raise NumericalFault("loss", "NaN" if math.isnan(value) else "Inf")
         loss.backward()
-        params = self.parameters()
         if self.check_finite:
+            params = self.parameters()
             fault = _gradient_fault(params, self.cells)
             if fault is not None:
                 for param in params:
                     param.grad = None
                 raise fault
+        return value
+
+    def update(self, batch_size):
+        """Every solver's update (a Parameter without a solver drops its gradient), then the
+        quantizers' ``on_step``; Ctrl-C never leaves half the parameters updated."""
         from .signals import deferred_signals
-        with deferred_signals():  # Ctrl-C never leaves half the parameters updated
-            for param in params:
+        with deferred_signals():
+            for param in self.parameters():
                 if param.solver is not None:
-                    param.solver.update(param, len(labels))
+                    param.solver.update(param, batch_size)
                 else:
                     param.grad = None
             for quantizer in self.quantizers():  # schedules (Prune's Gradual mode)
-                quantizer.on_step(len(labels))
-        return value, outputs
+                quantizer.on_step(batch_size)
 
     def parameters(self):
         return [p for cell in self.cells.values() for p in cell.parameters()]

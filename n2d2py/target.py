@@ -12,6 +12,8 @@ Loss choice (N2D2 feeds back ``target - output``), from the cell's ``loss_kind``
     gradient is sigmoid − target (N2D2 skips the sigmoid derivative);
   * otherwise ``F.mse(output, target)``, whose gradient is N2D2's ``output − target`` diff.
 """
+import importlib
+
 import numpy
 
 from . import functions as F
@@ -250,3 +252,10 @@ def target_from_section(section, cell_name):
         raise section.error(f"unknown target type '{kind}'{close_matches(kind, TARGETS)}; "
                             f"known: {', '.join(TARGETS)}", key="Type")
     return TARGETS[kind].from_section(section, cell_name)
+
+
+def __getattr__(name):
+    """N2D2's ``n2d2.target.Score`` (the Python API's, ``api/target.py``), loaded on first use."""
+    if name == "Score":
+        return importlib.import_module("n2d2py.api.target").Score
+    raise AttributeError(f"module 'n2d2py.target' has no attribute {name!r}")

@@ -36,6 +36,18 @@ def test_build_only_loads_no_heavy_package(tmp_path):
     assert loaded.isdisjoint(HEAVY), loaded & set(HEAVY)
 
 
+def test_n2d2s_python_api_loads_no_heavy_package(tmp_path):
+    """``import n2d2py as n2d2`` and every namespace of N2D2's API, a cell built: numpy only."""
+    loaded = imported_after(tmp_path, "import n2d2py as n2d2\nfrom n2d2py import n2d2_ip\n"
+                            "from n2d2py.cells.nn import Conv, Fc, Pool2d, BatchNorm2d, Dropout\n"
+                            "n2d2.database, n2d2.provider, n2d2.transform, n2d2.activation\n"
+                            "n2d2.solver, n2d2.filler, n2d2.target.Score, n2d2.export, n2d2.Tensor\n"
+                            "n2d2.cells.Sequence, n2d2.cells.DeepNetCell, n2d2.global_variables\n"
+                            "Conv(1, 2, [3, 3], quantizer=n2d2_ip.quantizer.SATCell())")
+    assert "n2d2py" in loaded and "numpy" in loaded
+    assert loaded.isdisjoint(HEAVY), loaded & set(HEAVY)
+
+
 def test_infer_of_an_onnx_model_loads_onnx_only(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper

@@ -137,18 +137,24 @@ class Cell(SectionReader, Parameterizable):
                                  f"{' '.join(map(str, dims))} (X Y)", key=spelling)
 
     def build(self, in_shapes, rng=None):
+        self.rng = rng
+        self.set_input_shapes(in_shapes)
+        self.create_parameters(rng)
+        self.write_build_keys()
+        return self
+
+    def set_input_shapes(self, in_shapes):
+        """``in_shapes`` and the ``out_shape`` they give (checked). Also re-aims a built cell at
+        inputs of another height and width (its Parameters depend on the channels only): the
+        Python API builds Conv/Fc/BatchNorm cells before their first call, as N2D2 does."""
         self.in_shapes = [tuple(int(d) for d in s) for s in in_shapes]
         if len(self.in_shapes) != len(self.parents):
             raise self.error(f"{len(self.parents)} parents but {len(self.in_shapes)} input shapes")
-        self.rng = rng
         self.check_positive_dims()
         self.out_shape = tuple(int(d) for d in self.compute_out_shape(self.in_shapes))
         if min(self.out_shape) <= 0:
             raise self.error(f"output size {self.out_shape} (C, H, W) from inputs "
                              f"{self.in_shapes} is empty")
-        self.create_parameters(rng)
-        self.write_build_keys()
-        return self
 
     def compute_out_shape(self, in_shapes):
         raise NotImplementedError
@@ -320,13 +326,30 @@ class WeightedCell(Cell):
             raise self.error("OutputsRemap is not supported", key="OutputsRemap")
         self.create_weights(rng)
         if not self.no_bias:
-            shape = (self.out_shape[0],)
-            # N2D2's bias tensor is (1, 1, O, 1): fan-in O, fan-out 1 [unverified]
-            self.bias = self.new_parameter(self.fill("Bias", shape, shape[0], 1, rng), "Bias",
-                                           "biases")
+            self.bias = self.new_parameter(self.bias_values(rng), "Bias", "biases")
+
+    def bias_values(self, rng):
+        """Values from the bias filler; N2D2's bias tensor is (1, 1, O, 1): fan-in O, fan-out 1
+        [unverified]."""
+        shape = (self.out_shape[0],)
+        return self.fill("Bias", shape, shape[0], 1, rng)
 
     def own_parameters(self):
         return list(self.weights) + ([] if self.bias is None else [self.bias])
+
+    def refill_weights(self, rng):
+        """New weight values from the cell's weights filler, in place (N2D2's resetWeights):
+        the Parameters, their solvers and the connection maps stay."""
+        weights, masks = self.weights, self.weight_masks
+        self.create_weights(rng)   # the same fans, shapes and maps as the first fill
+        for old, new in zip(weights, self.weights):
+            old.data[...] = old.xp.asarray(new.data)
+        self.weights, self.weight_masks = weights, masks
+
+    def refill_bias(self, rng):
+        """New bias values from the bias filler, in place (N2D2's resetBias); none: nothing."""
+        if self.bias is not None:
+            self.bias.data[...] = self.bias.xp.asarray(self.bias_values(rng))
 
     keeps_precision = False
 

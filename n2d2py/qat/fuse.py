@@ -60,6 +60,8 @@ import numpy
 from ..autograd import no_grad
 from ..backend import asnumpy
 from ..cells.batchnorm import BatchNormCell
+from ..cells.dropout import DropoutCell
+from ..cells.softmax import SoftmaxCell
 from ..errors import N2D2Error
 from ..quantizers import ClipActQuantizer, SATActQuantizer, SATWeightQuantizer
 from . import engine
@@ -189,6 +191,26 @@ class Fuser:
             raise N2D2Error(f"[{cell.name}] has {len(cell.parents)} parents: the QAT fusion "
                             f"handles one input per {cell.type_name} cell")
 
+    def only_child(self, name):
+        """The only cell reading ``name``'s output, looking through Dropouts (the identity at
+        inference: N2D2's LeNet puts one between conv3 and its BatchNorm); None if several."""
+        kids = self.children[name]
+        while len(kids) == 1 and isinstance(self.net.cells[kids[0]], DropoutCell):
+            kids = self.children[kids[0]]
+        return self.net.cells[kids[0]] if len(kids) == 1 else None
+
+    def feeds_layers(self, name):
+        """Whether ``name``'s output reaches a cell other than a Softmax (Dropouts looked
+        through): an Fc without QAct that does is not the network's last layer."""
+        todo = list(self.children[name])
+        while todo:
+            child = self.net.cells[todo.pop()]
+            if isinstance(child, DropoutCell):
+                todo.extend(self.children[child.name])
+            elif not isinstance(child, SoftmaxCell):
+                return True
+        return False
+
     def check_sat_weights(self, cell):
         q = cell.qweight
         if q is None:
@@ -230,11 +252,11 @@ class Fuser:
     # -- Conv + BatchNorm (§5.4) ------------------------------------------------------------------
     def conv_batchnorm(self, cell):
         self.check_sat_weights(cell)
-        kids = self.children[cell.name]
-        bn = self.net.cells[kids[0]] if len(kids) == 1 else None
+        bn = self.only_child(cell.name)
         if bn is None or not isinstance(bn, BatchNormCell) or bn.qact is None:
             raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
-                            f"(its only child must be one): cannot fuse")
+                            f"(its only child must be one, Dropouts between them aside): cannot "
+                            f"fuse")
         R_out, a_out = self.act_codes(cell, bn.qact, f"its BatchNorm [{bn.name}] has ")
         self.single_parent(cell)
         self.check_linear(cell)
@@ -311,6 +333,10 @@ class Fuser:
         scale_in = R_in / a_in
         W = self.round_w(wq * wsf * sat_s)
         has_q = cell.qact is not None
+        # an Fc without QAct inside the network (N2D2's LeNet: fc1 -> Dropout -> fc2) outputs
+        # signed codes round(t·R_in) in both modes, as N2D2 does: the next layer reads them
+        # with (R_in, α = 1); only the last layer may output exact logits
+        middle = not has_q and self.feeds_layers(cell.name)
         if has_q:
             out = R_out / a_out
         else:
@@ -328,9 +354,11 @@ class Fuser:
         if has_q:
             lo, hi = self.saturation(R_out, R_w, signed=True)
             rescaling = ActivationRescaling(D_w * src.den, B, C, S, "Floating-point", lo, hi)
-        elif self.compat:
+        elif self.compat or middle:
             lo, hi = -(1 << 31), (1 << 31) - 1          # Linear, 32 bits, signed (§5.5)
             rescaling = ActivationRescaling(D_w * src.den, B, None, S, "Floating-point", lo, hi)
+            if middle:
+                R_out, a_out = int(R_in), 1.0
         else:
             lo, hi = None, None                          # exact logits t (module docstring, 2)
             rescaling = ActivationRescaling(D_w * src.den, B, None, None, "Floating-point", lo, hi)
@@ -338,8 +366,8 @@ class Fuser:
         engine.check_exact(cell.name, W_int, src.max_code, fan)
         node = engine.IntegerFc(cell.name, [src.name], cell.out_shape, R_out or 0,
                                 a_out or 1.0, W_int, rescaling, W_fused=W.astype(F32))
-        node.max_code, node.source = hi, cell.name
-        node.logits = not has_q
+        node.max_code, node.source = (-lo if middle else hi), cell.name
+        node.logits = not has_q and not middle
         node.weight_range = R_w
         self.add(cell, node)
         self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,

@@ -110,9 +110,14 @@ class DeepNet:
             print(line)
 
     def log_stats(self, dirname):
-        """N2D2's ``stats.log``, ``stats.dat`` and ``stats_relative.dat`` in ``dirname``."""
+        """N2D2's ``stats.log``, ``stats.dat`` and ``stats_relative.dat`` in ``dirname``, and
+        the ``--report`` table (size and BitOps per layer at the quantizers' bits):
+        ``report.csv``, ``report.md``."""
+        from ..stats import write_report
         from ..stats.n2d2_stats import write_n2d2_stats
-        write_n2d2_stats(self.N2D2(), os.fspath(dirname))
+        net = self.N2D2()
+        write_n2d2_stats(net, os.fspath(dirname))
+        write_report(net, os.fspath(dirname))
 
     def draw_graph(self, filename):
         """The graph as ``<filename>.png``: the fused integer network after ``fuse_qat``."""

@@ -97,6 +97,7 @@ class NeuralNetworkCell(Cell):
             NeuralNetworkCell._registry.setdefault(core, cls)
 
     _positional = ()         # names of the positional arguments (Padding, Reshape, ...)
+    _runtime_keys = ()       # cell keys (not config ones) a built cell may still change
 
     def __init__(self, *args, core_values=None, **config_parameters):
         if len(args) > len(self._positional):
@@ -161,7 +162,8 @@ class NeuralNetworkCell(Cell):
                 raise unknown_argument(self._describe(), name, set(keys) | objects)
             if value is None:
                 continue
-            if self._built() and (not key.config or key.attr == "no_bias"):
+            if self._built() and (not key.config or key.attr == "no_bias") \
+                    and key.attr not in self._runtime_keys:
                 raise WrongValue(f"{self._describe()}: {name} cannot change once the cell is "
                                  f"built (its weights and output size depend on it)")
             setattr(self._core, key.attr, convert(self._describe(), name, key, value))
@@ -707,6 +709,7 @@ class Softmax(NeuralNetworkCell):
     cross-entropy on its input (N2D2's Softmax + multinomial logistic loss)."""
     _core_class = SoftmaxCell
     _nb_outputs_from_input = True
+    _runtime_keys = ("with_loss",)
 
 
 class Activation(NeuralNetworkCell):

@@ -162,9 +162,12 @@ def test_onnx_stats_and_weight_files_are_the_ini_networks(trained_pair, tmp_path
     numpy.testing.assert_allclose(probabilities, expected, atol=1e-5)
     # N2D2's statistics and weight files, file for file
     deepnet.log_stats(tmp_path / "python_stats")
+    from n2d2py.stats import write_report
     from n2d2py.stats.n2d2_stats import write_n2d2_stats
     write_n2d2_stats(net, str(tmp_path / "ini_stats"))
-    for name in ("stats.log", "stats.dat", "stats_relative.dat"):
+    write_report(net, str(tmp_path / "ini_stats"))
+    assert "| conv1 |" in (tmp_path / "python_stats" / "report.md").read_text()
+    for name in ("stats.log", "stats.dat", "stats_relative.dat", "report.csv", "report.md"):
         assert filecmp.cmp(tmp_path / "python_stats" / name, tmp_path / "ini_stats" / name,
                            shallow=False), name
     deepnet.export_network_free_parameters(tmp_path / "python_weights")

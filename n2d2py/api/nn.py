@@ -26,7 +26,7 @@ from ..cells.misc import PaddingCell, ReshapeCell, ResizeCell, TransposeCell
 from ..errors import N2D2Error
 from ..fillers import default_filler
 from ..solvers import default_solver
-from .activation import ActivationFunction, Linear, Tanh, activation_of
+from .activation import ActivationFunction, Linear, activation_of
 from .cell import Cell
 from .errors import WrongInputType, WrongValue, check_type, unknown_argument
 from .filler import Filler
@@ -373,8 +373,8 @@ class NeuralNetworkCell(Cell):
 
     def __str__(self):
         keys = self._keys()
-        shown = [f"nb_inputs={self._nb_inputs}"] if "_nb_inputs" in self.__dict__ else []
-        shown += [f"nb_outputs={self._core.nb_outputs}"] if self._eager else []
+        shown = [f"nb_inputs={self._nb_inputs}", f"nb_outputs={self._core.nb_outputs}"] \
+            if self._eager else []
         shown += [f"{n}={getattr(self._core, k.attr)!r}" for n, k in keys.items()
                   if k.attr in self._core.__dict__]
         if self._core.activation is not None:
@@ -717,9 +717,8 @@ class Activation(NeuralNetworkCell):
     _core_class = ActivationCell
     _nb_outputs_from_input = True
 
-    def __init__(self, activation=None, **config_parameters):
-        NeuralNetworkCell.__init__(self, **config_parameters)
-        self.activation = activation if activation is not None else Tanh()
+    def __init__(self, activation, **config_parameters):
+        NeuralNetworkCell.__init__(self, activation=activation, **config_parameters)
 
 
 class ElemWise(NeuralNetworkCell):

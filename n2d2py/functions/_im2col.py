@@ -24,7 +24,7 @@ import threading
 
 from ..errors import ShapeError
 
-CHUNK_BYTES = 4 << 20  # per im2col chunk: fits the L2+L3 of a small server core pair
+CHUNK_BYTES = 1 << 20  # per im2col chunk: with the GEMM's packed panels and output, within one core's L2
 
 _scratch = threading.local()
 
@@ -168,3 +168,14 @@ def window(xpad, kh, kw, stride, out_hw, dilation=(1, 1)):
     h0, w0 = kh * dilation[0], kw * dilation[1]
     return xpad[:, :, h0:h0 + stride[0] * (out_hw[0] - 1) + 1:stride[0],
                 w0:w0 + stride[1] * (out_hw[1] - 1) + 1:stride[1]]
+
+
+def crop(xp, gxpad, in_hw, pads):
+    """A fresh (N, C, H, W) gx from the padded accumulator (zero where a negative pad cut)."""
+    N, C, Hp, Wp = gxpad.shape
+    src_h, dst_h = _placement(in_hw[0], 1, pads[0], Hp)
+    src_w, dst_w = _placement(in_hw[1], 1, pads[2], Wp)
+    cropped = (src_h.stop - src_h.start, src_w.stop - src_w.start) != tuple(in_hw)
+    gx = (xp.zeros if cropped else xp.empty)((N, C) + tuple(in_hw), dtype=gxpad.dtype)
+    gx[:, :, src_h, src_w] = gxpad[:, :, dst_h, dst_w]
+    return gx

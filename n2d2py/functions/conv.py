@@ -12,14 +12,16 @@ between a correlation of the zero-upsampled output gradient with the flipped, tr
 kernels and a col2im (a GEMM, then one add per kernel offset). Large images use one GEMM
 per batch item (a single ``matmul`` call) so results land in NCHW without transposed copies;
 the unrolled matrices and GEMM outputs are reused work arrays (``_im2col.scratch``).
-Groups are a batch dimension of the GEMM (depthwise: groups == C, one tiny GEMM per group
-inside a single ``matmul`` call, no Python loop over channels).
+Groups are a batch dimension of the GEMM (one ``matmul`` call, no Python loop over groups);
+depthwise layers (one input channel per group) run ``_depthwise.py``'s kernels instead:
+one element-wise pass per kernel offset, no unrolled matrix.
 A Mapping is applied by the cell as ``W * mask`` (spec/ini.md §2.7); nothing special here.
 """
 from ..autograd.function import Function
 from ..errors import expect
-from ._im2col import (_placement, chunk_size, im2col, out_size, pads4, padded_chunks,
-                      padded_shape, pair, scratch, use_wide, window)
+from . import _depthwise
+from ._im2col import (chunk_size, crop, im2col, out_size, pads4, padded_chunks, padded_shape,
+                      pair, scratch, use_wide, window)
 
 __all__ = ["conv2d", "deconv2d", "conv_output_size", "deconv_output_size"]
 
@@ -55,6 +57,8 @@ PER_ITEM_GRAD_WEIGHT_MAX_K = 32
 def _correlate(xp, x, W, stride, pads, dilation, groups, upsample=(1, 1)):
     """y = W (*) pad(upsample(x)), no bias: per chunk, one ``(g, O/g, K) @ (g, K, n*P)`` GEMM,
     or per item ``(g, O/g, K) @ (n, g, K, P)`` when P is large enough (written into y)."""
+    if _depthwise.is_depthwise(W.shape, groups):
+        return _depthwise.correlate(xp, x, W, stride, pads, dilation, upsample)
     N, C = x.shape[:2]
     O, Cg, kH, kW = W.shape
     Hp, Wp = padded_shape(x.shape[2:], pads, upsample)
@@ -93,6 +97,8 @@ def _grad_weight(xp, x, gy, w_shape, stride, pads, dilation, groups):
     with wide columns, gy gets zeros in the junk columns so they add nothing. For a tiny K,
     per item instead: ``gy[i] (g, O/g, P) @ cols[i]^T (g, P, K)``, summed over the items.
     """
+    if _depthwise.is_depthwise(w_shape, groups):
+        return _depthwise.grad_weight(xp, x, gy, w_shape, stride, pads, dilation)
     N, C = x.shape[:2]
     O, Cg, kH, kW = w_shape
     OH, OW = gy.shape[2:]
@@ -136,6 +142,8 @@ def _grad_input(xp, gy, W, in_hw, stride, pads, dilation, groups):
     """gx = the adjoint of ``_correlate`` in x, by the cheaper of two routes (costs measured
     with tools/bench/conv_micro.py): col2im for strides > 1 and for outputs much smaller than
     the input, else a correlation of gy with the flipped kernels."""
+    if _depthwise.is_depthwise(W.shape, groups):
+        return _depthwise.grad_input(xp, gy, W, in_hw, stride, pads, dilation)
     O, Cg, kH, kW = W.shape
     unrolled_by_correlation = O * in_hw[0] * (in_hw[1] + pads[2] + pads[3])
     unrolled_by_col2im = Cg * groups * gy.shape[2] * gy.shape[3]
@@ -194,7 +202,7 @@ def _grad_input_col2im(xp, gy, W, in_hw, stride, pads, dilation, groups):
         for kh in range(kH):
             for kw in range(kW):
                 window(part, kh, kw, stride, (OH, OW), dilation)[...] += gcols[:, kh, kw]
-    return _crop(xp, gxpad.transpose(1, 0, 2, 3), in_hw, pads)
+    return crop(xp, gxpad.transpose(1, 0, 2, 3), in_hw, pads)
 
 
 def _col2im_per_item(xp, gy, W3t, c_k, in_hw, stride, pads, dilation):
@@ -229,7 +237,7 @@ def _col2im_per_item(xp, gy, W3t, c_k, in_hw, stride, pads, dilation):
         xp.matmul(W3t, gyc.reshape(m, groups, O // groups, OH * cols_w), out=gcols)
         _scatter_add(xp, gxpad[start:start + m], gcols.reshape(m, C, kH, kW, OH, cols_w),
                      stride, dilation, (OH, OW), wide)
-    return _crop(xp, gxpad[:, :, :Hp], in_hw, pads)
+    return crop(xp, gxpad[:, :, :Hp], in_hw, pads)
 
 
 def _scatter_add(xp, part, gcols, stride, dilation, out_hw, wide):
@@ -248,17 +256,6 @@ def _scatter_add(xp, part, gcols, stride, dilation, out_hw, wide):
             else:
                 view = window(part, kh, kw, stride, out_hw, dilation)
             view += gcols[:, :, kh, kw]
-
-
-def _crop(xp, gxpad, in_hw, pads):
-    """A fresh (N, C, H, W) gx from the padded accumulator (zero where a negative pad cut)."""
-    N, C, Hp, Wp = gxpad.shape
-    src_h, dst_h = _placement(in_hw[0], 1, pads[0], Hp)
-    src_w, dst_w = _placement(in_hw[1], 1, pads[2], Wp)
-    cropped = (src_h.stop - src_h.start, src_w.stop - src_w.start) != tuple(in_hw)
-    gx = (xp.zeros if cropped else xp.empty)((N, C) + tuple(in_hw), dtype=gxpad.dtype)
-    gx[:, :, src_h, src_w] = gxpad[:, :, dst_h, dst_w]
-    return gx
 
 
 def _bias_grad(gy):

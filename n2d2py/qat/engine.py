@@ -4,8 +4,8 @@ Every node maps integer activation codes (N, C, H, W) to integer codes; only the
 without an activation quantizer outputs float64 logits, and a Softmax node float64
 probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input).
 
-* ``IntegerConv``: ``acc = Σ_(kh,kw) W_int[:, :, kh, kw] · window(x)``, one GEMM per group and
-  kernel offset (batch and pixels as columns; depthwise convs multiply element-wise). The sums
+* ``IntegerConv``: ``acc = Σ_(c,kh,kw) W_int[:, c, kh, kw] · window(x)`` by the float
+  convolution's kernels (im2col + BLAS GEMM; depthwise layers element-wise). The sums
   are exact: float32 when max code · max_o Σ|W_int[o]| < 2^24 on the input, else float64, which
   the fusion proves exact (``check_exact``: < 2^53); the float array of integers goes straight
   to the layer's ``ActivationRescaling`` (scaling.py); ``accumulate`` gives it as int64.
@@ -27,6 +27,7 @@ import numpy
 
 from ..backend import get_xp
 from ..errors import N2D2Error
+from ..functions.conv import _correlate as correlate
 
 EXACT_LIMIT = 2 ** 53
 #: stimuli per pass of ``FusedNet.forward``: small enough for the layers' arrays to stay in
@@ -99,39 +100,15 @@ class IntegerConv(Node):
     def accumulate_exact(self, x):
         """The accumulators as a float array holding exact integers: float32 when every
         partial sum is below 2^24 on this input (max code · max_o Σ|W_int[o]|), else float64
-        (below 2^53, proven by the fusion). Depthwise convs multiply element-wise; others
-        run one batched matmul per kernel offset (never a loop over pixels or batch items)."""
+        (below 2^53, proven by the fusion). The float convolution's GEMM kernels compute them
+        (``functions/conv.py``: im2col and BLAS, depthwise layers element-wise): every product
+        and every partial sum is an integer within the float's exact range, so the result
+        does not depend on the summation order and equals the integer sum."""
         xp = get_xp(x)
-        N, C, H, Wd = x.shape
-        O, Cg, kh, kw = self.W_int.shape
-        (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
         dtype = exact_dtype(xp, x, self.fan)
-        xpad = xp.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype)
-        xpad[:, :, ph:ph + H, pw:pw + Wd] = x
-        OH = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
-        OW = (Wd + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
-        Wf = xp.asarray(self.W_int, dtype)
-
-        def window(i, j):
-            return xpad[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh,
-                        j * dw:j * dw + sw * (OW - 1) + 1:sw]
-
-        if Cg == 1 and O == G:       # depthwise: one weight per channel and offset
-            acc = xp.zeros((N, O, OH, OW), dtype)
-            tmp = xp.empty_like(acc)
-            for i in range(kh):
-                for j in range(kw):
-                    xp.multiply(window(i, j), Wf[:, 0, i, j].reshape(1, O, 1, 1), out=tmp)
-                    acc += tmp
-            return acc
-        # one GEMM per group and kernel offset, the batch and pixels as columns
-        Wg = Wf.reshape(G, O // G, Cg, kh, kw)
-        acc = xp.zeros((G, O // G, N * OH * OW), dtype)
-        for i in range(kh):      # loop over kernel offsets only
-            for j in range(kw):
-                win = xp.ascontiguousarray(window(i, j).transpose(1, 0, 2, 3))
-                acc += xp.matmul(Wg[:, :, :, i, j], win.reshape(G, Cg, N * OH * OW))
-        return xp.ascontiguousarray(acc.reshape(O, N, OH, OW).transpose(1, 0, 2, 3))
+        (ph, pw) = self.padding
+        return correlate(xp, x.astype(dtype), xp.asarray(self.W_int, dtype), tuple(self.stride),
+                         (ph, ph, pw, pw), tuple(self.dilation), self.groups)
 
     def __call__(self, xs):
         x, = xs

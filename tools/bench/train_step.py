@@ -39,7 +39,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-DEFAULT_PEER = ROOT.parent / "shared" / "bench" / "torch_reference.py"
+DEFAULT_PEER = ROOT / "tools" / "bench" / "peers" / "torch_reference.py"
 INPUT_SHAPES = {"lenet": (1, 32, 32), "lenet-sat": (1, 32, 32), "resnet20": (3, 32, 32)}
 LENET_INI = ROOT / "models" / "LeNet.ini"
 SAT_INI = ROOT / "tests" / "data" / "n2d2" / "tests_data" / "mnist_model" / "LeNet-bn-SAT.ini"
@@ -327,10 +327,10 @@ NEEDED = ("conv2d", "max_pool2d", "relu", "linear", "dropout", "batch_norm", "co
 
 def main(argv=None):
     args = parse_args(argv)
+    set_threads(args.threads)  # before NumPy loads (n2d2py.backend imports it)
+    sys.path.insert(0, str(ROOT))
     from n2d2py.backend import keep_freed_memory
     keep_freed_memory()  # as the n2d2py command does (backend.py says why)
-    set_threads(args.threads)
-    sys.path.insert(0, str(ROOT))
     import n2d2py.functions as F
     missing = [n for n in NEEDED if not callable(getattr(F, n, None))]
     if missing:

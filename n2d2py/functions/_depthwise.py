@@ -15,7 +15,8 @@ chunk (``_im2col.CHUNK_BYTES``) keeps the passes in cache.
 * ``grad_input``: the adjoint of ``correlate``: each offset adds ``W[c, 0, k] * gy`` into its
   window of a padded accumulator (any stride, dilation, padding; negative pads crop).
 """
-from ._im2col import _placement, chunk_size, out_size, padded_shape, scratch
+from ..parallel import added, split
+from ._im2col import _placement, chunk_size, crop_target, out_size, padded_shape, scratch
 
 __all__ = ["is_depthwise", "correlate", "grad_weight", "grad_input"]
 
@@ -67,33 +68,42 @@ def correlate(xp, x, W, stride, pads, dilation, upsample=(1, 1)):
     dtype = xp.result_type(x.dtype, W.dtype)
     Wt = _tiled_weights(xp, W, OW, dtype)
     y = xp.empty((N, C, OH, OW), dtype=dtype)
-    chunk = chunk_size(N, 4 * C * (Hp * Wp + 2 * OH * OW))
-    for start, xpad in _padded_chunks(xp, x.astype(dtype, copy=False), pads, chunk, upsample):
-        m = len(xpad)
-        acc = scratch(xp, "dw_acc", (m, OH, OW, C), dtype)
-        tmp = scratch(xp, "dw_tmp", (m, OH, OW, C), dtype)
-        for k in range(kH * kW):
-            win = _window(xpad, k, kW, stride, (OH, OW), dilation)
-            xp.multiply(win, Wt[k], out=acc if k == 0 else tmp)
-            if k:
-                acc += tmp
-        y[start:start + m] = acc.transpose(0, 3, 1, 2)
+    x = x.astype(dtype, copy=False)
+
+    def part(lo, hi):
+        chunk = chunk_size(hi - lo, 4 * C * (Hp * Wp + 2 * OH * OW))
+        for start, xpad in _padded_chunks(xp, x[lo:hi], pads, chunk, upsample):
+            m, start = len(xpad), start + lo
+            acc = scratch(xp, "dw_acc", (m, OH, OW, C), dtype)
+            tmp = scratch(xp, "dw_tmp", (m, OH, OW, C), dtype)
+            for k in range(kH * kW):
+                win = _window(xpad, k, kW, stride, (OH, OW), dilation)
+                xp.multiply(win, Wt[k], out=acc if k == 0 else tmp)
+                if k:
+                    acc += tmp
+            y[start:start + m] = acc.transpose(0, 3, 1, 2)
+    split(xp, N, part)
     return y
 
 
 def grad_weight(xp, x, gy, w_shape, stride, pads, dilation):
     N, C = x.shape[:2]
     kH, kW, Hp, Wp, OH, OW = _geometry(x.shape, w_shape, pads, stride, dilation)
-    gW = xp.zeros((kH * kW, C), dtype=gy.dtype)
-    chunk = chunk_size(N, 4 * C * (Hp * Wp + 2 * OH * OW))
-    for start, xpad in _padded_chunks(xp, x.astype(gy.dtype, copy=False), pads, chunk):
-        m = len(xpad)
-        g = scratch(xp, "dw_acc", (m, OH, OW, C), gy.dtype)
-        g[...] = gy[start:start + m].transpose(0, 2, 3, 1)
-        tmp = scratch(xp, "dw_tmp", (m, OH, OW, C), gy.dtype)
-        for k in range(kH * kW):
-            xp.multiply(g, _window(xpad, k, kW, stride, (OH, OW), dilation), out=tmp)
-            gW[k] += tmp.reshape(m * OH, OW, C).sum(axis=0).sum(axis=0)
+    x = x.astype(gy.dtype, copy=False)
+
+    def part(lo, hi):
+        gW = xp.zeros((kH * kW, C), dtype=gy.dtype)
+        chunk = chunk_size(hi - lo, 4 * C * (Hp * Wp + 2 * OH * OW))
+        for start, xpad in _padded_chunks(xp, x[lo:hi], pads, chunk):
+            m, start = len(xpad), start + lo
+            g = scratch(xp, "dw_acc", (m, OH, OW, C), gy.dtype)
+            g[...] = gy[start:start + m].transpose(0, 2, 3, 1)
+            tmp = scratch(xp, "dw_tmp", (m, OH, OW, C), gy.dtype)
+            for k in range(kH * kW):
+                xp.multiply(g, _window(xpad, k, kW, stride, (OH, OW), dilation), out=tmp)
+                gW[k] += tmp.reshape(m * OH, OW, C).sum(axis=0).sum(axis=0)
+        return gW
+    gW = added(split(xp, N, part))
     return xp.ascontiguousarray(gW.T).reshape(w_shape)
 
 
@@ -104,18 +114,20 @@ def grad_input(xp, gy, W, in_hw, stride, pads, dilation):
     Wt = _tiled_weights(xp, W, OW, gy.dtype)
     src_h, dst_h = _placement(in_hw[0], 1, pads[0], Hp)
     src_w, dst_w = _placement(in_hw[1], 1, pads[2], Wp)
-    cropped = (src_h.stop - src_h.start, src_w.stop - src_w.start) != tuple(in_hw)
-    gx = (xp.zeros if cropped else xp.empty)((N, C) + tuple(in_hw), dtype=gy.dtype)
-    chunk = chunk_size(N, 4 * C * (Hp * Wp + 2 * OH * OW))
-    for start in range(0, N, chunk):
-        m = min(chunk, N - start)
-        g = scratch(xp, "dw_acc", (m, OH, OW, C), gy.dtype)
-        g[...] = gy[start:start + m].transpose(0, 2, 3, 1)
-        tmp = scratch(xp, "dw_tmp", (m, OH, OW, C), gy.dtype)
-        gxpad = scratch(xp, "dw_pad", (m, Hp, Wp, C), gy.dtype)
-        gxpad.fill(0)
-        for k in range(kH * kW):
-            xp.multiply(g, Wt[k], out=tmp)
-            _window(gxpad, k, kW, stride, (OH, OW), dilation)[...] += tmp
-        gx[start:start + m, :, src_h, src_w] = gxpad[:, dst_h, dst_w].transpose(0, 3, 1, 2)
+    gx = crop_target(xp, (N, C), in_hw, pads, gy.dtype)
+
+    def part(lo, hi):
+        chunk = chunk_size(hi - lo, 4 * C * (Hp * Wp + 2 * OH * OW))
+        for start in range(lo, hi, chunk):
+            m = min(chunk, hi - start)
+            g = scratch(xp, "dw_acc", (m, OH, OW, C), gy.dtype)
+            g[...] = gy[start:start + m].transpose(0, 2, 3, 1)
+            tmp = scratch(xp, "dw_tmp", (m, OH, OW, C), gy.dtype)
+            gxpad = scratch(xp, "dw_pad", (m, Hp, Wp, C), gy.dtype)
+            gxpad.fill(0)
+            for k in range(kH * kW):
+                xp.multiply(g, Wt[k], out=tmp)
+                _window(gxpad, k, kW, stride, (OH, OW), dilation)[...] += tmp
+            gx[start:start + m, :, src_h, src_w] = gxpad[:, dst_h, dst_w].transpose(0, 3, 1, 2)
+    split(xp, N, part)
     return gx

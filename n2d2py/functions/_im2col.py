@@ -170,12 +170,22 @@ def window(xpad, kh, kw, stride, out_hw, dilation=(1, 1)):
                 w0:w0 + stride[1] * (out_hw[1] - 1) + 1:stride[1]]
 
 
-def crop(xp, gxpad, in_hw, pads):
-    """A fresh (N, C, H, W) gx from the padded accumulator (zero where a negative pad cut)."""
+def crop_target(xp, n_c, in_hw, pads, dtype):
+    """The (N, C, H, W) array ``crop`` fills: zeros where a negative pad cuts input pixels
+    (no window reaches them), else uninitialised (every pixel is written)."""
+    src_h, _ = _placement(in_hw[0], 1, pads[0], in_hw[0] + pads[0] + pads[1])
+    src_w, _ = _placement(in_hw[1], 1, pads[2], in_hw[1] + pads[2] + pads[3])
+    cropped = (src_h.stop - src_h.start, src_w.stop - src_w.start) != tuple(in_hw)
+    return (xp.zeros if cropped else xp.empty)(tuple(n_c) + tuple(in_hw), dtype=dtype)
+
+
+def crop(xp, gxpad, in_hw, pads, out=None):
+    """gx (N, C, H, W) from the padded accumulator: into ``out`` (from ``crop_target``), or a
+    fresh array."""
     N, C, Hp, Wp = gxpad.shape
+    if out is None:
+        out = crop_target(xp, (N, C), in_hw, pads, gxpad.dtype)
     src_h, dst_h = _placement(in_hw[0], 1, pads[0], Hp)
     src_w, dst_w = _placement(in_hw[1], 1, pads[2], Wp)
-    cropped = (src_h.stop - src_h.start, src_w.stop - src_w.start) != tuple(in_hw)
-    gx = (xp.zeros if cropped else xp.empty)((N, C) + tuple(in_hw), dtype=gxpad.dtype)
-    gx[:, :, src_h, src_w] = gxpad[:, :, dst_h, dst_w]
-    return gx
+    out[:, :, src_h, src_w] = gxpad[:, :, dst_h, dst_w]
+    return out

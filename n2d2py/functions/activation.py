@@ -18,12 +18,21 @@ Swish               x·sigmoid(x)                                 ``swish(x)``
 ``LogisticWithLoss`` is ``sigmoid`` here; its skipped Jacobian lives in ``loss.sigmoid_cross_entropy``.
 """
 from ..autograd.function import Function
+from ..parallel import per_thread, split
 from ._im2col import scratch
 
 __all__ = ["relu", "linear_clip", "tanh", "sigmoid", "saturation", "softplus", "swish",
            "TANH_LECUN_ALPHA"]
 
 TANH_LECUN_ALPHA = 1.7159 * 2.0 / 3.0  # N2D2's TanhLeCun: tanh(1.1439 x), no 1.7159 gain (§8.16)
+
+
+def _split(xp, a, body):
+    """``body(index)`` over batch ranges ``slice(lo, hi)`` of ``a`` (threads,
+    ``parallel.py``); a 0-d ``a`` in one call with ``...``."""
+    if a.ndim == 0:
+        return body(...)
+    return split(xp, len(a), lambda lo, hi: body(slice(lo, hi)), per_thread(a))
 
 
 def sigmoid_array(xp, x):
@@ -53,9 +62,13 @@ class Rectifier(Function):
             # clip is a SIMD loop, maximum/minimum against a scalar are not (3x slower);
             # clip keeps x = -0.0 as -0.0 where maximum gave +0.0: ``+= 0`` makes it +0.0
             # and changes nothing else (NaN stays NaN as with maximum)
-            top = self.clipping if self.clipping > 0 else float("inf")
-            y = xp.clip(x, zero, x.dtype.type(top))
-            y += zero
+            top = x.dtype.type(self.clipping if self.clipping > 0 else float("inf"))
+            y = xp.empty_like(x)
+
+            def rectify(part):
+                xp.clip(x[part], zero, top, out=y[part])
+                y[part] += zero
+            _split(xp, x, rectify)
         else:
             y = xp.maximum(x, zero)
             y += xp.minimum(x, zero) * x.dtype.type(self.leak)
@@ -75,12 +88,19 @@ class Rectifier(Function):
 
     def backward(self, xp, gy, needs_grad):
         ones, leaky = self.saved
-        if ones.dtype != bool:  # the output y: its mask, in a reused buffer
-            y = ones
-            ones = xp.greater(y, y.dtype.type(0), out=scratch(xp, "relu_mask", y.shape, bool))
-            if self.clipping > 0:
-                ones &= xp.less(y, y.dtype.type(self.clipping),
-                                out=scratch(xp, "relu_mask2", y.shape, bool))
+        if ones.dtype != bool:  # the output y: its mask, in a reused buffer (per thread)
+            y, gx = ones, xp.empty_like(gy)
+
+            def backward(part):
+                yp = y[part]
+                mask = xp.greater(yp, yp.dtype.type(0),
+                                  out=scratch(xp, "relu_mask", yp.shape, bool))
+                if self.clipping > 0:
+                    mask &= xp.less(yp, yp.dtype.type(self.clipping),
+                                    out=scratch(xp, "relu_mask2", yp.shape, bool))
+                xp.multiply(gy[part], mask, out=gx[part])
+            _split(xp, y, backward)
+            return (gx,)
         gx = xp.multiply(gy, ones)
         if leaky is not None:
             gx += (gy * gy.dtype.type(self.leak)) * leaky

@@ -18,6 +18,7 @@ statistics; the function is then a per-channel affine map and gradients flow thr
 """
 from ..autograd.function import Function
 from ..errors import expect
+from ..parallel import added, per_thread, split
 
 __all__ = ["batch_norm"]
 
@@ -82,8 +83,13 @@ class BatchNorm(Function):
         if not (n > 1 and x.dtype == xp.float32 and x3.shape[2] > 0):
             return None
         f64 = xp.float64
-        s1 = xp.einsum("nci->nc", x3).sum(axis=0, dtype=f64)
-        s2 = _row_dots(xp, x3, x3).sum(axis=0, dtype=f64)
+
+        def sums(lo, hi):
+            part = x3[lo:hi]
+            return (xp.einsum("nci->nc", part).sum(axis=0, dtype=f64),
+                    _row_dots(xp, part, part).sum(axis=0, dtype=f64))
+        parts = split(xp, len(x3), sums, per_thread(x3))
+        s1, s2 = added([p[0] for p in parts]), added([p[1] for p in parts])
         mu = s1 / n
         var = xp.maximum(s2 / n - mu * mu, 0.0)
         if bool((mu * mu > FAST_MEAN_RATIO * var).any()):
@@ -99,8 +105,13 @@ class BatchNorm(Function):
         # (N, C·rest) against a (C·rest,) row: a contiguous inner loop (2x faster than a
         # (C, 1) column broadcast)
         x2 = x3.reshape(x3.shape[0], -1)
-        y = xp.multiply(x2, _row(xp, A, x3.shape[2], dt))
-        y += _row(xp, B, x3.shape[2], dt)
+        A_row, B_row = _row(xp, A, x3.shape[2], dt), _row(xp, B, x3.shape[2], dt)
+        y = xp.empty_like(x2)
+
+        def affine(lo, hi):
+            xp.multiply(x2[lo:hi], A_row, out=y[lo:hi])
+            y[lo:hi] += B_row
+        split(xp, len(x2), affine, per_thread(x3))
         return y.reshape(x.shape)
 
     def _update_running(self, xp, mu, var, n):
@@ -142,18 +153,30 @@ class BatchNorm(Function):
         x3, mu, inv_std, scale, n = self.saved
         f64 = xp.float64
         gy3 = gy.reshape(x3.shape)
-        g_bias = xp.einsum("nci->nc", gy3).sum(axis=0, dtype=f64)
-        g_scale = inv_std * (_row_dots(xp, gy3, x3).sum(axis=0, dtype=f64) - mu * g_bias)
+
+        def sums(lo, hi):
+            return (xp.einsum("nci->nc", gy3[lo:hi]).sum(axis=0, dtype=f64),
+                    _row_dots(xp, gy3[lo:hi], x3[lo:hi]).sum(axis=0, dtype=f64))
+        parts = split(xp, len(x3), sums, per_thread(x3))
+        g_bias = added([p[0] for p in parts])
+        g_scale = inv_std * (added([p[1] for p in parts]) - mu * g_bias)
         gx = None
         if needs_grad[0]:
             dt, rest = gy.dtype.type, x3.shape[2]
             Q = -inv_std * g_scale / n
             R = -g_bias / n - Q * mu
             x2, gy2 = x3.reshape(x3.shape[0], -1), gy3.reshape(x3.shape[0], -1)
-            gx = xp.multiply(x2, _row(xp, Q, rest, dt))
-            gx += gy2
-            gx += _row(xp, R, rest, dt)
-            gx *= _row(xp, scale.astype(f64) * inv_std, rest, dt)
+            Q_row, R_row = _row(xp, Q, rest, dt), _row(xp, R, rest, dt)
+            K_row = _row(xp, scale.astype(f64) * inv_std, rest, dt)
+            gx = xp.empty_like(x2)
+
+            def grad(lo, hi):
+                g = gx[lo:hi]
+                xp.multiply(x2[lo:hi], Q_row, out=g)
+                g += gy2[lo:hi]
+                g += R_row
+                g *= K_row
+            split(xp, len(x2), grad, per_thread(x3))
             gx = gx.reshape(gy.shape)
         return (gx,
                 g_scale.astype(scale.dtype) if needs_grad[1] else None,

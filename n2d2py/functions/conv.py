@@ -20,8 +20,9 @@ A Mapping is applied by the cell as ``W * mask`` (spec/ini.md §2.7); nothing sp
 from ..autograd.function import Function
 from ..errors import expect
 from . import _depthwise
-from ._im2col import (chunk_size, crop, im2col, out_size, pads4, padded_chunks, padded_shape,
-                      pair, scratch, use_wide, window)
+from ..parallel import added, split
+from ._im2col import (chunk_size, crop, crop_target, im2col, out_size, pads4,
+                      padded_chunks, padded_shape, pair, scratch, use_wide, window)
 
 __all__ = ["conv2d", "deconv2d", "conv_output_size", "deconv_output_size"]
 
@@ -71,22 +72,26 @@ def _correlate(xp, x, W, stride, pads, dilation, groups, upsample=(1, 1)):
     dtype = xp.result_type(x.dtype, W.dtype)
     W3 = W.reshape(groups, Og, K).astype(dtype, copy=False)
     y = xp.empty((N, O, OH, OW), dtype=dtype)
-    chunk = chunk_size(N, C * kH * kW * P * y.itemsize)
-    for start, xpad in padded_chunks(xp, x.astype(dtype, copy=False), pads, chunk, upsample,
-                                     spare_row=wide):
-        m = len(xpad)
-        cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide, per_item)
-        if per_item and not wide:
-            out = y[start:start + m].reshape(m, groups, Og, P)  # a view: y is contiguous
-            xp.matmul(W3, cols.reshape(m, groups, K, P), out=out)
-        elif per_item:
-            out = scratch(xp, "gemm", (m, groups, Og, P), dtype)
-            xp.matmul(W3, cols.reshape(m, groups, K, P), out=out)
-            y[start:start + m] = out.reshape(m, O, OH, cols_w)[..., :OW]
-        else:
-            out = scratch(xp, "gemm", (groups, Og, m * P), dtype)
-            xp.matmul(W3, cols.reshape(groups, K, m * P), out=out)
-            y[start:start + m] = out.reshape(O, m, OH, cols_w)[..., :OW].transpose(1, 0, 2, 3)
+    x = x.astype(dtype, copy=False)
+
+    def part(lo, hi):
+        chunk = chunk_size(hi - lo, C * kH * kW * P * y.itemsize)
+        for start, xpad in padded_chunks(xp, x[lo:hi], pads, chunk, upsample, spare_row=wide):
+            m, start = len(xpad), start + lo
+            cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide, per_item)
+            if per_item and not wide:
+                out = y[start:start + m].reshape(m, groups, Og, P)  # a view: y is contiguous
+                xp.matmul(W3, cols.reshape(m, groups, K, P), out=out)
+            elif per_item:
+                out = scratch(xp, "gemm", (m, groups, Og, P), dtype)
+                xp.matmul(W3, cols.reshape(m, groups, K, P), out=out)
+                y[start:start + m] = out.reshape(m, O, OH, cols_w)[..., :OW]
+            else:
+                out = scratch(xp, "gemm", (groups, Og, m * P), dtype)
+                xp.matmul(W3, cols.reshape(groups, K, m * P), out=out)
+                y[start:start + m] = \
+                    out.reshape(O, m, OH, cols_w)[..., :OW].transpose(1, 0, 2, 3)
+    split(xp, N, part)
     return y
 
 
@@ -107,17 +112,22 @@ def _grad_weight(xp, x, gy, w_shape, stride, pads, dilation, groups):
         return _grad_weight_per_item(xp, x, gy, w_shape, stride, pads, dilation, groups)
     wide = use_wide((kH, kW), stride, padded_shape(x.shape[2:], pads)[1], OW)
     cols_w = padded_shape(x.shape[2:], pads)[1] if wide else OW
-    gWt = xp.zeros((groups, K, Og), dtype=gy.dtype)
-    chunk = chunk_size(N, C * kH * kW * OH * cols_w * gy.itemsize)
-    gyw = scratch(xp, "gy", (groups, chunk, OH, cols_w, Og), gy.dtype)
-    gyw.fill(0)  # the junk columns stay zero
-    for start, xpad in padded_chunks(xp, x.astype(gy.dtype, copy=False), pads, chunk,
-                                     spare_row=wide):
-        m = len(xpad)
-        cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide)
-        gyc = gyw[:, :m]
-        gyc[..., :OW, :] = gy[start:start + m].reshape(m, groups, Og, OH, OW).transpose(1, 0, 3, 4, 2)
-        gWt += xp.matmul(cols.reshape(groups, K, m * OH * cols_w), gyc.reshape(groups, -1, Og))
+    x = x.astype(gy.dtype, copy=False)
+
+    def part(lo, hi):
+        gWt = xp.zeros((groups, K, Og), dtype=gy.dtype)
+        chunk = chunk_size(hi - lo, C * kH * kW * OH * cols_w * gy.itemsize)
+        gyw = scratch(xp, "gy", (groups, chunk, OH, cols_w, Og), gy.dtype)
+        gyw.fill(0)  # the junk columns stay zero
+        for start, xpad in padded_chunks(xp, x[lo:hi], pads, chunk, spare_row=wide):
+            m, start = len(xpad), start + lo
+            cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), wide)
+            gyc = gyw[:, :m]
+            gyc[..., :OW, :] = \
+                gy[start:start + m].reshape(m, groups, Og, OH, OW).transpose(1, 0, 3, 4, 2)
+            gWt += xp.matmul(cols.reshape(groups, K, m * OH * cols_w), gyc.reshape(groups, -1, Og))
+        return gWt
+    gWt = added(split(xp, N, part))
     return gWt.transpose(0, 2, 1).reshape(w_shape)
 
 
@@ -126,16 +136,20 @@ def _grad_weight_per_item(xp, x, gy, w_shape, stride, pads, dilation, groups):
     O, Cg, kH, kW = w_shape
     OH, OW = gy.shape[2:]
     K, Og, P = Cg * kH * kW, O // groups, OH * OW
-    gW = xp.zeros((groups, Og, K), dtype=gy.dtype)
-    chunk = chunk_size(N, C * kH * kW * P * gy.itemsize)
-    for start, xpad in padded_chunks(xp, x.astype(gy.dtype, copy=False), pads, chunk):
-        m = len(xpad)
-        cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), batch_first=True)
-        out = scratch(xp, "gemm", (m, groups, Og, K), gy.dtype)
-        xp.matmul(gy[start:start + m].reshape(m, groups, Og, P),
-                  cols.reshape(m, groups, K, P).transpose(0, 1, 3, 2), out=out)
-        gW += out.sum(axis=0)
-    return gW.reshape(w_shape)
+    x = x.astype(gy.dtype, copy=False)
+
+    def part(lo, hi):
+        gW = xp.zeros((groups, Og, K), dtype=gy.dtype)
+        chunk = chunk_size(hi - lo, C * kH * kW * P * gy.itemsize)
+        for start, xpad in padded_chunks(xp, x[lo:hi], pads, chunk):
+            m, start = len(xpad), start + lo
+            cols = im2col(xp, xpad, (kH, kW), stride, dilation, (OH, OW), batch_first=True)
+            out = scratch(xp, "gemm", (m, groups, Og, K), gy.dtype)
+            xp.matmul(gy[start:start + m].reshape(m, groups, Og, P),
+                      cols.reshape(m, groups, K, P).transpose(0, 1, 3, 2), out=out)
+            gW += out.sum(axis=0)
+        return gW
+    return added(split(xp, N, part)).reshape(w_shape)
 
 
 def _grad_input(xp, gy, W, in_hw, stride, pads, dilation, groups):
@@ -188,21 +202,27 @@ def _grad_input_col2im(xp, gy, W, in_hw, stride, pads, dilation, groups):
     W3t = W.reshape(groups, Og, Cg * kH * kW).transpose(0, 2, 1).astype(gy.dtype)
     if OH * OW >= PER_ITEM_MIN_PIXELS:
         return _col2im_per_item(xp, gy, W3t, (C, kH, kW), in_hw, stride, pads, dilation)
-    gxpad = scratch(xp, "col2im", (C, N, Hp, Wp), gy.dtype)
-    gxpad.fill(0)
-    chunk = chunk_size(N, C * kH * kW * OH * OW * gy.itemsize)
-    for start in range(0, N, chunk):
-        m = min(chunk, N - start)
-        gyc = scratch(xp, "gy", (groups, Og, m, OH * OW), gy.dtype)
-        xp.copyto(gyc, gy[start:start + m].reshape(m, groups, Og, OH * OW).transpose(1, 2, 0, 3))
-        gcols = scratch(xp, "gemm", (groups, Cg * kH * kW, m * OH * OW), gy.dtype)
-        xp.matmul(W3t, gyc.reshape(groups, Og, m * OH * OW), out=gcols)
-        gcols = gcols.reshape(C, kH, kW, m, OH, OW)
-        part = gxpad[:, start:start + m]
-        for kh in range(kH):
-            for kw in range(kW):
-                window(part, kh, kw, stride, (OH, OW), dilation)[...] += gcols[:, kh, kw]
-    return crop(xp, gxpad.transpose(1, 0, 2, 3), in_hw, pads)
+    gx = crop_target(xp, (N, C), in_hw, pads, gy.dtype)
+
+    def part(lo, hi):
+        gxpad = scratch(xp, "col2im", (C, hi - lo, Hp, Wp), gy.dtype)
+        gxpad.fill(0)
+        chunk = chunk_size(hi - lo, C * kH * kW * OH * OW * gy.itemsize)
+        for start in range(0, hi - lo, chunk):
+            m = min(chunk, hi - lo - start)
+            gyc = scratch(xp, "gy", (groups, Og, m, OH * OW), gy.dtype)
+            xp.copyto(gyc, gy[lo + start:lo + start + m].reshape(m, groups, Og, OH * OW)
+                      .transpose(1, 2, 0, 3))
+            gcols = scratch(xp, "gemm", (groups, Cg * kH * kW, m * OH * OW), gy.dtype)
+            xp.matmul(W3t, gyc.reshape(groups, Og, m * OH * OW), out=gcols)
+            gcols = gcols.reshape(C, kH, kW, m, OH, OW)
+            acc = gxpad[:, start:start + m]
+            for kh in range(kH):
+                for kw in range(kW):
+                    window(acc, kh, kw, stride, (OH, OW), dilation)[...] += gcols[:, kh, kw]
+        crop(xp, gxpad.transpose(1, 0, 2, 3), in_hw, pads, out=gx[lo:hi])
+    split(xp, N, part)
+    return gx
 
 
 def _col2im_per_item(xp, gy, W3t, c_k, in_hw, stride, pads, dilation):
@@ -220,24 +240,29 @@ def _col2im_per_item(xp, gy, W3t, c_k, in_hw, stride, pads, dilation):
     Hp, Wp = padded_shape(in_hw, pads)
     wide = stride[1] == 1
     cols_w = Wp if wide else OW
-    gxpad = scratch(xp, "col2im", (N, C, Hp + stride[0], Wp), gy.dtype)
-    gxpad.fill(0)
-    chunk = chunk_size(N, C * kH * kW * OH * cols_w * gy.itemsize)
-    if wide:
-        gyw = scratch(xp, "gy", (min(chunk, N), O, OH, Wp), gy.dtype)
-        gyw[..., OW:] = 0
-    for start in range(0, N, chunk):
-        m = min(chunk, N - start)
+    gx = crop_target(xp, (N, C), in_hw, pads, gy.dtype)
+
+    def part(lo, hi):
+        gxpad = scratch(xp, "col2im", (hi - lo, C, Hp + stride[0], Wp), gy.dtype)
+        gxpad.fill(0)
+        chunk = chunk_size(hi - lo, C * kH * kW * OH * cols_w * gy.itemsize)
         if wide:
-            gyw[:m, ..., :OW] = gy[start:start + m]
-            gyc = gyw[:m]
-        else:
-            gyc = gy[start:start + m]
-        gcols = scratch(xp, "gemm", (m, groups, K, OH * cols_w), gy.dtype)
-        xp.matmul(W3t, gyc.reshape(m, groups, O // groups, OH * cols_w), out=gcols)
-        _scatter_add(xp, gxpad[start:start + m], gcols.reshape(m, C, kH, kW, OH, cols_w),
-                     stride, dilation, (OH, OW), wide)
-    return crop(xp, gxpad[:, :, :Hp], in_hw, pads)
+            gyw = scratch(xp, "gy", (min(chunk, hi - lo), O, OH, Wp), gy.dtype)
+            gyw[..., OW:] = 0
+        for start in range(0, hi - lo, chunk):
+            m = min(chunk, hi - lo - start)
+            if wide:
+                gyw[:m, ..., :OW] = gy[lo + start:lo + start + m]
+                gyc = gyw[:m]
+            else:
+                gyc = gy[lo + start:lo + start + m]
+            gcols = scratch(xp, "gemm", (m, groups, K, OH * cols_w), gy.dtype)
+            xp.matmul(W3t, gyc.reshape(m, groups, O // groups, OH * cols_w), out=gcols)
+            _scatter_add(xp, gxpad[start:start + m], gcols.reshape(m, C, kH, kW, OH, cols_w),
+                         stride, dilation, (OH, OW), wide)
+        crop(xp, gxpad[:, :, :Hp], in_hw, pads, out=gx[lo:hi])
+    split(xp, N, part)
+    return gx
 
 
 def _scatter_add(xp, part, gcols, stride, dilation, out_hw, wide):

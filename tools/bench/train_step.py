@@ -40,19 +40,25 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_PEER = ROOT / "tools" / "bench" / "peers" / "torch_reference.py"
-INPUT_SHAPES = {"lenet": (1, 32, 32), "lenet-sat": (1, 32, 32), "resnet20": (3, 32, 32)}
+INPUT_SHAPES = {"lenet": (1, 32, 32), "lenet-sat": (1, 32, 32), "resnet20": (3, 32, 32),
+                "mobilenetv2": (3, 32, 32)}
 LENET_INI = ROOT / "models" / "LeNet.ini"
 SAT_INI = ROOT / "tests" / "data" / "n2d2" / "tests_data" / "mnist_model" / "LeNet-bn-SAT.ini"
 NB_CLASSES = 10
+#: (timed steps, warm-up steps) per model: about 10 s of n2d2py steps each on one core
+DEFAULT_STEPS = {"lenet": (20, 3), "lenet-sat": (20, 3), "resnet20": (10, 2),
+                 "mobilenetv2": (3, 1)}
 SGD_KEYS = dict(learning_rate=0.05, momentum=0.9, decay=5e-4)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=["lenet", "lenet-sat", "resnet20", "all"], default="all")
+    p.add_argument("--model", choices=["lenet", "lenet-sat", "resnet20", "mobilenetv2", "all"],
+                   default="all")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=0,
+                   help="timed steps (0: the model's default, DEFAULT_STEPS)")
+    p.add_argument("--warmup", type=int, default=0, help="warm-up steps (0: the model's default)")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each model this many times and print the best ratio too")
     p.add_argument("--threads", type=int, default=0, help="BLAS/OpenMP threads (0: library default)")
@@ -180,7 +186,73 @@ def build_resnet20(rng, args):
     return Model(step)
 
 
-BUILDERS = {"lenet": build_lenet, "lenet-sat": build_lenet_sat, "resnet20": build_resnet20}
+# (expansion t, output channels c, repeats n, first stride s), as the peer's MOBILENET_V2_CIFAR
+MOBILENET_V2_CIFAR = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                      (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def build_mobilenetv2(rng, args):
+    """MobileNet-v2 for 32x32 inputs (the peer's ``mobilenetv2``): inverted residual blocks
+    (1x1 expand, 3x3 depthwise, 1x1 project, each with BatchNorm; ReLU6 after the first two),
+    identity residuals where the shape is kept, 1x1 conv to 1280, global average pool, fc."""
+    import numpy
+    import n2d2py.functions as F
+    from n2d2py.autograd import Variable
+    from n2d2py.fillers import ConstantFiller, HeFiller, default_filler
+    he, params = HeFiller(), []
+
+    def conv_bn(cin, cout, k=1, stride=1, groups=1, act=True):
+        W = _learnable(rng, (cout, cin // groups, k, k), he)
+        scale = _learnable(rng, (cout,), ConstantFiller(value=1.0))
+        bias = _learnable(rng, (cout,), ConstantFiller(value=0.0))
+        params.extend((W, scale, bias))
+        stats = (numpy.zeros(cout, numpy.float32), numpy.ones(cout, numpy.float32))
+
+        def forward(x):
+            y = F.conv2d(x, W, stride=(stride, stride), padding=(k // 2, k // 2), groups=groups)
+            y = F.batch_norm(y, scale, bias, *stats, 1e-5, True, 0.1)
+            return F.relu(y, clipping=6.0) if act else y
+        return forward
+
+    def block(cin, cout, stride, t):
+        hidden = cin * t
+        layers = ([conv_bn(cin, hidden)] if t != 1 else []) + [
+            conv_bn(hidden, hidden, 3, stride, groups=hidden), conv_bn(hidden, cout, act=False)]
+        residual = stride == 1 and cin == cout
+
+        def forward(x):
+            y = x
+            for layer in layers:
+                y = layer(y)
+            return x + y if residual else y
+        return forward
+
+    layers, cin = [conv_bn(3, 32, 3)], 32
+    for t, c, n, s in MOBILENET_V2_CIFAR:
+        for i in range(n):
+            layers.append(block(cin, c, s if i == 0 else 1, t))
+            cin = c
+    layers.append(conv_bn(cin, 1280))
+    fc = _learnable(rng, (NB_CLASSES, 1280), he)
+    fc_bias = _learnable(rng, (NB_CLASSES,), default_filler())
+    params.extend((fc, fc_bias))
+
+    def step(x, labels):
+        h = Variable(x)
+        for layer in layers:
+            h = layer(h)
+        logits = F.linear(F.global_avg_pool2d(h), fc, fc_bias)
+        targets = numpy.eye(NB_CLASSES, dtype=numpy.float32)[labels]
+        loss = F.softmax_cross_entropy(logits, targets)
+        loss.backward()
+        for p in params:
+            p.solver.update(p, len(labels))
+        return float(loss.data)
+    return Model(step)
+
+
+BUILDERS = {"lenet": build_lenet, "lenet-sat": build_lenet_sat, "resnet20": build_resnet20,
+            "mobilenetv2": build_mobilenetv2}
 
 
 def random_batch(name, batch, rng):
@@ -189,36 +261,92 @@ def random_batch(name, batch, rng):
     return x, rng.integers(0, NB_CLASSES, batch)
 
 
-def time_steps(models, x, labels, steps, warmup):
-    """Time ``steps`` steps of each model, interleaved (model 0, model 1, model 0, ...) so that
-    every model sees the same machine load. Per model: images/s and ms/step of the mean wall
-    time (what the peer reports), and the median CPU time of a step (``time.process_time``:
-    with one BLAS thread it hardly moves when other processes share the cores)."""
+def time_steps(models, x, labels, steps, warmup, peer=None):
+    """Time ``steps`` steps of each model, interleaved (model 0, model 1, ..., the peer, model
+    0, ...) so that every side sees the same machine load. Per model: images/s and ms/step of
+    the mean wall time (what the peer reports), and the median CPU time of a step
+    (``time.process_time``: with one BLAS thread it hardly moves when other processes share
+    the cores). ``peer``: a ``Peer`` (PyTorch in its own process), stepped in the same
+    rotation; its result comes last."""
     for _ in range(warmup):
         for model in models:
             model.step(x, labels)
-    wall, cpu = [[] for _ in models], [[] for _ in models]
+    sides = len(models) + (peer is not None)
+    wall, cpu = [[] for _ in range(sides)], [[] for _ in range(sides)]
+    loss = None
     for _ in range(steps):
         for i, model in enumerate(models):
             w, c = time.perf_counter(), time.process_time()
             loss = model.step(x, labels)
             cpu[i].append(time.process_time() - c)
             wall[i].append(time.perf_counter() - w)
-    results = []
-    for w, c in zip(wall, cpu):
-        dt = sum(w) / steps
-        results.append({"images_per_s": round(len(x) / dt, 1), "step_ms": round(dt * 1e3, 2),
-                        "cpu_ms": round(sorted(c)[len(c) // 2] * 1e3, 2), "loss": loss})
-    return results
+        if peer is not None:
+            w, c = peer.steps(1)
+            wall[-1] += w
+            cpu[-1] += c
+    return [summary(w, c, len(x), loss) for w, c in zip(wall, cpu)]
 
 
-def time_n2d2py(name, args, variants=({},)):
-    """Build ``name`` once per options dict of ``variants`` and time them interleaved."""
+def summary(wall, cpu, batch, loss=None):
+    dt = sum(wall) / len(wall)
+    return {"images_per_s": round(batch / dt, 1), "step_ms": round(dt * 1e3, 2),
+            "cpu_ms": round(sorted(cpu)[len(cpu) // 2] * 1e3, 2), "loss": loss}
+
+
+class Peer:
+    """``peers/torch_reference.py MODEL --serve`` in its own process: ``steps(n)`` runs n
+    steps there and returns their wall and CPU seconds (measured in the peer)."""
+
+    def __init__(self, script, name, batch, threads):
+        cmd = [sys.executable, str(script), name, "--batch", str(batch), "--serve"]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.info = self._reply()
+
+    def _reply(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()[-1:]
+            raise RuntimeError(f"peer failed: {err}")
+        return json.loads(line)
+
+    def steps(self, n):
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        reply = self._reply()
+        return reply["wall_s"], reply["cpu_s"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("q\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def start_peer(args, name):
+    """A running ``Peer``, or a string saying why there is none."""
+    if args.no_peer:
+        return "skipped (--no-peer)"
+    if importlib.util.find_spec("torch") is None:   # not imported here: the peer runs apart
+        return "PyTorch not installed"
+    if not args.peer_script.is_file():
+        return f"peer script not found: {args.peer_script}"
+    try:
+        return Peer(args.peer_script, name, args.batch, args.threads)
+    except RuntimeError as exc:
+        return str(exc)
+
+
+def time_n2d2py(name, args, variants=({},), peer=None):
+    """Build ``name`` once per options dict of ``variants`` and time them interleaved (with
+    ``peer``, if given, in the same rotation)."""
     import numpy
     rng = numpy.random.default_rng(0)
     models = [BUILDERS[name](rng, args, **options) for options in variants]
     x, labels = random_batch(name, args.batch, rng)
-    return time_steps(models, x, labels, args.steps, args.warmup), (models[0], x, labels)
+    return time_steps(models, x, labels, args.steps, args.warmup, peer), (models[0], x, labels)
 
 
 def peak_memory_mib(model, x, labels):
@@ -245,23 +373,6 @@ def profile(model, x, labels, rows, steps=5):
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(rows)
     return out.getvalue()
-
-
-def run_peer(script, name, batch, steps, threads):
-    """The peer's JSON dict, or a string saying why there is none."""
-    if importlib.util.find_spec("torch") is None:   # not imported here: the peer runs apart
-        return "PyTorch not installed"
-    if not script.is_file():
-        return f"peer script not found: {script}"
-    cmd = [sys.executable, str(script), name, "--batch", str(batch), "--steps", str(steps)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        return f"peer failed: {done.stderr.strip().splitlines()[-1:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 
 
 def report(name, args):
@@ -308,17 +419,24 @@ def measure(name, args):
                 f"{flt['images_per_s']:8.1f} img/s ({flt['step_ms']:.1f} ms/step, CPU "
                 f"{flt['cpu_ms']:.1f} ms) | QAT/float step time: CPU {ratio:.3f}, wall "
                 f"{ours['step_ms'] / flt['step_ms']:.3f}"), ratio
-    (ours,), _ = time_n2d2py(name, args)
-    line = (f"{name:9s} batch {args.batch}: n2d2py {ours['images_per_s']:8.1f} img/s "
+    peer = start_peer(args, name)
+    try:
+        results, _ = time_n2d2py(name, args, peer=peer if isinstance(peer, Peer) else None)
+    finally:
+        if isinstance(peer, Peer):
+            peer.close()
+    ours = results[0]
+    line = (f"{name:11s} batch {args.batch}: n2d2py {ours['images_per_s']:8.1f} img/s "
             f"({ours['step_ms']:.1f} ms/step, CPU {ours['cpu_ms']:.1f} ms)")
-    peer = "skipped (--no-peer)" if args.no_peer else run_peer(
-        args.peer_script, name, args.batch, args.steps, args.threads)
-    if not isinstance(peer, dict):
+    if not isinstance(peer, Peer):
         return line + f" | {peer}", None
-    ratio = ours["images_per_s"] / peer["images_per_s"]
-    return (line + f" | PyTorch {peer['version']} CPU x{peer['threads']} "
-            f"{peer['images_per_s']:8.1f} img/s ({peer['step_ms']:.1f} ms/step)"
-            f" | ratio n2d2py/PyTorch {ratio:.3f}"), ratio
+    theirs = results[1]
+    ratio = ours["images_per_s"] / theirs["images_per_s"]
+    cpu_ratio = theirs["cpu_ms"] / ours["cpu_ms"]
+    return (line + f" | PyTorch {peer.info['version']} CPU x{peer.info['threads']} "
+            f"{theirs['images_per_s']:8.1f} img/s ({theirs['step_ms']:.1f} ms/step, CPU "
+            f"{theirs['cpu_ms']:.1f} ms) | ratio n2d2py/PyTorch {ratio:.3f} (CPU time "
+            f"{cpu_ratio:.3f})"), ratio
 
 
 NEEDED = ("conv2d", "max_pool2d", "relu", "linear", "dropout", "batch_norm", "concat",
@@ -335,8 +453,10 @@ def main(argv=None):
     missing = [n for n in NEEDED if not callable(getattr(F, n, None))]
     if missing:
         sys.exit(f"train_step.py: n2d2py.functions lacks {', '.join(missing)}")
-    for name in (["lenet", "lenet-sat", "resnet20"] if args.model == "all" else [args.model]):
-        report(name, args)
+    for name in (list(BUILDERS) if args.model == "all" else [args.model]):
+        steps, warmup = DEFAULT_STEPS[name]
+        report(name, argparse.Namespace(**{**vars(args), "steps": args.steps or steps,
+                                           "warmup": args.warmup or warmup}))
 
 
 if __name__ == "__main__":

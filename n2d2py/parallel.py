@@ -1,0 +1,118 @@
+"""CPU threads: the batch split across cores by n2d2py itself, BLAS kept to one thread each.
+
+OpenBLAS threads every GEMM on its own; ours are small (cache-sized im2col chunks of a few
+batch items), so its threads spend their time waking and waiting: on a 2-core machine a
+ResNet-20 step took 5x longer with OpenBLAS's 2 threads than with one (tools/bench/README.md).
+Instead the convolution kernels (``functions/conv.py``, ``_depthwise.py``) and the element-wise
+passes that dominate the rest of a step give each thread a contiguous part of the batch
+(``split``), and BLAS runs single-threaded inside each (set once, process-wide, through threadpoolctl, the
+first time a kernel runs on NumPy). NumPy releases the GIL in its copies, ufuncs and BLAS
+calls, so Python threads suffice.
+
+How many threads: ``N2D2PY_THREADS``, else ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``
+(what users already set to pin BLAS), else the CPUs this process may run on. One thread: the
+kernels run inline, exactly as without this module. The work is split by batch ranges fixed by
+the thread count, and per-thread partial sums (weight gradients) are added in thread order, so
+results are reproducible for a given thread count (not across thread counts: float sums
+in another order). CuPy arrays never go through the pool.
+"""
+import os
+import threading
+
+__all__ = ["threads", "set_threads", "split", "per_thread", "added"]
+
+#: below this many elements per thread an element-wise pass is not worth a thread's wake-up
+MIN_ELEMENTS_PER_THREAD = 1 << 17
+
+_lock = threading.Lock()
+_state = {"threads": None, "pool": None, "blas_limited": False}
+_local = threading.local()  # marks the pool's worker threads (no nested splitting)
+
+
+def _from_environment():
+    for name in ("N2D2PY_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads():
+    """The number of threads ``split`` uses (read once from the environment)."""
+    if _state["threads"] is None:
+        _state["threads"] = max(1, _from_environment())
+    return _state["threads"]
+
+
+def set_threads(n):
+    """Use ``n`` threads from now on (the CLI's and the benchmarks' override)."""
+    with _lock:
+        pool, _state["pool"] = _state["pool"], None
+        _state["threads"] = max(1, int(n))
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+def _pool():
+    with _lock:
+        if _state["pool"] is None:
+            from concurrent.futures import ThreadPoolExecutor
+            _state["pool"] = ThreadPoolExecutor(threads() - 1, "n2d2py",
+                                                initializer=_mark_worker)
+        return _state["pool"]
+
+
+def _mark_worker():
+    _local.worker = True
+
+
+def _limit_blas():
+    """One BLAS thread per calling thread (each of ours runs its own GEMMs)."""
+    if _state["blas_limited"]:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1, user_api="blas")
+    except ImportError:  # BLAS keeps its own threads: slower, still correct
+        pass
+    _state["blas_limited"] = True
+
+
+def split(xp, n, body, min_items=2):
+    """Run ``body(start, stop)`` over ``[0, n)`` cut into one contiguous range per thread;
+    returns the bodies' results in range order. Inline (one call ``body(0, n)``) with one
+    thread, on CuPy, inside a worker, or when ``n`` is too small to share."""
+    if xp.__name__ != "numpy" or getattr(_local, "worker", False):
+        return [body(0, n)]
+    if not _state["blas_limited"]:
+        _limit_blas()
+    count = min(threads(), n // max(1, min_items))
+    if count <= 1:
+        return [body(0, n)]
+    bounds = [n * i // count for i in range(count + 1)]
+    pool = _pool()
+    futures = [pool.submit(body, bounds[i], bounds[i + 1]) for i in range(1, count)]
+    _local.worker = True   # the caller runs the first range; no nested split meanwhile
+    try:
+        first = body(bounds[0], bounds[1])
+    finally:
+        _local.worker = False
+        for f in futures:   # never leave a range running past this call
+            f.exception()
+    return [first] + [f.result() for f in futures]
+
+
+def per_thread(a):
+    """``split``'s ``min_items`` for an element-wise pass over ``a`` (batch on axis 0)."""
+    return max(1, MIN_ELEMENTS_PER_THREAD // max(1, a.size // max(1, len(a))))
+
+
+def added(parts):
+    """The sum of per-thread partial results, added in thread order (reproducible)."""
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total

@@ -1,0 +1,121 @@
+"""Batch-split threads (``n2d2py/parallel.py``): every kernel that splits the batch gives the
+one-thread result (bit for bit where each output element is computed by one thread; within
+float rounding where per-thread partial sums are added), and one thread runs inline."""
+import threading
+
+import numpy
+import pytest
+
+import n2d2py.functions as F
+from n2d2py import parallel
+from n2d2py.autograd import Variable
+
+
+@pytest.fixture
+def two_threads():
+    before = parallel.threads()
+    parallel.set_threads(2)
+    yield
+    parallel.set_threads(before)
+
+
+def run(fn, arrays, gy_seed=1):
+    vs = [Variable(a, requires_grad=True) for a in arrays]
+    y = fn(*vs)
+    gy = numpy.random.default_rng(gy_seed).standard_normal(y.shape).astype(numpy.float32)
+    y.backward(gy)
+    return [y.data] + [v.grad for v in vs]
+
+
+CONVS = [  # x shape, W shape, stride, padding, groups
+    ((8, 4, 12, 12), (6, 4, 3, 3), 1, 1, 1),
+    ((8, 4, 12, 12), (6, 4, 3, 3), 2, 1, 1),            # col2im route
+    ((8, 6, 10, 10), (6, 1, 3, 3), 1, 1, 6),             # depthwise
+    ((8, 6, 10, 10), (6, 1, 3, 3), 2, (0, 1, 1, 2), 6),  # depthwise, stride 2, uneven pads
+    ((8, 16, 5, 5), (30, 16, 5, 5), 1, 0, 1),            # 1x1 output (LeNet conv3)
+    ((8, 1, 16, 16), (6, 1, 5, 5), 1, 0, 1),             # tiny K: per-item weight gradient
+]
+
+
+@pytest.mark.parametrize("case", CONVS)
+def test_conv_two_threads_equal_one(rng, case, monkeypatch):
+    x_shape, w_shape, stride, padding, groups = case
+    x = rng.standard_normal(x_shape).astype(numpy.float32)
+    W = rng.standard_normal(w_shape).astype(numpy.float32)
+
+    def conv(x, W):
+        return F.conv2d(x, W, stride=stride, padding=padding, groups=groups)
+    before = parallel.threads()
+    parallel.set_threads(1)
+    one = run(conv, (x, W))
+    parallel.set_threads(2)
+    try:
+        two = run(conv, (x, W))
+    finally:
+        parallel.set_threads(before)
+    assert numpy.array_equal(one[0], two[0])            # y: each item by one thread
+    assert numpy.array_equal(one[1], two[1])            # gx: likewise
+    numpy.testing.assert_allclose(two[2], one[2], rtol=1e-5, atol=1e-5)  # gW: partial sums
+
+
+def test_batchnorm_and_relu_two_threads_equal_one(rng, monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 16)
+    x = rng.standard_normal((8, 5, 6, 6)).astype(numpy.float32) + 0.5
+    scale = rng.standard_normal(5).astype(numpy.float32)
+    bias = rng.standard_normal(5).astype(numpy.float32)
+
+    def net(x, scale, bias):
+        stats = (numpy.zeros(5, numpy.float32), numpy.ones(5, numpy.float32))
+        return F.relu(F.batch_norm(x, scale, bias, *stats), clipping=1.0)
+    before = parallel.threads()
+    parallel.set_threads(1)
+    one = run(net, (x, scale, bias))
+    parallel.set_threads(2)
+    try:
+        two = run(net, (x, scale, bias))
+    finally:
+        parallel.set_threads(before)
+    for a, b in zip(one, two):
+        numpy.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_split_ranges_cover_the_batch_once(two_threads):
+    seen, names = [], set()
+
+    def body(lo, hi):
+        seen.append((lo, hi))
+        names.add(threading.current_thread().name)
+        return hi - lo
+    assert parallel.split(numpy, 9, body) in ([4, 5],)
+    assert sorted(seen) == [(0, 4), (4, 9)] and len(names) == 2
+    seen.clear()
+    assert parallel.split(numpy, 3, body, min_items=2) == [3]   # too small to share
+    assert seen == [(0, 3)]
+
+
+def test_one_thread_runs_inline():
+    before = parallel.threads()
+    parallel.set_threads(1)
+    try:
+        assert parallel.split(numpy, 100, lambda lo, hi: threading.current_thread().name) \
+            == [threading.current_thread().name]
+    finally:
+        parallel.set_threads(before)
+
+
+def test_errors_in_a_range_reach_the_caller(two_threads):
+    def body(lo, hi):
+        if lo:
+            raise ValueError("second range")
+        return 0
+    with pytest.raises(ValueError, match="second range"):
+        parallel.split(numpy, 8, body)
+
+
+def test_thread_count_from_environment(monkeypatch):
+    for name in ("N2D2PY_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert parallel._from_environment() == 3
+    monkeypatch.setenv("N2D2PY_THREADS", "2")
+    assert parallel._from_environment() == 2

@@ -68,6 +68,10 @@ def parse_args(argv=None):
                    help="cProfile rows for lenet and lenet-sat (0: none)")
     p.add_argument("--sat-ini", type=pathlib.Path, default=SAT_INI,
                    help="the SAT LeNet INI of --model lenet-sat")
+    p.add_argument("--pytorch-only", action="store_true",
+                   help="time the PyTorch peer alone (speed.py's thread scaling)")
+    p.add_argument("--results", action="store_true",
+                   help="also print one 'RESULT {json}' line per model (for speed.py)")
     return p.parse_args(argv)
 
 
@@ -377,10 +381,11 @@ def profile(model, x, labels, rows, steps=5):
 
 def report(name, args):
     """One line per repetition, then the best of the repetitions (the least disturbed)."""
-    ratios = []
+    ratios, rates = [], []
     for _ in range(args.repeat):
-        line, ratio = measure(name, args)
+        line, ratio, rate = measure(name, args)
         print(line, flush=True)
+        rates.append(rate)
         if ratio is not None:
             ratios.append(ratio)
     if args.repeat > 1 and ratios:
@@ -390,7 +395,13 @@ def report(name, args):
             what, best = "n2d2py/PyTorch images/s", max(ratios)
         print(f"{name:9s} best of {args.repeat}: {what} {best:.3f} (all: "
               f"{', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
-    if name.startswith("lenet"):
+    if args.results and any(r is not None for r in rates):   # for tools/bench/speed.py
+        best = (min(ratios) if name == "lenet-sat" else max(ratios)) if ratios else None
+        print("RESULT " + json.dumps({"model": name, "threads": args.threads, "ratios": ratios,
+                                      "best_ratio": best,
+                                      "images_per_s": max(r for r in rates if r is not None)}),
+              flush=True)
+    if name.startswith("lenet") and not args.pytorch_only:
         _, (model, x, labels) = time_n2d2py(name, argparse.Namespace(**{**vars(args), "steps": 1}))
         traced, rss = peak_memory_mib(model, x, labels)
         print(f"{name:9s} peak memory of one step: {traced} MiB traced (tracemalloc), "
@@ -418,7 +429,9 @@ def measure(name, args):
                 f"({ours['step_ms']:.1f} ms/step, CPU {ours['cpu_ms']:.1f} ms) | float twin "
                 f"{flt['images_per_s']:8.1f} img/s ({flt['step_ms']:.1f} ms/step, CPU "
                 f"{flt['cpu_ms']:.1f} ms) | QAT/float step time: CPU {ratio:.3f}, wall "
-                f"{ours['step_ms'] / flt['step_ms']:.3f}"), ratio
+                f"{ours['step_ms'] / flt['step_ms']:.3f}"), ratio, ours["images_per_s"]
+    if args.pytorch_only:
+        return measure_peer_alone(name, args)
     peer = start_peer(args, name)
     try:
         results, _ = time_n2d2py(name, args, peer=peer if isinstance(peer, Peer) else None)
@@ -429,14 +442,29 @@ def measure(name, args):
     line = (f"{name:11s} batch {args.batch}: n2d2py {ours['images_per_s']:8.1f} img/s "
             f"({ours['step_ms']:.1f} ms/step, CPU {ours['cpu_ms']:.1f} ms)")
     if not isinstance(peer, Peer):
-        return line + f" | {peer}", None
+        return line + f" | {peer}", None, ours["images_per_s"]
     theirs = results[1]
     ratio = ours["images_per_s"] / theirs["images_per_s"]
     cpu_ratio = theirs["cpu_ms"] / ours["cpu_ms"]
     return (line + f" | PyTorch {peer.info['version']} CPU x{peer.info['threads']} "
             f"{theirs['images_per_s']:8.1f} img/s ({theirs['step_ms']:.1f} ms/step, CPU "
             f"{theirs['cpu_ms']:.1f} ms) | ratio n2d2py/PyTorch {ratio:.3f} (CPU time "
-            f"{cpu_ratio:.3f})"), ratio
+            f"{cpu_ratio:.3f})"), ratio, ours["images_per_s"]
+
+
+def measure_peer_alone(name, args):
+    peer = start_peer(args, name)
+    if not isinstance(peer, Peer):
+        return f"{name:11s} PyTorch: {peer}", None, None
+    try:
+        wall, cpu = peer.steps(args.steps)
+    finally:
+        peer.close()
+    theirs = summary(wall, cpu, args.batch)
+    return (f"{name:11s} batch {args.batch}: PyTorch {peer.info['version']} CPU "
+            f"x{peer.info['threads']} {theirs['images_per_s']:8.1f} img/s "
+            f"({theirs['step_ms']:.1f} ms/step, CPU {theirs['cpu_ms']:.1f} ms)"), None, \
+        theirs["images_per_s"]
 
 
 NEEDED = ("conv2d", "max_pool2d", "relu", "linear", "dropout", "batch_norm", "concat",

@@ -17,6 +17,7 @@ setup(
         "onnx>=1.15",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "gpu": ["cupy-cuda12x"],

@@ -25,7 +25,7 @@ __all__ = ["threads", "set_threads", "split", "per_thread", "added"]
 MIN_ELEMENTS_PER_THREAD = 1 << 17
 
 _lock = threading.Lock()
-_state = {"threads": None, "pool": None, "blas_limited": False}
+_state = {"threads": None, "pool": None, "blas_limited": False, "pid": None}
 _local = threading.local()  # marks the pool's worker threads (no nested splitting)
 
 
@@ -58,6 +58,8 @@ def set_threads(n):
 
 def _pool():
     with _lock:
+        if _state["pid"] != os.getpid():   # a forked child has none of its parent's threads
+            _state["pool"], _state["pid"] = None, os.getpid()
         if _state["pool"] is None:
             from concurrent.futures import ThreadPoolExecutor
             _state["pool"] = ThreadPoolExecutor(threads() - 1, "n2d2py",

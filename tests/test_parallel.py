@@ -119,3 +119,17 @@ def test_thread_count_from_environment(monkeypatch):
     assert parallel._from_environment() == 3
     monkeypatch.setenv("N2D2PY_THREADS", "2")
     assert parallel._from_environment() == 2
+
+
+def test_forked_child_gets_its_own_threads(two_threads):
+    """A pool made before ``fork`` has no threads in the child (the data loader forks): the
+    child must make its own instead of waiting forever on the parent's."""
+    import multiprocessing
+    parallel.split(numpy, 8, lambda lo, hi: hi - lo)    # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply_async(_split_in_child).get(timeout=20) == [4, 4]
+
+
+def _split_in_child():
+    return parallel.split(numpy, 8, lambda lo, hi: hi - lo)

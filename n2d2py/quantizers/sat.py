@@ -8,6 +8,7 @@ from ..autograd import Function
 from ..backend import DTYPE
 from ..errors import expect
 from ..functions._im2col import scratch
+from ..parallel import per_thread, split
 from ..ini.convert import enum, to_bool, to_uint
 from ..params import Key, at_least
 from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ClipActQuantizer, Grid, RangeBits,
@@ -16,6 +17,7 @@ from .rounding import rounding_function
 
 QUANT_MODES = ("Default", "Symmetric", "Asymmetric", "FullRange")
 F32 = DTYPE  # scalar constants are float32, as N2D2's T(1.0f / range)
+CHUNK_ELEMENTS = 1 << 15  # SAT activation passes per batch chunk: ~11 arrays of 128 KiB in L2
 HALF_BELOW = F32(0.49999997)  # nextafter(0.5f, 0): floor(v + HALF_BELOW) rounds v >= 0 half away
 
 
@@ -221,16 +223,39 @@ class SATActQuantize(Function):
         # maximum/fmin against a scalar), rounding as floor(v + 0.49999997), and the masks
         # for backward in a reused bool buffer. The values are bit-identical to the textbook
         # where(x < 0, 0, where(x < a, x, a)) / a ... (tests/quantizers, and exhaustively
-        # checked for the rounding).
+        # checked for the rounding). The passes run on cache-sized batch chunks (element-wise:
+        # the same bits as whole-array passes), split across threads (``parallel.py``).
         a = xp.abs(alpha).reshape(())
-        q = xp.clip(x, F32(0.0), a)  # becomes d below
+        y = xp.empty_like(x)
+        inside = xp.empty(x.shape, bool) if self.needs_backward else None
+        d = xp.empty_like(x) if self.needs_backward else None
+        if x.ndim == 0:
+            self._forward_part(xp, x, a, y, inside, d)
+        else:
+            rows = max(1, CHUNK_ELEMENTS // max(1, x.size // max(1, len(x))))
+
+            def part(lo, hi):
+                for start in range(lo, hi, rows):
+                    i = slice(start, min(hi, start + rows))
+                    self._forward_part(xp, x[i], a, y[i], None if inside is None else inside[i],
+                                       None if d is None else d[i])
+            split(xp, len(x), part, per_thread(x))
+        if self.needs_backward:
+            self.saved = (inside, d, alpha.shape)
+        return y
+
+    def _forward_part(self, xp, x, a, y, inside, d):
+        """y = the quantized x; with ``inside``/``d`` (backward's [0 < x <= a] and d), those
+        too; every array the same shape, written in place."""
+        q = xp.clip(x, F32(0.0), a, out=d if d is not None else
+                    scratch(xp, "sat_act_q", x.shape, x.dtype))  # becomes d below
         mask = scratch(xp, "sat_act_mask", x.shape, bool)
         has_nan = bool(xp.isnan(x, out=mask).any())
         if has_nan:
             xp.copyto(q, a, where=mask)  # NaN -> a (N2D2's x < 0 ? 0 : x < a ? x : a)
         q /= a
         Rf = F32(self.R)
-        qd = xp.multiply(q, Rf)  # v = R·q, then rnd(v)/R in place; becomes the output
+        qd = xp.multiply(q, Rf, out=y)  # v = R·q, then rnd(v)/R in place; becomes the output
         if self.half_away:
             # round half away for v >= 0 is floor(v + 0.49999997f): the one float below 0.5
             # makes the addition exact where floor(v + 0.5) is not (0.49999997 + 0.5 rounds
@@ -239,25 +264,23 @@ class SATActQuantize(Function):
             xp.floor(qd, out=qd)
         else:
             qd += F32(0.0)  # clip keeps -0.0 where maximum gave +0.0, and rint keeps the sign
-            qd = self.rnd(xp, qd)
+            qd[...] = self.rnd(xp, qd)
         qd /= Rf
-        if self.needs_backward:
+        if inside is not None:
             # g_x passes on 0 < x <= a; d = 1 where x >= a (there q = qd = 1), else qd - q
-            inside = xp.greater(x, F32(0.0))
+            xp.greater(x, F32(0.0), out=inside)
             inside &= xp.less_equal(x, a, out=mask)
             if has_nan:
-                d = xp.subtract(qd, q, out=q)
-                d += xp.greater_equal(x, a, out=mask)
+                dd = xp.subtract(qd, q, out=q)
+                dd += xp.greater_equal(x, a, out=mask)
             else:
                 # [x >= a] is floor(q): q = c/a <= 1 is 1 exactly where c = a, i.e. x >= a
                 # (NaN where a is 0, inf or NaN, as qd - q is); float + float beats the
                 # bool -> float cast of ``d += x >= a`` and a data-dependent copyto
                 ge = xp.floor(q, out=scratch(xp, "sat_act_ge", q.shape, q.dtype))
-                d = xp.subtract(qd, q, out=q)
-                d += ge
-            self.saved = (inside, d, alpha.shape)
+                dd = xp.subtract(qd, q, out=q)
+                dd += ge
         qd *= a
-        return qd
 
     def backward(self, xp, gy, needs_grad):
         inside, d, alpha_shape = self.saved

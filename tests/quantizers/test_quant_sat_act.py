@@ -136,3 +136,24 @@ def test_alpha_state_errors(tmp_path):
     (tmp_path / "two_QAct_SAT_Alpha.syntxt").write_text("1 2")
     with pytest.raises(WeightsError, match="larger than expected"):
         q.import_state(str(tmp_path), "two")
+
+
+@pytest.mark.parametrize("rounding", ["half_away", "half_even"])
+def test_batch_chunks_give_the_whole_array_bits(rng, monkeypatch, rounding):
+    """The forward passes run per cache-sized batch chunk: the same bits (y, g_x, g_α) as one
+    chunk holding the whole batch, with NaN, ±inf, ±0 and exact ties among the inputs."""
+    from n2d2py.quantizers import sat
+    x = (rng.standard_normal((9, 3, 7, 5)) * 4).astype(numpy.float32)
+    x.flat[::17] = numpy.round(x.flat[::17] * 3.75) / 3.75      # ties of R=15 on α=4
+    x.flat[5], x.flat[50], x.flat[77], x.flat[78] = numpy.nan, numpy.inf, -0.0, -numpy.inf
+    g = rng.standard_normal(x.shape).astype(numpy.float32)
+
+    def run(chunk_elements):
+        monkeypatch.setattr(sat, "CHUNK_ELEMENTS", chunk_elements)
+        X, A = Variable(x, requires_grad=True), Variable(numpy.float32([4.0]), requires_grad=True)
+        y = sat.SATActQuantize(15, rounding).apply(X, A)
+        y.backward(g)
+        return y.data, X.grad, A.grad
+    whole, chunked = run(1 << 30), run(100)
+    for a, b in zip(whole, chunked):
+        assert numpy.array_equal(a, b, equal_nan=True)

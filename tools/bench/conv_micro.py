@@ -61,6 +61,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args()
+    from n2d2py import parallel
+    parallel.set_threads(args.threads)   # n2d2py's threads (BLAS: one per thread)
     try:
         import torch
         torch.set_num_threads(args.threads)

@@ -2,31 +2,35 @@
 """Training-step throughput of n2d2py vs PyTorch (CPU), measured in one run.
 
 One step = forward + softmax cross-entropy + backward + solver updates on random data, batch
-128 by default (SGD lr 0.05, momentum 0.9, Decay 5e-4 for lenet and resnet20, as the peer;
-lenet-sat uses its INI's solvers):
+128 by default (SGD lr 0.05, momentum 0.9, Decay 5e-4 for lenet, resnet20 and mobilenetv2, as
+the peer; lenet-sat uses its INI's solvers):
 
-  * lenet      ``models/LeNet.ini`` built by ``DeepNet.from_ini(path, load_data=False)``, one
-               step = ``DeepNet.learn_batch`` (the real path: cells, Mapping mask on conv2,
-               Target, solvers with the INI's keys). The peer is the same topology with full
-               conv2 connections;
-  * lenet-sat  LeNet with BatchNorm and SAT quantization (``QWeight=SAT`` R=15/255, ``QAct=SAT``),
-               N2D2's ``tests_data/mnist_model/LeNet-bn-SAT.ini``, timed against the same INI
-               with every ``QWeight*``/``QAct*`` line removed (the float step): prints the
-               QAT/float step-time ratio (no PyTorch peer);
-  * resnet20   ResNet-20 for CIFAR-10 as n2d2py functions (3 stages of 3 basic blocks,
-               BatchNorm, identity shortcuts zero-padded in channels, "option A", as the peer).
+  * lenet       ``models/LeNet.ini`` built by ``DeepNet.from_ini(path, load_data=False)``, one
+                step = ``DeepNet.learn_batch`` (the real path: cells, Mapping mask on conv2,
+                Target, solvers with the INI's keys). The peer is the same topology with full
+                conv2 connections;
+  * lenet-sat   LeNet with BatchNorm and SAT quantization (``QWeight=SAT`` R=15/255,
+                ``QAct=SAT``), N2D2's ``tests_data/mnist_model/LeNet-bn-SAT.ini``, timed against
+                the same INI with every ``QWeight*``/``QAct*`` line removed (the float step):
+                prints the QAT/float step-time ratio (no PyTorch peer);
+  * resnet20    ResNet-20 for CIFAR-10 as n2d2py functions (3 stages of 3 basic blocks,
+                BatchNorm, identity shortcuts zero-padded in channels, "option A", as the peer);
+  * mobilenetv2 MobileNet-v2 for 32x32 inputs as n2d2py functions (inverted residuals with
+                depthwise 3x3 convolutions, ReLU6, 1280 features), as the peer.
 
-The peer is ``../shared/bench/torch_reference.py`` (or ``--peer-script``), run as a separate
-process with the same batch, steps and threads; it prints one JSON line. Without PyTorch the
-ratio is skipped. Each line gives images/s and ms/step from the mean wall time (as the peer)
-and the median CPU time of a step (``process_time``, steadier on a shared machine);
-``--repeat N`` measures N times and prints the best ratio. For lenet and lenet-sat the script
-also prints the peak memory of one step (tracemalloc, which NumPy reports its buffers to, plus
-the conv work arrays kept between steps) and a cProfile of a few steps (``--profile N`` rows).
+The peer is ``peers/torch_reference.py`` (or ``--peer-script``) in its own process, started in
+``--serve`` mode: its steps and ours alternate (one of ours, one of its, ...) so both see the
+same machine load. Without PyTorch the ratio is skipped. Each line gives images/s and ms/step
+from the mean wall time, and the median CPU time of a step (``process_time``, steadier on a
+shared machine) for both sides; ``--repeat N`` measures N times and prints the best ratio.
+For lenet and lenet-sat the script also prints the peak memory of one step (tracemalloc, which
+NumPy reports its buffers to, plus the conv work arrays kept between steps) and a cProfile of
+a few steps (``--profile N`` rows). ``--threads N`` pins BLAS, OpenMP, PyTorch and n2d2py's own
+threads (``n2d2py/parallel.py``) to N. ``tools/bench/speed.py`` runs this for every model.
 See tools/bench/README.md for the latest numbers.
 
-Usage: python tools/bench/train_step.py [--model lenet|lenet-sat|resnet20|all] [--batch 128]
-                                        [--steps 20] [--threads N] [--repeat N]
+Usage: python tools/bench/train_step.py [--model lenet|lenet-sat|resnet20|mobilenetv2|all]
+                                        [--batch 128] [--steps N] [--threads N] [--repeat N]
                                         [--peer-script PATH] [--profile 15] [--sat-ini PATH]
 """
 import argparse
@@ -78,7 +82,8 @@ def parse_args(argv=None):
 def set_threads(threads):
     """BLAS thread pools read these once, when NumPy loads: call before importing n2d2py."""
     if threads:
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "N2D2PY_THREADS"):
             os.environ[name] = str(threads)
 
 

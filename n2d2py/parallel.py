@@ -19,10 +19,12 @@ in another order). CuPy arrays never go through the pool.
 import os
 import threading
 
-__all__ = ["threads", "set_threads", "split", "per_thread", "added"]
+__all__ = ["threads", "set_threads", "split", "per_thread", "elementwise", "added"]
 
 #: below this many elements per thread an element-wise pass is not worth a thread's wake-up
 MIN_ELEMENTS_PER_THREAD = 1 << 17
+#: elements per chunk of ``elementwise``: a few arrays of 256 KiB stay in a core's L2
+CHUNK_ELEMENTS = 1 << 16
 
 _lock = threading.Lock()
 _state = {"threads": None, "pool": None, "blas_limited": False, "pid": None}
@@ -110,6 +112,19 @@ def split(xp, n, body, min_items=2):
 def per_thread(a):
     """``split``'s ``min_items`` for an element-wise pass over ``a`` (batch on axis 0)."""
     return max(1, MIN_ELEMENTS_PER_THREAD // max(1, a.size // max(1, len(a))))
+
+
+def elementwise(xp, a, body, chunk_elements=None):
+    """``body(lo, hi)`` over batch ranges of ``a`` for a chain of element-wise passes: split
+    across threads, and within a thread in chunks of about ``chunk_elements`` so that every
+    pass of the chain reads what the previous one wrote from cache (element-wise: the same
+    bits as whole-array passes)."""
+    rows = max(1, (chunk_elements or CHUNK_ELEMENTS) // max(1, a.size // max(1, len(a))))
+
+    def chunks(lo, hi):
+        for start in range(lo, hi, rows):
+            body(start, min(hi, start + rows))
+    split(xp, len(a), chunks, per_thread(a))
 
 
 def added(parts):

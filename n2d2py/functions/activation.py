@@ -18,7 +18,7 @@ Swish               x·sigmoid(x)                                 ``swish(x)``
 ``LogisticWithLoss`` is ``sigmoid`` here; its skipped Jacobian lives in ``loss.sigmoid_cross_entropy``.
 """
 from ..autograd.function import Function
-from ..parallel import per_thread, split
+from ..parallel import elementwise
 from ._im2col import scratch
 
 __all__ = ["relu", "linear_clip", "tanh", "sigmoid", "saturation", "softplus", "swish",
@@ -32,7 +32,7 @@ def _split(xp, a, body):
     ``parallel.py``); a 0-d ``a`` in one call with ``...``."""
     if a.ndim == 0:
         return body(...)
-    return split(xp, len(a), lambda lo, hi: body(slice(lo, hi)), per_thread(a))
+    return elementwise(xp, a, lambda lo, hi: body(slice(lo, hi)))
 
 
 def sigmoid_array(xp, x):

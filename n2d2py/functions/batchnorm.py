@@ -18,7 +18,7 @@ statistics; the function is then a per-channel affine map and gradients flow thr
 """
 from ..autograd.function import Function
 from ..errors import expect
-from ..parallel import added, per_thread, split
+from ..parallel import added, elementwise, per_thread, split
 
 __all__ = ["batch_norm"]
 
@@ -111,7 +111,7 @@ class BatchNorm(Function):
         def affine(lo, hi):
             xp.multiply(x2[lo:hi], A_row, out=y[lo:hi])
             y[lo:hi] += B_row
-        split(xp, len(x2), affine, per_thread(x3))
+        elementwise(xp, x2, affine)
         return y.reshape(x.shape)
 
     def _update_running(self, xp, mu, var, n):
@@ -176,7 +176,7 @@ class BatchNorm(Function):
                 g += gy2[lo:hi]
                 g += R_row
                 g *= K_row
-            split(xp, len(x2), grad, per_thread(x3))
+            elementwise(xp, x2, grad)
             gx = gx.reshape(gy.shape)
         return (gx,
                 g_scale.astype(scale.dtype) if needs_grad[1] else None,

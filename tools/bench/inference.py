@@ -141,6 +141,8 @@ def main(argv=None):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N2D2PY_THREADS"):
         os.environ[var] = str(args.threads)
     sys.path.insert(0, str(ROOT))
+    from n2d2py.backend import keep_freed_memory
+    keep_freed_memory()  # as the n2d2py command does (backend.py says why)
     import onnxruntime
     print(f"inference, {args.threads} thread(s), best of {args.repeat}; onnxruntime "
           f"{onnxruntime.__version__}", flush=True)

@@ -119,6 +119,8 @@ def elementwise(xp, a, body, chunk_elements=None):
     across threads, and within a thread in chunks of about ``chunk_elements`` so that every
     pass of the chain reads what the previous one wrote from cache (element-wise: the same
     bits as whole-array passes)."""
+    if xp.__name__ != "numpy":   # a GPU wants one launch per pass, not cache-sized ones
+        return body(0, len(a))
     rows = max(1, (chunk_elements or CHUNK_ELEMENTS) // max(1, a.size // max(1, len(a))))
 
     def chunks(lo, hi):

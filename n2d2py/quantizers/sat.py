@@ -8,7 +8,7 @@ from ..autograd import Function
 from ..backend import DTYPE
 from ..errors import expect
 from ..functions._im2col import scratch
-from ..parallel import per_thread, split
+from ..parallel import elementwise
 from ..ini.convert import enum, to_bool, to_uint
 from ..params import Key, at_least
 from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ClipActQuantizer, Grid, RangeBits,
@@ -232,14 +232,11 @@ class SATActQuantize(Function):
         if x.ndim == 0:
             self._forward_part(xp, x, a, y, inside, d)
         else:
-            rows = max(1, CHUNK_ELEMENTS // max(1, x.size // max(1, len(x))))
-
             def part(lo, hi):
-                for start in range(lo, hi, rows):
-                    i = slice(start, min(hi, start + rows))
-                    self._forward_part(xp, x[i], a, y[i], None if inside is None else inside[i],
-                                       None if d is None else d[i])
-            split(xp, len(x), part, per_thread(x))
+                i = slice(lo, hi)
+                self._forward_part(xp, x[i], a, y[i], None if inside is None else inside[i],
+                                   None if d is None else d[i])
+            elementwise(xp, x, part, CHUNK_ELEMENTS)
         if self.needs_backward:
             self.saved = (inside, d, alpha.shape)
         return y

@@ -143,7 +143,12 @@ def main(argv=None):
     sys.path.insert(0, str(ROOT))
     from n2d2py.backend import keep_freed_memory
     keep_freed_memory()  # as the n2d2py command does (backend.py says why)
-    import onnxruntime
+    try:
+        import onnxruntime
+    except ImportError:
+        print("inference: onnxruntime is not installed (pip install onnxruntime): no peer, "
+              "nothing measured", flush=True)
+        return
     print(f"inference, {args.threads} thread(s), best of {args.repeat}; onnxruntime "
           f"{onnxruntime.__version__}", flush=True)
     print(f"{'network':10s} {'path':38s} {'n2d2py img/s':>13s} {'ORT img/s':>10s} "

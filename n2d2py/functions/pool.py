@@ -18,6 +18,7 @@ Every loop below runs over the kH*kW kernel offsets only, never over pixels or t
 """
 from ..autograd.function import Function
 from ..errors import ShapeError, expect
+from ..parallel import elementwise
 from ._im2col import pads4, padded_chunks, pair, window
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
@@ -75,8 +76,8 @@ class _Pool(Function):
         return [(kh, kw) for kh in range(self.kernel[0]) for kw in range(self.kernel[1])]
 
     def spread(self, xp, g, x_shape, out_hw, pads, weight_of=None):
-        """The adjoint of reading windows: add ``g`` (or ``weight_of(k)``) into every window
-        of a zero padded buffer, then crop the padding away."""
+        """The adjoint of reading windows: add ``g`` (or ``weight_of(k, lo, hi)``, its batch
+        items lo:hi) into every window of a zero padded buffer, then crop the padding away."""
         N, C, H, W = x_shape
         t, b, l, r = pads
         Hp, Wp = H + t + b, W + l + r
@@ -86,12 +87,15 @@ class _Pool(Function):
         tiled = disjoint and self.kernel == self.stride and \
             (out_hw[0] * self.kernel[0], out_hw[1] * self.kernel[1]) == (Hp, Wp)
         gxpad = (xp.empty if tiled else xp.zeros)((N, C, Hp, Wp), dtype=g.dtype)
-        for k, (kh, kw) in enumerate(self.offsets()):
-            part = g if weight_of is None else weight_of(k)
-            if disjoint:
-                window(gxpad, kh, kw, self.stride, out_hw)[...] = part
-            else:
-                window(gxpad, kh, kw, self.stride, out_hw)[...] += part
+
+        def body(lo, hi):   # a cache-sized batch range (parallel.elementwise)
+            for k, (kh, kw) in enumerate(self.offsets()):
+                part = g[lo:hi] if weight_of is None else weight_of(k, lo, hi)
+                if disjoint:
+                    window(gxpad[lo:hi], kh, kw, self.stride, out_hw)[...] = part
+                else:
+                    window(gxpad[lo:hi], kh, kw, self.stride, out_hw)[...] += part
+        elementwise(xp, gxpad, body)
         return xp.ascontiguousarray(gxpad[:, :, t:t + H, l:l + W])
 
 
@@ -103,17 +107,23 @@ def _max_windows(xp, pool, x):
     offsets before the first one equal to y (``notyet`` stays true until a window value hits).
     """
     xpad, out_hw, pads = pool.padded(xp, x, -xp.inf)
-    views = [window(xpad, kh, kw, pool.stride, out_hw) for kh, kw in pool.offsets()]
-    y = views[0].copy()
-    for v in views[1:]:
-        xp.maximum(y, v, out=y)
-    idx = xp.zeros(y.shape, dtype=xp.uint8 if len(views) <= 256 else xp.int32)
-    if len(views) > 1:
-        notyet = views[0] != y
-        for v in views[1:-1]:
-            idx += notyet
-            notyet &= v != y
-        idx += notyet
+    offsets = pool.offsets()
+    y = xp.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+    idx = xp.zeros(y.shape, dtype=xp.uint8 if len(offsets) <= 256 else xp.int32)
+
+    def body(lo, hi):   # a cache-sized batch range (parallel.elementwise)
+        views = [window(xpad[lo:hi], kh, kw, pool.stride, out_hw) for kh, kw in offsets]
+        yc, ic = y[lo:hi], idx[lo:hi]
+        yc[...] = views[0]
+        for v in views[1:]:
+            xp.maximum(yc, v, out=yc)
+        if len(views) > 1:
+            notyet = views[0] != yc
+            for v in views[1:-1]:
+                ic += notyet
+                notyet &= v != yc
+            ic += notyet
+    elementwise(xp, y, body)
     return y, idx, out_hw, pads
 
 
@@ -137,7 +147,8 @@ class MaxPool2d(_Pool):
 
     def backward(self, xp, gy, needs_grad):
         x_shape, idx, out_hw, pads = self.saved
-        return (self.spread(xp, gy, x_shape, out_hw, pads, lambda k: gy * (idx == k)),)
+        return (self.spread(xp, gy, x_shape, out_hw, pads,
+                            lambda k, lo, hi: gy[lo:hi] * (idx[lo:hi] == k)),)
 
 
 class AvgPool2d(_Pool):
@@ -253,7 +264,8 @@ class ChannelPool2d(_Pool):
         C = x_shape[1]
         hit = channel[:, :, None] == xp.arange(C)[None, None, :, None, None]  # (N, O, C, OH, OW)
         gc = (hit * (gy * connected)[:, :, None]).sum(axis=1)                  # (N, C, OH, OW)
-        return (self.spread(xp, gc, x_shape, out_hw, pads, lambda k: gc * (idx == k)),)
+        return (self.spread(xp, gc, x_shape, out_hw, pads,
+                            lambda k, lo, hi: gc[lo:hi] * (idx[lo:hi] == k)),)
 
 
 def max_pool2d(x, kernel, stride=None, padding=(0, 0), ceil_mode=False):

@@ -9,6 +9,7 @@ import pytest
 import n2d2py.functions as F
 from n2d2py import parallel
 from n2d2py.autograd import Variable
+from n2d2py.quantizers.sat import SATActQuantize
 
 
 @pytest.fixture
@@ -58,25 +59,41 @@ def test_conv_two_threads_equal_one(rng, case, monkeypatch):
     numpy.testing.assert_allclose(two[2], one[2], rtol=1e-5, atol=1e-5)  # gW: partial sums
 
 
-def test_batchnorm_and_relu_two_threads_equal_one(rng, monkeypatch):
+ELEMENTWISE = {  # name -> a function of (x, scale, bias) with element-wise split passes inside
+    "batchnorm+relu6": lambda x, scale, bias: F.relu(F.batch_norm(
+        x, scale, bias, numpy.zeros(5, numpy.float32), numpy.ones(5, numpy.float32)),
+        clipping=1.0),
+    "max_pool": lambda x, scale, bias: F.max_pool2d(x, (2, 2)),
+    "max_pool_3x3_overlapping": lambda x, scale, bias: F.max_pool2d(x + x, (3, 3), (1, 1)),
+    "sat_activation": lambda x, scale, bias: SATActQuantize(15, "half_away").apply(
+        x, numpy.float32([1.5])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise_chains_two_threads_equal_one(rng, monkeypatch, name):
+    """Batch ranges across threads and cache-sized chunks within them: the same bits (sums of
+    per-thread parts, BatchNorm's statistics, within float rounding)."""
     monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 16)
+    monkeypatch.setattr(parallel, "CHUNK_ELEMENTS", 100)
     x = rng.standard_normal((8, 5, 6, 6)).astype(numpy.float32) + 0.5
     scale = rng.standard_normal(5).astype(numpy.float32)
     bias = rng.standard_normal(5).astype(numpy.float32)
-
-    def net(x, scale, bias):
-        stats = (numpy.zeros(5, numpy.float32), numpy.ones(5, numpy.float32))
-        return F.relu(F.batch_norm(x, scale, bias, *stats), clipping=1.0)
     before = parallel.threads()
     parallel.set_threads(1)
-    one = run(net, (x, scale, bias))
+    monkeypatch.setattr(parallel, "CHUNK_ELEMENTS", 1 << 30)
+    one = run(ELEMENTWISE[name], (x, scale, bias))
+    monkeypatch.setattr(parallel, "CHUNK_ELEMENTS", 100)
     parallel.set_threads(2)
     try:
-        two = run(net, (x, scale, bias))
+        two = run(ELEMENTWISE[name], (x, scale, bias))
     finally:
         parallel.set_threads(before)
     for a, b in zip(one, two):
-        numpy.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        if name == "batchnorm+relu6":
+            numpy.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        else:
+            assert numpy.array_equal(a, b)
 
 
 def test_split_ranges_cover_the_batch_once(two_threads):

@@ -5,9 +5,9 @@ batch items), so its threads spend their time waking and waiting: on a 2-core ma
 ResNet-20 step took 5x longer with OpenBLAS's 2 threads than with one (tools/bench/README.md).
 Instead the convolution kernels (``functions/conv.py``, ``_depthwise.py``) and the element-wise
 passes that dominate the rest of a step give each thread a contiguous part of the batch
-(``split``), and BLAS runs single-threaded inside each (set once, process-wide, through threadpoolctl, the
-first time a kernel runs on NumPy). NumPy releases the GIL in its copies, ufuncs and BLAS
-calls, so Python threads suffice.
+(``split``, ``elementwise``), and BLAS runs single-threaded inside each (set once,
+process-wide, through threadpoolctl, the first time a kernel runs on NumPy). NumPy releases
+the GIL in its copies, ufuncs and BLAS calls, so Python threads suffice.
 
 How many threads: ``N2D2PY_THREADS``, else ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``
 (what users already set to pin BLAS), else the CPUs this process may run on. One thread: the
@@ -50,7 +50,7 @@ def threads():
 
 
 def set_threads(n):
-    """Use ``n`` threads from now on (the CLI's and the benchmarks' override)."""
+    """Use ``n`` threads from now on (the environment's count otherwise; tests, benchmarks)."""
     with _lock:
         pool, _state["pool"] = _state["pool"], None
         _state["threads"] = max(1, int(n))

@@ -24,7 +24,9 @@ import threading
 
 from ..errors import ShapeError
 
-CHUNK_BYTES = 1 << 20  # per im2col chunk: with the GEMM's packed panels and output, within one core's L2
+#: per im2col chunk: with the GEMM's packed panels and its output, within one core's L2 (2 MiB
+#: on the Xeon of tools/bench/README.md; 4 MiB chunks were 1.2-1.6x slower there)
+CHUNK_BYTES = 1 << 20
 
 _scratch = threading.local()
 

@@ -32,7 +32,8 @@ def exact_conv(x, W, stride, padding, dilation, groups):
     Wg = W.reshape(groups, O // groups, Cg, kh, kw)
     for i in range(kh):
         for j in range(kw):
-            win = xpad[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh, j * dw:j * dw + sw * (OW - 1) + 1:sw]
+            win = xpad[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh,
+                       j * dw:j * dw + sw * (OW - 1) + 1:sw]
             out += numpy.einsum("goc,ngchw->ngohw", Wg[:, :, :, i, j],
                                 win.reshape(N, groups, Cg, OH, OW))
     return out.reshape(N, O, OH, OW)

@@ -73,7 +73,8 @@ def machine():
     numpy_info = done.stdout.strip() or done.stderr.strip().splitlines()[-1:]
     versions = []
     for module in ("torch", "onnxruntime"):
-        got = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.__version__)"],
+        got = subprocess.run([sys.executable, "-c",
+                              f"import {module}; print({module}.__version__)"],
                              capture_output=True, text=True)
         versions.append(f"{module} {got.stdout.strip() or 'not installed'}")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}; "

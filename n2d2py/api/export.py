@@ -27,7 +27,7 @@ def export_c(deepnet_cell, provider=None, export_folder_name=None, qat_SAT=True,
     """The integer C99 sources of a SAT-trained network (``export_<C>_int8`` by default):
     fused with ``fuse_qat`` unless it was already. ``provider``: the stimuli of the fused
     network's test (default: the network's). Returns the folder."""
-    from ..qat.export import export_c as write_c
+    from ..qat.export_c import export_c as write_c
     from .quantizer import fuse_qat
     if kwargs.get("calibration", 0) or not qat_SAT:
         raise WrongValue("export_c: n2d2py exports SAT-trained networks (qat_SAT=True); "

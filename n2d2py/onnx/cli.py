@@ -7,7 +7,7 @@ import; N2D2's ``-export`` also exits before learning).
 """
 import os
 
-from ..errors import OnnxError
+from ..errors import N2D2Error, OnnxError
 
 EXPORT_TYPES = ("ONNX", "C")
 
@@ -25,6 +25,14 @@ def add_arguments(parser):
                             "quantizers) after importing -w weights; with --qat-sat the fused "
                             "integer network as <ini basename>.int.onnx; C: the fused integer "
                             "network's C99 sources (n2d2py.qat), in export_C_int8/")
+    group.add_argument("--export-stimuli", "--export-nb-stimuli-max", dest="export_stimuli",
+                       type=int, metavar="N",
+                       help="with --export C: also write the first N test stimuli with their "
+                            "labels (stimuli.bin; -1: all) and the integer engine's classes "
+                            "(expected.txt): 'make run' scores them, 'make check' compares")
+    group.add_argument("--pack-weights", action="store_true",
+                       help="with --export C: store the weights at their bit width (two 4-bit "
+                            "or four 2-bit weights per byte), unpacked in the kernels")
 
 
 def is_onnx(path):
@@ -75,6 +83,11 @@ def stage_export(run):
     as ``<ini basename>.int.onnx`` (``export_integer.py``); ``--export C`` → ``n2d2py.qat``'s C99
     export of the fused integer network. All stop the run, as N2D2's ``-export`` does."""
     args = run.args
+    c_options = [o for o, v in (("--export-stimuli", getattr(args, "export_stimuli", None)),
+                                ("--pack-weights", getattr(args, "pack_weights", False)))
+                 if v not in (None, False)]
+    if c_options and getattr(args, "export", None) != "C":
+        raise N2D2Error(f"{' and '.join(c_options)} go with --export C")
     if not getattr(args, "export", None):
         return None
     base = os.path.splitext(os.path.basename(args.ini))[0]
@@ -91,10 +104,9 @@ def stage_export(run):
         export_integer_onnx(fused, path)
         run.say(f"Integer ONNX export of the fused network written to '{path}'")
         return "stop"
-    from ..qat.export import export_c, weight_memory_line
-    export_c(fused, "export_C_int8")
-    run.say(weight_memory_line(fused))
-    run.say("C99 export written to 'export_C_int8' (make -C export_C_int8)")
+    from ..qat.export_c import export_c_command
+    export_c_command(fused, "export_C_int8", getattr(args, "pack_weights", False),
+                     getattr(args, "export_stimuli", None), run.say)
     return "stop"
 
 

@@ -23,7 +23,10 @@ without QAct) and Softmax probabilities.
   integers), ``y = (z·S_fix + 2^15) >> 16``; Single-shift ``y = (z + 2^(e−1)) >> e`` per channel.
   ``BitShift`` takes unsigned types only, so the arithmetic shift (a floor) is
   ``(v − Mod(v, 2^e)) / 2^e`` in int64 (Mod with fmod=0 has the divisor's sign, so the division
-  is exact). Then ``Clip`` to the saturation range and ``Cast`` to the code type.
+  is exact). Then ``Clip`` to the saturation range and ``Cast`` to the code type. The integer
+  modes without ``--n2d2-compat`` (``qat.scaling.IntegerForm``): ``x = acc + bias``, the clip,
+  ``z·M + 2^(n−1)``, ``z + 2^(e−1)`` or ``z·(1 + 2^a) + 2^(b−1)``, the same floor shift; their
+  logits (a last Fc without quantizer) are int64 ``acc + bias``.
 * Pool: Max → ``MaxPool`` on the codes; Average → the window **sum** (as the engine; the consumer's
   weight denominator holds the 1/K) as a depthwise ``ConvInteger`` with a ones kernel.
 * ElemWise: ``Σ int64(code_i)·M_i`` (Q16 multipliers), then the node's rescale.
@@ -220,6 +223,9 @@ class IntegerExporter(Exporter):
     # ------------------------------------------------------------ rescaling (qat/scaling.py)
     def rescale(self, node, acc):
         r, n = node.rescaling, node.name
+        form = r.integer_form()
+        if form is not None:
+            return self.integer_rescale(n, form, acc)
         if r.S is None:                       # exact logits t (float64)
             return Tensor(self.pre_activation(n, r, acc), None, None, TensorProto.DOUBLE)
         if r.mode == "Floating-point":
@@ -246,6 +252,45 @@ class IntegerExporter(Exporter):
                                self.const(f"{n}/hi", r.hi, dtype)], f"{n}/saturated")
         onnx_type, _ = code_type(r.lo, r.hi)
         return Tensor(self.node("Cast", [y], f"{n}/codes", to=onnx_type), r.lo, r.hi, onnx_type)
+
+    def integer_rescale(self, n, form, acc):
+        """``qat.scaling.IntegerForm`` in int64: x = acc + bias, z = clip, the mode's multiply
+        or shifts with the rounding term, an exact floor shift; logits stay int64."""
+        x = self.node("Cast", [acc.name], f"{n}/x", to=TensorProto.INT64)
+        if form.bias is not None:
+            x = self.node("Add", [x, self.channel(f"{n}/bias", form.bias, numpy.int64)],
+                          f"{n}/x_bias")
+        if form.op == "logits":
+            return Tensor(x, None, None, TensorProto.INT64)
+        z = x
+        if form.clip is not None:
+            low, high = numpy.minimum(form.clip, 0), numpy.maximum(form.clip, 0)
+            z = self.node("Max", [z, self.channel(f"{n}/clip_lo", low, numpy.int64)],
+                          f"{n}/clip_lo")
+            z = self.node("Min", [z, self.channel(f"{n}/clip_hi", high, numpy.int64)],
+                          f"{n}/clipped")
+        if form.op == "fixed":
+            bits = form.fractional_bits
+            y = self.node("Mul", [z, self.channel(f"{n}/M", form.mult, numpy.int64)],
+                          f"{n}/scaled")
+            shifts, half = numpy.full(form.channels, bits), (1 << (bits - 1)) if bits else 0
+            half = numpy.full(form.channels, half)
+        elif form.op == "single":
+            y, shifts = z, form.shift
+            half = numpy.where(shifts > 0, numpy.left_shift(1, numpy.maximum(shifts - 1, 0)), 0)
+        else:
+            y = self.node("Mul", [z, self.channel(f"{n}/one_plus_2^a",
+                                                  1 + numpy.left_shift(1, form.shift_a),
+                                                  numpy.int64)], f"{n}/doubled")
+            shifts = form.shift_b
+            half = numpy.where(shifts > 0, numpy.left_shift(1, numpy.maximum(shifts - 1, 0)), 0)
+        y = self.node("Add", [y, self.channel(f"{n}/half", half, numpy.int64)], f"{n}/rounded")
+        y = self.shift_right(n, y, shifts)
+        y = self.node("Clip", [y, self.const(f"{n}/lo", form.lo, numpy.int64),
+                               self.const(f"{n}/hi", form.hi, numpy.int64)], f"{n}/saturated")
+        onnx_type, _ = code_type(form.lo, form.hi)
+        return Tensor(self.node("Cast", [y], f"{n}/codes", to=onnx_type), form.lo, form.hi,
+                      onnx_type)
 
     def pre_activation(self, n, r, acc):
         t = self.node("Cast", [acc.name], f"{n}/t", to=TensorProto.DOUBLE)

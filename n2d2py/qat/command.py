@@ -3,12 +3,14 @@
 ``run_qat_sat(net, args, out)`` runs N2D2's order on a DeepNet whose weights are imported: fuse
 with the four modes, draw the fused graph (``<ini>.qat.png``), write ``weights_quantized/``
 atomically, test the fused network and print N2D2's "Final recognition rate" lines; with
-``args.export`` also write the C99 sources there. ``args`` is any object with the attributes
-below (argparse namespace); missing ones take N2D2's defaults:
+``args.export`` also write the C99 sources there (``export_c.export_c_command``; a network they
+cannot express is refused before anything is written). ``args`` is any object with the
+attributes below (argparse namespace); missing ones take N2D2's defaults:
 
 ``act_rescaling_mode`` ("Floating-point"), ``wt_round_mode``, ``b_round_mode``, ``c_round_mode``
 ("NONE"), ``n2d2_compat`` (False), ``nb_test`` (-1: all), ``export`` (None, or "C": C99 sources
-in export_C_int8/, or a folder), ``ini`` (for the PNG
+in export_C_int8/, or a folder), ``pack_weights`` (False), ``export_stimuli`` (None: no
+stimuli; N, -1: all), ``ini`` (for the PNG
 name), ``workdir`` (".").
 
 ``add_qat_arguments(parser)`` adds those options (N2D2's single-dash spellings work through the
@@ -27,7 +29,8 @@ def add_qat_arguments(parser):
     group.add_argument("--qat-sat", action="store_true",
                        help="fuse BatchNorm + SAT quantizers into an integer network, then test it")
     group.add_argument("--act-rescaling-mode", default="Floating-point", metavar="M",
-                       help="Floating-point (default), Fixed-point16, Fixed-point32, Single-shift")
+                       help="Floating-point (default), Fixed-point16, Fixed-point32, Single-shift, "
+                            "Double-shift")
     for name in ("wt", "b", "c"):
         what = {"wt": "weights", "b": "biases", "c": "clip values"}[name]
         group.add_argument(f"--{name}-round-mode", default="NONE", metavar="M",
@@ -48,6 +51,11 @@ def run_qat_sat(net, args, out=None):
     out.write(f"Fusing BatchNorm and SAT quantizers (act rescaling {o.act_scaling_mode}, weights "
               f"{o.w_mode}, biases {o.b_mode}, clips {o.c_mode}"
               f"{', N2D2-compatible' if o.n2d2_compat else ''})\n")
+    export = get("export", None)  # --export C (cli's export stage handles it without --test)
+    program = None
+    if export:                    # refused (nothing written) when the C code cannot express it
+        from .export_c import CProgram
+        program = CProgram(fused, get("pack_weights", False))
     ini = get("ini", None)
     png = os.path.join(workdir, (os.path.basename(ini) if ini else "network") + ".qat.png")
     try:
@@ -55,14 +63,13 @@ def run_qat_sat(net, args, out=None):
         draw_fused(fused, png)
     except Exception as exc:   # a picture must never stop a run
         out.write(f"Notice: fused network picture not written ({exc})\n")
-    from .export import export_c, export_weights_quantized, weight_memory_line
+    from .export import export_weights_quantized
     export_weights_quantized(fused, os.path.join(workdir, "weights_quantized"))
-    export = get("export", None)  # --export C (cli's export stage handles it without --test)
     if export:
+        from .export_c import export_c_command
         folder = "export_C_int8" if str(export).upper() == "C" else export
-        export_c(fused, folder)
-        out.write(f"C99 export written to '{folder}' (make -C {folder})\n")
-        out.write(weight_memory_line(fused) + "\n")
+        export_c_command(fused, folder, program.pack_weights, get("export_stimuli", None),
+                         lambda line: out.write(line + "\n"))
     nb_test = get("nb_test", -1)
     result = fused.test(limit=nb_test if nb_test >= 0 else None, out=out)
     out.write(f"Test pass (fused integer network): {result.nb_stimuli} stimuli in "

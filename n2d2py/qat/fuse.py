@@ -48,10 +48,18 @@ N2D2's (bit for bit on the formulas; the float32-vs-float64 order of operations 
    ``<bn>_rescale_act`` instead, §5.6), then the node rescales with S = (R_out/α_out)/(R_ref/α_ref)
    and C = α_out·R_ref/α_ref in the chosen mode.
 
-Both modes: FC layers always rescale in floating point (§5.5); ``Fixed-point16`` and
-``Fixed-point32`` both use 16 fractional bits (pitfall 11); ``Double-shift`` is refused (N2D2
-silently leaves such layers unscaled, pitfall 10). Conv cells need a BatchNorm child with a SAT
-QAct, ``ApplyScaling=0`` and a Linear/absent activation, as N2D2 does (§5.4, pitfall 12).
+8. **Integer modes** (Fixed-point16/32, Single-shift, Double-shift). Default: every layer, Fc
+   included, rescales with integers only (``scaling.IntegerRescaling``: bias and clip in
+   accumulator units, one rounding at the shift, the most fractional bits the multiplier width
+   allows, N2D2's power-of-two approximations for the shifts): what the integer C export
+   computes. N2D2: Fc layers always rescale in floating point (§5.5), Conv layers round the
+   pre-activation acc/D + B to an integer first and both fixed-point modes use 16 fractional
+   bits (pitfall 11). ``Double-shift`` (N2D2's ``DoubleShiftScaling``: y = (z + z·2^a +
+   2^(b−1)) >> b) exists without --n2d2-compat only: N2D2's -qat-sat silently leaves such layers
+   unscaled (pitfall 10).
+
+Conv cells need a BatchNorm child with a SAT QAct, ``ApplyScaling=0`` and a Linear/absent
+activation, as N2D2 does (§5.4, pitfall 12).
 """
 import copy
 
@@ -65,7 +73,8 @@ from ..cells.softmax import SoftmaxCell
 from ..errors import N2D2Error
 from ..quantizers import ClipActQuantizer, SATActQuantizer, SATWeightQuantizer
 from . import engine
-from .scaling import ActivationRescaling, parse_act_scaling_mode, parse_round_mode, rintf
+from .scaling import (INTEGER_MODES, ActivationRescaling, IntegerRescaling, parse_act_scaling_mode,
+                      parse_round_mode, rintf)
 
 __all__ = ["fuse_qat", "QATOptions"]
 
@@ -80,12 +89,18 @@ class QATOptions:
     def __init__(self, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE",
                  c_mode="NONE", n2d2_compat=False):
         self.act_scaling_mode = parse_act_scaling_mode(act_scaling_mode)
-        if self.act_scaling_mode == "Double-shift":
-            raise N2D2Error("act rescaling mode Double-shift is not supported by the QAT fusion "
-                            "(N2D2 leaves such layers unscaled); use Single-shift, "
-                            "Fixed-point16/32 or Floating-point")
         self.w_mode, self.b_mode, self.c_mode = (parse_round_mode(m) for m in (w_mode, b_mode, c_mode))
         self.n2d2_compat = bool(n2d2_compat)
+        if self.act_scaling_mode == "Double-shift" and self.n2d2_compat:
+            raise N2D2Error("act rescaling mode Double-shift cannot be combined with --n2d2-compat: "
+                            "N2D2's -qat-sat leaves such layers unscaled; without --n2d2-compat "
+                            "n2d2py applies N2D2's double-shift scaling")
+
+    @property
+    def integer(self):
+        """Whether the layers rescale with integers only (``scaling.IntegerRescaling``): an
+        integer mode without --n2d2-compat."""
+        return self.act_scaling_mode in INTEGER_MODES and not self.n2d2_compat
 
     def as_dict(self):
         return {"act_scaling_mode": self.act_scaling_mode, "w_mode": self.w_mode,
@@ -288,10 +303,9 @@ class Fuser:
         D_w = 1.0 if self.options.w_mode == "RINTF" else float(weight_denominator(q))
         W_int = to_integers(cell, W.astype(F32), D_w)
         lo, hi = self.saturation(R_out, R_w)
-        rescaling = ActivationRescaling(D_w * src.den, B, C, S, self.options.act_scaling_mode,
-                                        lo, hi, clip_in_shift=not self.compat)
         fan = numpy.abs(W_int).reshape(len(W_int), -1).sum(axis=1).max()
         engine.check_exact(cell.name, W_int, src.max_code, fan)
+        rescaling = self.rescaling(cell, D_w * src.den, B, C, S, lo, hi, int(src.max_code) * int(fan))
         node = engine.IntegerConv(cell.name, [src.name], cell.out_shape, R_out, a_out, W_int,
                                   cell.stride_hw, cell.hw(cell.padding_dims),
                                   cell.hw(cell.dilation_dims), cell.groups[0], rescaling,
@@ -302,6 +316,16 @@ class Fuser:
         self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
                                      "corr": corr, "R_in": R_in, "alpha_in": a_in,
                                      "R_out": R_out, "alpha_out": a_out, "D": D_w * src.den}
+
+    def rescaling(self, cell, D, B, C, S, lo, hi, acc_bound, fc=False):
+        """The layer's rescaling: integers only in an integer mode (``IntegerRescaling``, Fc
+        layers included); with --n2d2-compat N2D2's simulation (``ActivationRescaling``, whose
+        Fc layers always rescale in floating point, §5.5)."""
+        if self.options.integer:
+            return IntegerRescaling(cell.name, D, B, C, S, self.options.act_scaling_mode, lo, hi,
+                                    acc_bound)
+        mode = "Floating-point" if fc else self.options.act_scaling_mode
+        return ActivationRescaling(D, B, C, S, mode, lo, hi, clip_in_shift=not self.compat)
 
     def round_constants(self, S, B, C):
         S, B, C = F32(S), F32(B), F32(C)
@@ -351,19 +375,20 @@ class Fuser:
         S, B, C = self._fc_round(S, B, C)
         D_w = 1.0 if rintf_w else weight_denominator(q) * s
         W_int = to_integers(cell, W.astype(F32), D_w)
+        fan = numpy.abs(W_int).sum(axis=1).max()
+        engine.check_exact(cell.name, W_int, src.max_code, fan)
+        bound = int(src.max_code) * int(fan)
         if has_q:
             lo, hi = self.saturation(R_out, R_w, signed=True)
-            rescaling = ActivationRescaling(D_w * src.den, B, C, S, "Floating-point", lo, hi)
+            rescaling = self.rescaling(cell, D_w * src.den, B, C, S, lo, hi, bound, fc=True)
         elif self.compat or middle:
             lo, hi = -(1 << 31), (1 << 31) - 1          # Linear, 32 bits, signed (§5.5)
-            rescaling = ActivationRescaling(D_w * src.den, B, None, S, "Floating-point", lo, hi)
+            rescaling = self.rescaling(cell, D_w * src.den, B, None, S, lo, hi, bound, fc=True)
             if middle:
                 R_out, a_out = int(R_in), 1.0
         else:
-            lo, hi = None, None                          # exact logits t (module docstring, 2)
-            rescaling = ActivationRescaling(D_w * src.den, B, None, None, "Floating-point", lo, hi)
-        fan = numpy.abs(W_int).sum(axis=1).max()
-        engine.check_exact(cell.name, W_int, src.max_code, fan)
+            lo, hi = None, None         # exact logits t (module docstring, 2); acc + round(B·D)
+            rescaling = self.rescaling(cell, D_w * src.den, B, None, None, lo, hi, bound, fc=True)
         node = engine.IntegerFc(cell.name, [src.name], cell.out_shape, R_out or 0,
                                 a_out or 1.0, W_int, rescaling, W_fused=W.astype(F32))
         node.max_code, node.source = (-lo if middle else hi), cell.name
@@ -410,9 +435,8 @@ class Fuser:
         S = F32(numpy.full(O, (R_out / a_out) / (R_ref / a_ref)))
         C = F32(numpy.full(O, a_out * R_ref / a_ref))
         lo, hi = self.saturation(R_out, 255)
-        rescaling = ActivationRescaling(2 ** ELEMWISE_BITS, None, C, S,
-                                        self.options.act_scaling_mode, lo, hi,
-                                        clip_in_shift=not self.compat)
+        bound = sum(int(s.max_code) * abs(m) for s, m in zip(srcs, mult))
+        rescaling = self.rescaling(cell, 2 ** ELEMWISE_BITS, None, C, S, lo, hi, bound)
         node = engine.IntegerElemWise(cell.name, [s.name for s in srcs], cell.out_shape, R_out,
                                       a_out, mult, rescaling)
         node.max_code, node.source = hi, cell.name

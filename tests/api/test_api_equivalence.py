@@ -122,7 +122,7 @@ def test_imported_weights_fuse_into_the_same_integer_network(trained_pair, tmp_p
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
 def test_c_export_of_the_python_network_runs_as_the_integer_engine(trained_pair, tmp_path):
     _, model, sp, deepnet, x = trained_pair
-    from n2d2py.qat.export import write_stimuli
+    from n2d2py.qat.export_c import read_run_output, write_stimuli
     folder = n2d2.export.export_c(deepnet, sp, export_folder_name=str(tmp_path / "export"),
                                   act_scaling_mode="FIXED_MULT32", wt_round_mode="RINTF",
                                   b_round_mode="RINTF", c_round_mode="RINTF")
@@ -130,13 +130,14 @@ def test_c_export_of_the_python_network_runs_as_the_integer_engine(trained_pair,
     codes = fused.input_codes(x.to_numpy())
     write_stimuli(tmp_path / "stimuli.bin", codes)
     binary = str(tmp_path / "network")
-    build = subprocess.run(["gcc", "-std=c99", "-O2", "-o", binary, os.path.join(folder, "main.c"),
+    build = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-mgeneral-regs-only",
+                            "-o", binary, os.path.join(folder, "main.c"),
                             os.path.join(folder, "network.c"), "-lm"], capture_output=True,
                            text=True)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([binary, str(tmp_path / "stimuli.bin")], capture_output=True, text=True,
                          check=True)
-    predicted = numpy.array([int(v) for v in run.stdout.split()])
+    predicted, _, _ = read_run_output(run.stdout)
     expected = numpy.asarray(fused.forward(codes)).reshape(len(codes), -1).argmax(axis=1)
     assert numpy.array_equal(predicted, expected)
     assert (predicted == sp.get_labels().to_numpy()).mean() >= 0.97

@@ -7,7 +7,7 @@
    stimuli, seed 1).
 3. N2D2's residual MobileNet-v2-mini models (8-bit Default and Symmetric weights): fake-quant and
    fused accuracy, same class on every digit, and (4.) their C export.
-4. The C99 export built with ``cc -O2 -std=c99 -Wall -Werror`` gives the Python engine's class on
+4. The C99 export built with ``gcc -O2 -std=c99 -Wall -Werror`` gives the Python engine's class on
    all 1000 digits (one process reads them all), and its weight memory line matches
    ``stats.cost_table`` at the C arrays' integer widths (like with like), next to the report's
    bytes at the quantizers' Range bits.
@@ -23,8 +23,6 @@ MobileNet_v2_mini 99.8 % (N2D2: 98.67 % on the 10 000 MNIST test digits), _wSym 
 import os
 import pathlib
 import re
-import shutil
-import subprocess
 
 import numpy
 import pytest
@@ -33,9 +31,10 @@ from n2d2py import cli
 from n2d2py.autograd import no_grad
 from n2d2py.backend import asnumpy
 from n2d2py.qat import fuse_qat, run_qat_sat
-from n2d2py.qat.export import export_c, weight_memory, weight_memory_line, write_stimuli
+from n2d2py.qat.export_c import weight_memory, weight_memory_line
 from n2d2py.stats import cost_table
 
+from c_helpers import c_classes as compile_and_run
 from qat_agreement import agreement, tie_summary
 from qat_helpers import CONFIGS, MULTIBRANCH, load
 
@@ -43,7 +42,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DIGITS = 1000
 #: rounding ties may be at most this fraction of a network's codes (measured ≤ 8.5e-4)
 TIE_FRACTION = 2e-3
-COMPILER = shutil.which("cc") or shutil.which("gcc")
 
 
 def digits_batch(net):
@@ -90,25 +88,10 @@ def test_self_trained_sat_lenet(tmp_path):
 
 
 # -- 3 + 4. residual MobileNet-v2-mini, with its C export ----------------------------------------
-def compile_c(folder, tmp_path):
-    if COMPILER is None:
-        pytest.skip("no C compiler (cc or gcc) on PATH")
-    binary = str(tmp_path / "network")
-    build = subprocess.run([COMPILER, "-O2", "-std=c99", "-Wall", "-Werror", "-o", binary,
-                            str(folder / "main.c"), str(folder / "network.c"), "-lm"],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    return binary
-
-
 def c_classes(fused, x, tmp_path):
     """Compile the export and run it ONCE on all the stimuli; returns its classes."""
-    folder = pathlib.Path(export_c(fused, tmp_path / "export"))
-    binary = compile_c(folder, tmp_path)
-    write_stimuli(tmp_path / "stimuli.bin", fused.input_codes(x))
-    run = subprocess.run([binary, str(tmp_path / "stimuli.bin")], capture_output=True, text=True,
-                         check=True)
-    return numpy.array([int(v) for v in run.stdout.split()]), folder
+    classes, program = compile_and_run(fused, fused.input_codes(x), tmp_path)
+    return classes, pathlib.Path(program.folder)
 
 
 def check_weight_memory(net, fused, folder):

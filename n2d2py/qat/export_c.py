@@ -223,9 +223,12 @@ class Buffer:
 
 
 class CProgram:
-    """The C program of ``fused`` (see the module docstring); ``check`` runs at construction,
-    so an instance is a network the C code expresses. ``layers``: the traced layers (node,
-    buffer) in execution order; ``memory()``: flash and RAM in bytes."""
+    """The C program of ``fused`` (see the module docstring). Construction checks everything
+    and generates the code (an N2D2Error names the node the C code cannot express), so an
+    instance is a network the C code computes. ``nodes``: the exported nodes in execution
+    order (the traced layers), ``output`` the one the argmax reads, ``buffers`` {name:
+    ``Buffer``} (``env``: the input), ``memory()`` flash and RAM in bytes, ``files()`` the
+    sources."""
 
     def __init__(self, fused, pack_weights=False):
         self.fused, self.pack_weights = fused, bool(pack_weights)
@@ -234,7 +237,8 @@ class CProgram:
         self.ids = names.c_identifiers(["env", *fused.nodes], suffixes=C_SUFFIXES,
                                        file=getattr(fused, "source", None))
         self.nodes, self.output = self._plan()
-        self.buffers = self._buffers()
+        self.buffers = {}
+        self._buffers()
         self.arenas = self._place()
         self.consts, self.helpers, self.flash = [], set(), {"weights": 0, "constants": 0}
         self.weight_rows = []     # (node, weights, stored as, bytes) per Conv/Fc
@@ -270,10 +274,11 @@ class CProgram:
         return self.buffers[name].lo, self.buffers[name].hi
 
     def _buffers(self):
-        fused = self.fused
+        """Each node's output buffer: its C type from the codes' range, its lifetime (the
+        steps from its writer to its last reader)."""
+        fused, buffers = self.fused, self.buffers
         lo, hi = getattr(fused.input, "lo", 0), getattr(fused.input, "hi", fused.input.R)
-        buffers = {"env": Buffer("env", numpy.prod(fused.input_shape), c_type(lo, hi), 0)}
-        self.buffers = buffers
+        buffers["env"] = Buffer("env", numpy.prod(fused.input_shape), c_type(lo, hi), 0)
         for step, node in enumerate(self.nodes, start=1):
             for parent in node.parents:
                 src = buffers[parent]
@@ -284,7 +289,6 @@ class CProgram:
             buffers[node.name] = Buffer(node.name, numpy.prod(node.out_shape),
                                         self._out_type(node), step)
         buffers[self.output.name].last = len(self.nodes) + 1   # read by the argmax
-        return buffers
 
     def _out_type(self, node):
         if isinstance(node, MoveNode):      # the same codes (and 0 where it pads)
@@ -306,9 +310,9 @@ class CProgram:
         """The node's ``IntegerForm``, None for the Floating-point export; refuses a node
         that rescales in floating point in an integer mode."""
         r = node.rescaling
-        form = r.integer_form() if hasattr(r, "integer_form") else None
+        form = r.integer_form()
         if form is None and (self.integer or r.mode != "Floating-point"):
-            reason = getattr(r, "float_reason", "it rescales in floating point")
+            reason = r.float_reason
             raise N2D2Error(f"[{node.name}] the integer C export ({self.mode}) cannot express "
                             f"this layer: {reason}; export without --n2d2-compat, or with "
                             f"--act-rescaling-mode Floating-point")
@@ -487,7 +491,7 @@ class CProgram:
                 mult = self.const(n + "_M", form.mult, "int32_t")("o")
                 lines.append(f"const int64_t y = asr64((int64_t){z} * {mult} + INT64_C({half}), "
                              f"{n_bits});")
-                return self._finish(n, out, lines, form, wide=True)
+                return self._finish(n, out, lines, form)
             self.helpers.add("asr32")
             ctype = "int16_t" if form.multiplier_bits == 16 else "int32_t"
             mult = self.const(n + "_M", form.mult, ctype)("o")
@@ -506,7 +510,7 @@ class CProgram:
                          f"(b > 0 ? (int32_t)1 << (b - 1) : 0), b);")
         return self._finish(n, out, lines, form)
 
-    def _finish(self, n, out, lines, form, wide=False):
+    def _finish(self, n, out, lines, form):
         """The saturation to [lo, hi] (y is int64 after a wide product)."""
         lo, hi = int(form.lo), int(form.hi)
         body = "\n    ".join(["(void)o;"] + lines)

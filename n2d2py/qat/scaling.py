@@ -374,6 +374,10 @@ class IntegerForm:
         if x > INT32_MAX:
             return f"its accumulator with bias can reach {x} (beyond int32)"
         operand = self.operand_bound(acc_bound)
+        shifts = [v for v in (self.shift, self.shift_b) if v is not None and v.size]
+        if any(int(v.max()) > 31 for v in shifts) or \
+                (self.shift_a is not None and self.shift_a.size and int(self.shift_a.max()) > 30):
+            return "its shifts reach 32 bits (a factor too small for int32)"
         if self.op in ("single", "double") and operand > INT32_MAX:
             return f"its shifted sums can reach {operand} (beyond int32)"
         if self.op == "fixed" and operand > INT64_MAX:
@@ -402,9 +406,11 @@ def _fixed_point(name, scale, mode, z_bound):
     if top == 0.0:
         return numpy.zeros(len(scale), numpy.int64), 0
     for n in range(most, -1, -1):
-        mult = round_half_away(numpy, scale * 2.0 ** n).astype(numpy.int64)
-        m = int(numpy.abs(mult).max())
-        if m <= limit and z_bound * m + int(_half(n)) <= room:
+        scaled = round_half_away(numpy, scale * 2.0 ** n)      # float64: no int64 overflow
+        if float(numpy.abs(scaled).max()) > limit:
+            continue
+        mult = scaled.astype(numpy.int64)
+        if z_bound * int(numpy.abs(mult).max()) + int(_half(n)) <= room:
             return mult, n
     product = "int32" if mode == "Fixed-point16" else "int64"
     raise N2D2Error(f"[{name}] rescale factor {top:.6g} per accumulator unit does not fit "

@@ -139,6 +139,29 @@ def test_qat_sat_fuses_the_shuffle_and_the_integer_onnx_export_equals_the_engine
     assert numpy.array_equal(got["shuffle"].astype(numpy.int64), outputs["shuffle"].astype(numpy.int64))
 
 
+def test_integer_c_export_moves_the_codes_as_the_engine(trained, tmp_path):
+    """The C export gathers the shuffled codes through an index table: every layer's codes
+    equal the engine's (integer-only build)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "qat"))
+    from c_helpers import INTEGER_FLAGS, compile_program, read_trace, run_program
+    from n2d2py.qat import fuse_qat
+    from n2d2py.qat.export_c import export_c
+    net, _ = trained
+    fused = fuse_qat(net, "Fixed-point16")
+    x, labels, _ = next(net.sp.batches("Test", False, None, 200))
+    codes = fused.input_codes(x)
+    program = export_c(fused, tmp_path / "c", stimuli=(codes, labels))
+    binary = compile_program(tmp_path / "c", tmp_path / "network", INTEGER_FLAGS, trace=True)
+    _, _, _, stdout = run_program(binary, tmp_path / "c" / "stimuli.bin", tmp_path / "trace")
+    assert stdout == program.expected
+    engine = fused.forward(codes, keep="all")
+    trace = read_trace(program, tmp_path / "trace", len(codes))
+    assert [n.name for n in program.nodes][:3] == ["conv1", "pool1", "shuffle"]
+    for name, got in trace.items():
+        assert numpy.array_equal(got, numpy.asarray(engine[name]).reshape(len(codes), -1)), name
+
+
 def test_weights_and_resume(trained, tmp_path):
     """-w: the exported weights read back into a fresh net give the same outputs; -l: the
     state resumes (the shuffle has no state of its own)."""

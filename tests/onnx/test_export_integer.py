@@ -96,7 +96,10 @@ def test_wide_weights_are_split_into_int8_digits():
 
 
 @pytest.mark.parametrize("mode, rnd, compat", [("Single-shift", "RINTF", True),
-                                               ("Fixed-point16", "NONE", True)])
+                                               ("Fixed-point16", "NONE", True),
+                                               ("Double-shift", "NONE", False),
+                                               ("Fixed-point16", "NONE", False),
+                                               ("Single-shift", "RINTF", False)])
 def test_shift_and_compat_modes(mode, rnd, compat):
     net = load("LeNet_wMix_a4", "weights_LeNet_wMix_a4", batch_size=300)
     fused = fuse_qat(net, mode, rnd, rnd, rnd, n2d2_compat=compat)

@@ -114,6 +114,30 @@ def test_self_trained_lenet_c_codes_equal_the_engine(trained_sat4, mode, rnd, tm
     assert accuracy > 50
 
 
+def test_residual_mobilenet_c_codes_equal_the_engine(tmp_path):
+    """ElemWise sums (Q16 operand multipliers), depthwise convs and a global Average pool (its
+    window sums in a 16-bit buffer) in an integer mode, 300 digits."""
+    from qat_helpers import MULTIBRANCH
+    net = load("MobileNet_v2_mini", "mobilenet-v2-weights-8b", folder=MULTIBRANCH,
+               batch_size=300)
+    x, labels, _ = next(net.sp.batches("Test", False, None, 300))
+    fused = fuse_qat(net, "Double-shift", "RINTF", "RINTF", "RINTF")
+    codes = fused.input_codes(x)
+    program = export_c(fused, tmp_path / "c", stimuli=(codes, labels))
+    binary = compile_program(tmp_path / "c", tmp_path / "network", INTEGER_FLAGS, trace=True)
+    classes, _, accuracy, stdout = run_program(binary, tmp_path / "c" / "stimuli.bin",
+                                               tmp_path / "trace")
+    assert stdout == program.expected
+    engine = fused.forward(codes, keep="all")
+    for name, got in read_trace(program, tmp_path / "trace", 300).items():
+        assert numpy.array_equal(got, numpy.asarray(engine[name]).reshape(300, -1)), name
+    kinds = {type(n).__name__ for n in program.nodes}
+    assert {"IntegerElemWise", "IntegerPool", "IntegerConv", "IntegerFc"} <= kinds
+    assert any(program.buffers[n.name].ctype == "uint16_t" for n in program.nodes)
+    print(f"MobileNet_v2_mini Double-shift RINTF: {accuracy}; {program.memory_line()}")
+    assert (classes == labels).mean() > 0.95
+
+
 # -- 2. the user's two commands ----------------------------------------------------------------------
 def cli_run(argv, capsys):
     status = cli.main(argv)

@@ -78,6 +78,14 @@ def test_conv_without_bn_is_refused(net):
         fuse_qat(broken)
 
 
-def test_double_shift_refused(net):
-    with pytest.raises(N2D2Error, match="Double-shift"):
-        fuse_qat(net, "Double-shift")
+def test_double_shift_is_n2d2s_scaling_but_not_its_qat_simulation(net):
+    """N2D2's -qat-sat leaves Double-shift layers unscaled: --n2d2-compat refuses it; without,
+    conv2 (RINTF, D = 1, S_0 = 0.0193184, §5.9) gets N2D2's two-shift approximation: 2^-6
+    (0.81 of S), then 2^-9 (0.91 < 0.98), so the second exponent drops to 8: 2^-6 + 2^-8 =
+    0.01953 = 1.011·S."""
+    with pytest.raises(N2D2Error, match="Double-shift cannot be combined with --n2d2-compat"):
+        fuse_qat(net, "Double-shift", n2d2_compat=True)
+    fused = fuse_qat(net, "Double-shift", "RINTF", "RINTF", "RINTF")
+    form = fused.nodes["conv2"].rescaling.integer_form()
+    assert (form.shift_a[0], form.shift_b[0]) == (2, 8)        # (z + z·2^2 + 2^7) >> 8
+    assert form.clip[0] == 776 and form.bias[0] == 179

@@ -4,11 +4,11 @@
     fused = fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF")   # net: DeepNet, weights in
     fused.test()                         # integer inference on the Test set
     export_weights_quantized(fused, "weights_quantized")     # n2d2py.qat.export
-    export_c(fused, "export_c")          # C99 sources, int32 accumulators
+    export_c(fused, "export_c")          # n2d2py.qat.export_c: C99, integer-only in that mode
 
-Modules: ``fuse`` (the pass), ``scaling`` (rescaling modes, rounding), ``engine`` (integer
-inference, ``FusedNet``), ``export`` (weights_quantized/, scaling.json, C99), ``draw`` (PNG),
-``command`` (``run_qat_sat`` for the CLI).
+Modules: ``fuse`` (the pass), ``scaling`` (rescaling modes, rounding, the integer-only forms),
+``engine`` (integer inference, ``FusedNet``), ``export`` (weights_quantized/, scaling.json),
+``export_c`` (C99 sources, stimuli), ``draw`` (PNG), ``command`` (``run_qat_sat`` for the CLI).
 """
 from .fuse import QATOptions, fuse_qat
 from .engine import FusedNet

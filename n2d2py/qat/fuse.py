@@ -92,8 +92,8 @@ class QATOptions:
         self.w_mode, self.b_mode, self.c_mode = (parse_round_mode(m) for m in (w_mode, b_mode, c_mode))
         self.n2d2_compat = bool(n2d2_compat)
         if self.act_scaling_mode == "Double-shift" and self.n2d2_compat:
-            raise N2D2Error("act rescaling mode Double-shift cannot be combined with --n2d2-compat: "
-                            "N2D2's -qat-sat leaves such layers unscaled; without --n2d2-compat "
+            raise N2D2Error("act rescaling mode Double-shift cannot be combined with "
+                            "--n2d2-compat: N2D2's -qat-sat leaves such layers unscaled; without --n2d2-compat "
                             "n2d2py applies N2D2's double-shift scaling")
 
     @property
@@ -305,7 +305,8 @@ class Fuser:
         lo, hi = self.saturation(R_out, R_w)
         fan = numpy.abs(W_int).reshape(len(W_int), -1).sum(axis=1).max()
         engine.check_exact(cell.name, W_int, src.max_code, fan)
-        rescaling = self.rescaling(cell, D_w * src.den, B, C, S, lo, hi, int(src.max_code) * int(fan))
+        bound = int(src.max_code) * int(fan)
+        rescaling = self.rescaling(cell, D_w * src.den, B, C, S, lo, hi, bound)
         node = engine.IntegerConv(cell.name, [src.name], cell.out_shape, R_out, a_out, W_int,
                                   cell.stride_hw, cell.hw(cell.padding_dims),
                                   cell.hw(cell.dilation_dims), cell.groups[0], rescaling,

@@ -93,7 +93,8 @@ def test_integer_form_operations_by_hand():
     raw = IntegerForm(1, bias, None, "single", -128, 127, shift=[2])
     assert raw.apply(numpy, acc).ravel().tolist() == [-1, 0, 1, 3, 11, 127]   # (-6 + 2) >> 2 = -1
     logits = IntegerForm(1, bias, None, "logits")
-    assert logits.apply(numpy, acc.astype(numpy.float32)).ravel().tolist() == [-6, -2, 3, 10, 43, 1003]
+    got = logits.apply(numpy, acc.astype(numpy.float32)).ravel().tolist()
+    assert got == [-6, -2, 3, 10, 43, 1003]
     assert fixed.z_bound(10 ** 6) == 100 and fixed.operand_bound(10 ** 6) == 508
     assert raw.int32_problem(2 ** 31 - 2) is not None and raw.int32_problem(1000) is None
 

@@ -10,7 +10,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "n2d2py"
 #: the one cycle allowed: Variable's operators call functions/arith, whose Functions make Variables
 OPERATOR_PAIR = {"n2d2py.autograd.function", "n2d2py.autograd.variable", "n2d2py.functions.arith"}
 ASKING_MODULES = ["stats/cost.py", "stats/n2d2_stats.py", "onnx/export.py",
-                  "onnx/export_integer.py", "qat/fuse.py", "quantizers/constraints.py",
+                  "onnx/export_integer.py", "qat/fuse.py", "qat/export_c.py",
+                  "quantizers/constraints.py",
                   "report/text.py"]
 
 

@@ -21,7 +21,9 @@ probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input)
 * ``MoveNode``: a cell that only moves codes (Padding, Reshape, Transpose, ChannelShuffle: its
   ``fuse`` names ``Fuser.move``) runs its own forward on them, exact (no arithmetic).
 
-Each node names its exporter rule (``export_onnx(onnx, xs)`` calls ``onnx/export_integer.py``).
+Each node names its exporters' rules (``export_onnx(onnx, xs)`` calls ``onnx/export_integer.py``,
+``export_c(program)`` ``qat/export_c.py``) and declares what the C export needs to know:
+``W_int`` (None without weights), ``keeps_argmax``, ``accumulator_bound``, ``output_codes``.
 """
 import numpy
 
@@ -65,6 +67,10 @@ class Node:
     > 1 only for Average pools)."""
     type_name = ""
     den = 1
+    #: the integer weights (Conv, Fc); None for a node without
+    W_int = None
+    #: a last node whose argmax is its input's (Softmax): the C export stops at its input
+    keeps_argmax = False
 
     def __init__(self, name, parents, out_shape, R, alpha):
         self.name, self.parents = name, list(parents)
@@ -77,12 +83,29 @@ class Node:
     def export_onnx(self, onnx, xs):
         raise onnx.fail(self, "no integer ONNX export for this node type")
 
+    def export_c(self, program):
+        """The node's C kernel (``qat/export_c.py``'s ``CProgram`` rule for it)."""
+        raise program.fail(self, f"no C kernel for a fused Type={self.type_name} node (Conv, "
+                                 f"Fc, Pool, ElemWise, cells that move codes)")
+
+    def output_codes(self, lo, hi):
+        """[lo, hi] of the codes a node without rescaling outputs for input codes in [lo, hi]:
+        the same codes, and 0 where it pads."""
+        return min(lo, 0), max(hi, 0)
+
 
 class IntegerConv(Node):
     type_name = "Conv"
 
     def export_onnx(self, onnx, xs):
         return onnx.conv(self, xs)
+
+    def export_c(self, program):
+        return program.conv(self)
+
+    def accumulator_bound(self, codes):
+        """Largest |acc| for input codes of magnitude <= ``codes[0]``."""
+        return int(codes[0]) * self.fan
 
     def __init__(self, name, parents, out_shape, R, alpha, W_int, stride, padding, dilation,
                  groups, rescaling, W_fused=None):
@@ -121,6 +144,11 @@ class IntegerFc(Node):
     def export_onnx(self, onnx, xs):
         return onnx.fc(self, xs)
 
+    def export_c(self, program):
+        return program.fc(self)
+
+    accumulator_bound = IntegerConv.accumulator_bound
+
     def __init__(self, name, parents, out_shape, R, alpha, W_int, rescaling, W_fused=None):
         super().__init__(name, parents, out_shape, R, alpha)
         self.W_int = numpy.asarray(W_int, numpy.int32)
@@ -147,6 +175,13 @@ class IntegerPool(Node):
 
     def export_onnx(self, onnx, xs):
         return onnx.pool(self, xs)
+
+    def export_c(self, program):
+        return program.pool(self)
+
+    def output_codes(self, lo, hi):
+        """Max: the input codes; Average: the window sums (padding adds 0)."""
+        return min(lo, 0) * self.den, max(hi, 0) * self.den
 
     def __init__(self, name, parents, out_shape, R, alpha, pooling, kernel, stride, padding,
                  max_code):
@@ -184,6 +219,13 @@ class IntegerElemWise(Node):
     def export_onnx(self, onnx, xs):
         return onnx.elemwise(self, xs)
 
+    def export_c(self, program):
+        return program.elemwise(self)
+
+    def accumulator_bound(self, codes):
+        """Largest |Σ M_i·code_i| for operand codes of magnitude <= ``codes[i]``."""
+        return sum(int(c) * abs(m) for c, m in zip(codes, self.multipliers))
+
     def __init__(self, name, parents, out_shape, R, alpha, multipliers, rescaling):
         super().__init__(name, parents, out_shape, R, alpha)
         self.multipliers = [int(m) for m in multipliers]
@@ -200,6 +242,12 @@ class IntegerElemWise(Node):
 
 class SoftmaxNode(Node):
     type_name = "Softmax"
+    keeps_argmax = True
+
+    def export_c(self, program):
+        raise program.fail(self, "a Softmax inside the network computes in floating point; "
+                                 "only a last Softmax (dropped: it keeps the argmax) can be "
+                                 "exported")
 
     def export_onnx(self, onnx, xs):
         return onnx.softmax(self, xs)
@@ -228,6 +276,9 @@ class MoveNode(Node):
 
     def export_onnx(self, onnx, xs):
         return onnx.move(self, xs)
+
+    def export_c(self, program):
+        return program.move(self)
 
 
 def run(nodes, codes, keep=None):

@@ -35,7 +35,6 @@ import numpy
 
 from ..errors import N2D2Error
 from ..io import names
-from .engine import IntegerConv, IntegerElemWise, IntegerFc, IntegerPool, MoveNode, SoftmaxNode
 from .scaling import INTEGER_MODES
 
 __all__ = ["CProgram", "export_c", "export_c_command", "test_stimuli", "write_stimuli",
@@ -133,7 +132,7 @@ def weight_memory(fused):
     from ..stats.cost import range_bits
     rows = []
     for node in fused.nodes.values():
-        if not isinstance(node, (IntegerConv, IntegerFc)):
+        if node.W_int is None:
             continue
         ctype = c_int_type(node.W_int)
         n, bits = int(node.W_int.size), C_BITS[ctype]
@@ -242,13 +241,13 @@ class CProgram:
         self.arenas = self._place()
         self.consts, self.helpers, self.flash = [], set(), {"weights": 0, "constants": 0}
         self.weight_rows = []     # (node, weights, stored as, bytes) per Conv/Fc
-        self.kernels = [self._kernel(node) for node in self.nodes]
+        self.kernels = [node.export_c(self) for node in self.nodes]
 
     # -- what is exported ------------------------------------------------------------------
     def _plan(self):
         fused = self.fused
         out = fused.nodes.get(fused.targets[0].cell) if fused.targets else None
-        if isinstance(out, SoftmaxNode):   # softmax keeps the argmax: stop at its input
+        if out is not None and out.keeps_argmax:   # a last Softmax: stop at its input
             out = fused.nodes.get(out.parents[0])
         if out is None:
             raise N2D2Error("C export: the network has no layer to export")
@@ -258,17 +257,12 @@ class CProgram:
             if name != "env" and name not in needed:
                 needed.add(name)
                 todo.extend(fused.nodes[name].parents)
-        nodes = [n for n in fused.nodes.values() if n.name in needed]
-        for node in nodes:
-            if isinstance(node, SoftmaxNode):
-                raise N2D2Error(f"[{node.name}] C export: a Softmax inside the network computes "
-                                f"in floating point; only a last Softmax (dropped: it keeps "
-                                f"the argmax) can be exported")
-            if not isinstance(node, KERNELS):
-                raise N2D2Error(f"[{node.name}] C export: no C kernel for a fused "
-                                f"Type={node.type_name} node (Conv, Fc, Pool, ElemWise, cells "
-                                f"that move codes)")
-        return nodes, out
+        return [n for n in fused.nodes.values() if n.name in needed], out
+
+    @staticmethod
+    def fail(node, message):
+        """The error refusing ``node`` (what a node's ``export_c`` raises)."""
+        return N2D2Error(f"[{node.name}] C export: {message}")
 
     def _range(self, name):
         return self.buffers[name].lo, self.buffers[name].hi
@@ -292,13 +286,8 @@ class CProgram:
         buffers[self.output.name].last = len(self.nodes) + 1   # read by the argmax
 
     def _out_type(self, node):
-        if isinstance(node, MoveNode):      # the same codes (and 0 where it pads)
-            lo, hi = self._range(node.parents[0])
-            return c_type(min(lo, 0), max(hi, 0))
-        if isinstance(node, IntegerPool):
-            lo, hi = self._range(node.parents[0])
-            return c_type(lo * node.den, hi * node.den) if node.pooling != "Max" else \
-                c_type(lo, hi)
+        if not hasattr(node, "rescaling"):    # codes moved, pooled: the node says their range
+            return c_type(*node.output_codes(*self._range(node.parents[0])))
         form = self._form(node)
         if form is None:           # Floating-point: codes, or double logits
             r = node.rescaling
@@ -440,40 +429,25 @@ class CProgram:
         self.weight_rows.append((node.name, values.size, ctype, values.size * C_BITS[ctype] // 8))
         return lambda i: f"(int32_t){name}[{i}]"
 
-    def _kernel(self, node):
-        if isinstance(node, (IntegerConv, IntegerFc, IntegerElemWise)):
-            bound = self._acc_bound(node)
-            if bound > INT32_MAX:
-                raise N2D2Error(f"[{node.name}] C export: its accumulator can reach {bound}, "
-                                f"beyond int32")
-            rescale = self._rescale(node, bound)
-            if isinstance(node, IntegerConv):
-                return rescale + self._conv(node)
-            if isinstance(node, IntegerFc):
-                return rescale + self._fc(node)
-            return rescale + self._elemwise(node)
-        if isinstance(node, MoveNode):
-            return self._move(node)
-        return self._pool(node)
-
     def _acc_bound(self, node):
-        code = lambda p: max(abs(int(v)) for v in self._range(p))  # noqa: E731
-        if isinstance(node, IntegerElemWise):
-            return sum(code(p) * abs(m) for p, m in zip(node.parents, node.multipliers))
-        fan = int(numpy.abs(node.W_int.astype(numpy.int64)).reshape(len(node.W_int), -1)
-                  .sum(axis=1).max())
-        return code(node.parents[0]) * fan
+        """Largest |accumulator| of ``node`` on its input buffers' ranges."""
+        return node.accumulator_bound([max(abs(int(v)) for v in self._range(p))
+                                       for p in node.parents])
 
-    def _rescale(self, node, bound):
+    def _rescale(self, node):
         """``static <out> L_x_rescale(int32_t acc, int o)``: the node's ``IntegerForm`` (or the
-        engine's double arithmetic in the Floating-point export)."""
+        engine's double arithmetic in the Floating-point export), after checking that its
+        accumulator holds in int32."""
+        bound = self._acc_bound(node)
+        if bound > INT32_MAX:
+            raise self.fail(node, f"its accumulator can reach {bound}, beyond int32")
         n, out = self.ident(node.name), self.buffers[node.name].ctype
         form = self._form(node)
         if form is None:
             return self._rescale_float(node, n, out)
         problem = form.int32_problem(bound)
         if problem:
-            raise N2D2Error(f"[{node.name}] C export: {problem}")
+            raise self.fail(node, problem)
         lines = ["const int32_t x = acc;"]
         if form.bias is not None:
             lines = [f"const int32_t x = acc + {self.const(n + '_B', form.bias)('o')};"]
@@ -547,7 +521,8 @@ class CProgram:
         out = self.buffers[node.name].ctype
         return f"static void {self.ident(node.name, '_run')}({ins}, {out} *out)"
 
-    def _conv(self, node):
+    # -- kernels (each node's ``export_c`` names its rule) -----------------------------------
+    def conv(self, node):
         n = self.ident(node.name)
         O, Cg, KH, KW = node.W_int.shape
         C, H, W = self.fused.input_shape if node.parents[0] == "env" else \
@@ -556,7 +531,7 @@ class CProgram:
         (SH, SW), (PH, PW), (DH, DW), G = node.stride, node.padding, node.dilation, node.groups
         w = self.weights(node)(f"((o * {Cg} + c) * {KH} + ky) * {KW} + kx")
         channel = f"o / {O // G} * {Cg} + c" if G > 1 else "c"
-        return f"""
+        return self._rescale(node) + f"""
 {self._signature(node)} {{
     int o, oy, ox, c, ky, kx;
     for (o = 0; o < {O}; ++o) for (oy = 0; oy < {OH}; ++oy) for (ox = 0; ox < {OW}; ++ox) {{
@@ -571,11 +546,11 @@ class CProgram:
 }}
 """
 
-    def _fc(self, node):
+    def fc(self, node):
         n = self.ident(node.name)
         O, I = node.W_int.shape
         w = self.weights(node)(f"o * {I} + i")
-        return f"""
+        return self._rescale(node) + f"""
 {self._signature(node)} {{
     int o, i;
     for (o = 0; o < {O}; ++o) {{
@@ -586,18 +561,18 @@ class CProgram:
 }}
 """
 
-    def _elemwise(self, node):
+    def elemwise(self, node):
         n = self.ident(node.name)
         C, H, W = node.out_shape
         terms = " + ".join(f"(int32_t)in{k}[j] * {m}" for k, m in enumerate(node.multipliers))
-        return f"""
+        return self._rescale(node) + f"""
 {self._signature(node)} {{
     int j;
     for (j = 0; j < {C * H * W}; ++j) out[j] = {n}_rescale({terms}, j / {H * W});
 }}
 """
 
-    def _move(self, node):
+    def move(self, node):
         """A cell that only moves codes (its ``fuse`` names ``Fuser.move``): a gather through
         a constant index table, found by running the node on the indices 1..N (0: padding)."""
         shape = self.fused.input_shape if node.parents[0] == "env" else \
@@ -607,8 +582,8 @@ class CProgram:
         moved = numpy.asarray(node([probe])).ravel()
         if moved.size != self.buffers[node.name].count or moved.min() < 0 or \
                 moved.max() > count or not numpy.array_equal(moved, numpy.round(moved)):
-            raise N2D2Error(f"[{node.name}] C export: Type={node.type_name} does not only move "
-                            f"or pad its input codes")
+            raise self.fail(node, f"Type={node.type_name} does not only move or pad its input "
+                                  f"codes")
         table = self.const(self.ident(node.name, "_I"), moved.astype(numpy.int64) - 1)
         out = self.buffers[node.name].ctype
         return f"""
@@ -621,7 +596,7 @@ class CProgram:
 }}
 """
 
-    def _pool(self, node):
+    def pool(self, node):
         C, H, W = self.fused.input_shape if node.parents[0] == "env" else \
             self.fused.nodes[node.parents[0]].out_shape
         _, OH, OW = node.out_shape
@@ -778,8 +753,6 @@ check: network
         return {"network.h": network_h, "network.c": network_c, "weights.h": weights_h,
                 "main.c": MAIN_C, "Makefile": makefile}
 
-
-KERNELS = (IntegerConv, IntegerFc, IntegerPool, IntegerElemWise, MoveNode)
 
 MAIN_C = r"""/* Usage: network STIMULI.bin [TRACE.bin]
    STIMULI.bin: per input a little-endian uint16 label (65535: none), then NETWORK_INPUT_SIZE

@@ -93,8 +93,8 @@ class QATOptions:
         self.n2d2_compat = bool(n2d2_compat)
         if self.act_scaling_mode == "Double-shift" and self.n2d2_compat:
             raise N2D2Error("act rescaling mode Double-shift cannot be combined with "
-                            "--n2d2-compat: N2D2's -qat-sat leaves such layers unscaled; without --n2d2-compat "
-                            "n2d2py applies N2D2's double-shift scaling")
+                            "--n2d2-compat: N2D2's -qat-sat leaves such layers unscaled; "
+                            "without --n2d2-compat n2d2py applies N2D2's double-shift scaling")
 
     @property
     def integer(self):

@@ -21,7 +21,9 @@ Measured (1000 digits; accuracy % in Floating-point | Fixed-point16 | Fixed-poin
 | Double-shift, weights NONE; the C program equals the engine on every layer in all of them):
 LeNet-bn-SAT 99.9|99.9|99.9|98.3|99.6, -8b 100|100|100|96.6|99.8, 4b 99.8|99.8|99.8|97.8|99.9,
 w1_a2 98.8|98.9|98.9|91.0|98.6, w1_a4 99.5|99.4|99.4|96.4|99.1, w1_a8 99.4|99.4|99.4|98.2|99.3,
-w3_a4 99.8|99.8|99.8|95.0|99.7, w4_a8 100|100|100|94.5|99.9, w5_a8 100|100|100|99.4|99.9.
+w3_a4 99.8|99.8|99.8|95.0|99.7, w4_a8 100|100|100|94.5|99.9, w5_a8 100|100|100|99.4|99.9,
+wMix_a4 99.8|99.8|99.8|93.5|99.8. LeNet_SAT4 after two epochs (Fixed-point16 NONE | Fixed-point32
+RINTF | Single-shift NONE | Double-shift RINTF): 94.9|94.2|92.2|94.1.
 """
 import pathlib
 import re
@@ -94,13 +96,15 @@ def test_lenet_c_codes_equal_the_engine_layer_by_layer(index, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_sat4():
-    """ini_examples/LeNet_SAT4.ini (4-bit SAT) after 1024 learning stimuli, seed 1."""
+    """ini_examples/LeNet_SAT4.ini (4-bit SAT) after two epochs of the bundled Learn set
+    (6,400 stimuli, seed 1; about 3 s): 92-95 % on the test digits in the integer modes."""
     from n2d2py.deepnet import DeepNet
     net = DeepNet.from_ini(ROOT / "ini_examples" / "LeNet_SAT4.ini", device="cpu", seed=1)
     net.weight_histograms = False
     rng = numpy.random.default_rng(1)
-    for xb, lb, _ in net.sp.batches("Learn", True, rng, 1024):
-        net.learn_batch(xb, lb)
+    for _ in range(2):
+        for xb, lb, _ in net.sp.batches("Learn", True, rng, None):
+            net.learn_batch(xb, lb)
     return net
 
 
@@ -110,8 +114,8 @@ def trained_sat4():
 def test_self_trained_lenet_c_codes_equal_the_engine(trained_sat4, mode, rnd, tmp_path):
     x, labels = digits(trained_sat4)
     accuracy, _ = check_layers(trained_sat4, mode, rnd, x, labels, tmp_path, "LeNet_SAT4")
-    print(f"LeNet_SAT4 after 1024 stimuli, {mode} {rnd}: {accuracy:.1f} %, C = engine")
-    assert accuracy > 50
+    print(f"LeNet_SAT4 after two epochs, {mode} {rnd}: {accuracy:.1f} %, C = engine")
+    assert accuracy > 85
 
 
 def test_residual_mobilenet_c_codes_equal_the_engine(tmp_path):

@@ -43,6 +43,8 @@ files a run writes, in the current directory (as N2D2 does):
   <target>/ConfusionMatrix_test.{dat,png}
                                 the test pass's confusion matrix
   with --qat-sat: <NET.ini>.qat.png, weights_quantized/ (the fused integer network)
+  with --calib N: calib_int<B>/ (per-layer table, statistics, histograms), <NET.ini>.ptq.png,
+                  weights_quantized/
   with --export: <NET>.onnx, <NET>.int.onnx (with --qat-sat) or export_C_int8/ (C99 sources)
   with --bench: timings/inference_timings.dat; with --lps: lps_bits.ini (--lps-output)
   --infer writes only -o OUT.npy; --build-only and --report write nothing (but --report-csv/md)"""
@@ -107,6 +109,8 @@ def add_arguments(parser):
     add_onnx_arguments(parser)
     from .qat.command import add_qat_arguments
     add_qat_arguments(parser)
+    from .ptq.command import add_ptq_arguments
+    add_ptq_arguments(parser)
     from .stats import add_report_arguments
     add_report_arguments(parser)
     from .lps import add_lps_arguments
@@ -268,6 +272,14 @@ def stage_reload(run):
         run.say(f"Weights loaded from '{folder}'")
 
 
+def stage_calib(run):
+    """``--calib N``: post-training quantization of the weights in hand (spec/ptq.md §1.2)."""
+    if run.args.calib:
+        from .ptq.command import run_calibration
+        return run_calibration(run)
+    return None
+
+
 def stage_test(run):
     args = run.args
     if not (run.learned or args.test):
@@ -320,7 +332,7 @@ def stage_lps(run):
 
 
 STAGES = [stage_infer, stage_report, stage_seed, stage_build, stage_import, stage_export,
-          stage_lps, stage_learn, stage_reload, stage_test]
+          stage_lps, stage_learn, stage_reload, stage_calib, stage_test]
 
 
 def main(argv=None):

@@ -23,3 +23,8 @@ class ActivationCell(Cell):
 
     def export_onnx(self, onnx, xs):
         return onnx.concat(self, xs)      # the exporter adds the activation
+
+    def ptq(self, quantizer):
+        """Post-training quantization: the codes of the inputs brought to one scale and
+        concatenated, then the activation (a rescale when it is not the identity)."""
+        return quantizer.activation(self)

@@ -4,7 +4,10 @@ registered by name in ``ACTIVATIONS`` (the ``Type=Activation`` cell is in ``acti
 An activation is a small ``Parameterizable`` callable ``Variable -> Variable``; its options are
 read from the cell section with the ``ActivationFunction.`` prefix stripped. Each declares its
 ONNX nodes (``export_onnx(onnx, cell, y)``, or ``onnx_refusal``) and ``is_identity`` (what the
-``--qat-sat`` fusion accepts before a quantizer: N2D2 needs a Linear activation there). ``with_loss`` marks
+``--qat-sat`` fusion accepts before a quantizer: N2D2 needs a Linear activation there) and
+``ptq_sign``: what post-training quantization (``--calib``, ``ptq/``) makes of its outputs,
+``"unsigned"`` codes 0..2^B−1 (ReLU), ``"signed"`` codes (Linear, Saturation: the saturation of
+the codes is the clipping), or None: no integer form, the layer is refused. ``with_loss`` marks
 ``LogisticWithLoss``: the DeepNet then uses a sigmoid cross-entropy on the pre-activation
 (``cell.last_logits``) instead of back-propagating through the sigmoid (spec §2.6).
 """
@@ -19,6 +22,7 @@ class ActivationFunction(Parameterizable):
     with_loss = False
     is_identity = False
     onnx_refusal = None
+    ptq_sign = None
 
     def __call__(self, x):
         raise NotImplementedError
@@ -46,6 +50,8 @@ class Linear(ActivationFunction):
     def __call__(self, x):
         return F.linear_clip(x, self.clipping) if self.clipping else x
 
+    ptq_sign = "signed"
+
     @property
     def is_identity(self):
         return not self.clipping
@@ -63,6 +69,11 @@ class Rectifier(ActivationFunction):
 
     def __call__(self, x):
         return F.relu(x, self.leak_slope, self.clipping)
+
+    @property
+    def ptq_sign(self):
+        """A leaky ReLU has no integer form here (the saturation at 0 is the ReLU)."""
+        return None if self.leak_slope else "unsigned"
 
     def export_onnx(self, onnx, cell, y):
         n = cell.name
@@ -116,6 +127,7 @@ class LogisticWithLoss(Logistic):
 class Saturation(ActivationFunction):
     """Clamp to [-Threshold, Threshold]."""
     threshold = Key("Threshold", to_float, 1.0)
+    ptq_sign = "signed"
 
     def __call__(self, x):
         return F.saturation(x, self.threshold)

@@ -36,6 +36,9 @@ registered class):
   exporter: ``node``, ``const``, ``concat``, ``weight_input``), or ``onnx_refusal``: why not.
 * ``fuse(fuser)``: the cell's rule in the ``--qat-sat`` fusion (it calls one of ``qat.fuse``'s
   rules), or ``fusion_refusal``: why it cannot be part of an integer network.
+* ``ptq(quantizer)``: the cell's rule in post-training quantization (``--calib``, ``ptq/``);
+  by default its fusion rule (the PTQ builder answers the same rule names), overridden by cells
+  with a PTQ-only rule (``Type=Activation``: a concatenation or a stand-alone ReLU).
 * N2D2's own counts (``stats/n2d2_stats.py``, the build log; defaults fit a new cell):
   ``n2d2_neurons`` (outputs counted as neurons), ``n2d2_nodes`` (as nodes),
   ``n2d2_shared_synapses`` (weights printed as shared) and ``count_n2d2(counter)``.
@@ -295,6 +298,11 @@ class Cell(SectionReader, Parameterizable):
         """This cell's rule in the ``--qat-sat`` fusion (``qat/fuse.py``)."""
         raise self.undeclared("fuse", "fusion_refusal") if self.fusion_refusal is None \
             else fuser.error(self, self.fusion_refusal)
+
+    def ptq(self, quantizer):
+        """This cell's rule in post-training quantization (``ptq/build.py``): by default the
+        ``--qat-sat`` fusion rule of the same name (or its refusal)."""
+        return self.fuse(quantizer)
 
     def count_n2d2(self, counter):
         """N2D2's stats.log counters of this cell (``stats.n2d2_stats.Counter``)."""

@@ -88,8 +88,8 @@ def stage_export(run):
                  if v not in (None, False)]
     if c_options and getattr(args, "export", None) != "C":
         raise N2D2Error(f"{' and '.join(c_options)} go with --export C")
-    if not getattr(args, "export", None):
-        return None
+    if not getattr(args, "export", None) or getattr(args, "calib", 0):
+        return None   # --calib exports the calibrated network (ptq/command.py)
     base = os.path.splitext(os.path.basename(args.ini))[0]
     if args.export == "ONNX" and not getattr(args, "qat_sat", False):
         from .export import export_onnx

@@ -2,7 +2,8 @@
 
 The graph computes what ``qat/engine.py`` computes, operation for operation, so its integer codes
 equal the engine's exactly (checked with onnx's ReferenceEvaluator and onnxruntime). Input
-``env``: uint8 codes x·255 (N, C, H, W) (``FusedNet.input_codes``). Each fused node's output is
+``env``: uint8 codes x·255 (N, C, H, W) (``FusedNet.input_codes``; int8 for a PTQ network with
+signed inputs). Each fused node's output is
 the tensor named after the node: uint8 codes when its saturation range lies in [0, 255], int8 in
 [−128, 127] (N2D2-compatible signed FC saturation), else int32; double for logits (last FC
 without QAct) and Softmax probabilities.
@@ -20,7 +21,8 @@ without QAct) and Softmax probabilities.
   ``trunc(x) + copysign(|x − trunc(x)| ≥ 0.5, x)`` is written ``Sign(x)·(f + (|x| − f ≥ 0.5))``
   with ``f = Floor(|x|)`` (the same exact operations in double). Fixed-point16/32:
   ``z = llround(clip(t))`` in int64 (or ``acc + B`` clipped in int64 when D = 1 and B, C are
-  integers), ``y = (z·S_fix + 2^15) >> 16``; Single-shift ``y = (z + 2^(e−1)) >> e`` per channel.
+  integers), ``y = (z·S_fix + 2^(n−1)) >> n`` (n = 16 for ``--qat-sat``, per layer after PTQ);
+  Single-shift ``y = (z + 2^(e−1)) >> e`` per channel.
   ``BitShift`` takes unsigned types only, so the arithmetic shift (a floor) is
   ``(v − Mod(v, 2^e)) / 2^e`` in int64 (Mod with fmod=0 has the divisor's sign, so the division
   is exact). Then ``Clip`` to the saturation range and ``Cast`` to the code type. The integer
@@ -42,7 +44,6 @@ import numpy
 from onnx import TensorProto, helper
 
 from ..errors import OnnxError
-from ..qat.scaling import FRACTIONAL_BITS
 from .export import Exporter
 
 __all__ = ["export_integer_onnx", "weight_digits"]
@@ -96,10 +97,12 @@ class IntegerExporter(Exporter):
     # ------------------------------------------------------------ walk
     def run(self, path, all_outputs=False):
         fused = self.fused
-        env = Tensor("env", 0, int(fused.input.max_code), TensorProto.UINT8)
+        lo = int(getattr(fused.input, "min_code", 0))   # PTQ: signed inputs are int8 codes
+        env_type, _ = code_type(lo, int(fused.input.max_code))
+        env = Tensor("env", lo, int(fused.input.max_code), env_type)
         tensors = self.export_all(fused.nodes, env, lambda node, y: self.rename(y, node.name))
         c, h, w = fused.input_shape
-        inputs = [helper.make_tensor_value_info("env", TensorProto.UINT8, ["N", c, h, w])]
+        inputs = [helper.make_tensor_value_info("env", env_type, ["N", c, h, w])]
         read = {p for node in fused.nodes.values() for p in node.parents}
         outputs = [helper.make_tensor_value_info(n, tensors[n].type,
                                                  ["N", *[int(d) for d in node.out_shape]])
@@ -238,9 +241,11 @@ class IntegerExporter(Exporter):
             if r.mult is not None:
                 y = self.node("Mul", [z, self.channel(f"{n}/S_fix", r.mult, numpy.int64)],
                               f"{n}/scaled")
-                y = self.node("Add", [y, self.const(f"{n}/half", 1 << (FRACTIONAL_BITS - 1),
-                                                    numpy.int64)], f"{n}/rounded")
-                y = self.shift_right(n, y, numpy.full(len(r.mult), FRACTIONAL_BITS))
+                bits = r.fractional_bits
+                if bits > 0:
+                    y = self.node("Add", [y, self.const(f"{n}/half", 1 << (bits - 1),
+                                                        numpy.int64)], f"{n}/rounded")
+                y = self.shift_right(n, y, numpy.full(len(r.mult), bits))
             else:
                 half = numpy.where(r.shift > 0,
                                    numpy.left_shift(1, numpy.maximum(r.shift - 1, 0)), 0)

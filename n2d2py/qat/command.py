@@ -30,7 +30,7 @@ def add_qat_arguments(parser):
                        help="fuse BatchNorm + SAT quantizers into an integer network, then test it")
     group.add_argument("--act-rescaling-mode", default="Floating-point", metavar="M",
                        help="Floating-point (default), Fixed-point16, Fixed-point32, Single-shift, "
-                            "Double-shift")
+                            "Double-shift (also for --calib)")
     for name in ("wt", "b", "c"):
         what = {"wt": "weights", "b": "biases", "c": "clip values"}[name]
         group.add_argument(f"--{name}-round-mode", default="NONE", metavar="M",

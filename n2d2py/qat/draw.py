@@ -23,7 +23,7 @@ def draw_fused(fused, path):
     depth = {"env": 0}
     for name, node in fused.nodes.items():
         depth[name] = 1 + max(depth[p] for p in node.parents)
-    labels = {"env": f"env\n{'x'.join(str(d) for d in fused.input_shape)}, R=255"}
+    labels = {"env": f"env\n{'x'.join(str(d) for d in fused.input_shape)}, R={fused.input.R}"}
     labels.update({name: _label(node) for name, node in fused.nodes.items()})
     parents = {name: node.parents for name, node in fused.nodes.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

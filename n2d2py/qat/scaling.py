@@ -9,8 +9,9 @@ Then, per output channel o (``S``, ``C`` as N2D2's fusion computes them):
 
 ==================  ================================================================
 Floating-point      ``y = round(clip(t, 0, C) · S)``
-Fixed-point16/32    ``y = (llround(clip(t, 0, C)) · S_fix + 2^15) >> 16``,
-                    ``S_fix = round(S · 2^16)`` (both modes use 16 fractional bits)
+Fixed-point16/32    ``y = (llround(clip(t, 0, C)) · S_fix + 2^(n−1)) >> n``,
+                    ``S_fix = round(S · 2^n)``, n = ``fractional_bits``: 16 for the QAT
+                    fusion (both modes, as N2D2's DeepNetQAT), per layer for PTQ
 Single-shift        ``y = (llround(clip(t, 0, C)) + 2^(e−1)) >> e``,
                     e from ``single_shift(S)`` (N2D2's CPU kernel skips the clip)
 ==================  ================================================================
@@ -145,19 +146,23 @@ class ActivationRescaling:
     ``D`` scalar float (weight denominator), ``B``, ``C``, ``S`` per channel (float32 values as
     N2D2 stores them; ``B`` None = 0, ``C`` None = no clip, ``S`` None = no rescale: the output is
     ``t`` itself, float64 logits), ``mode`` N2D2 spelling, ``lo``/``hi`` the saturation range,
-    ``clip_in_shift``: False reproduces N2D2's CPU single-shift (clip ignored).
+    ``clip_in_shift``: False reproduces N2D2's CPU single-shift (clip ignored);
+    ``fractional_bits``: n of the fixed-point modes (``S_fix = round(S·2^n)``).
     """
 
-    def __init__(self, D, B, C, S, mode, lo, hi, clip_in_shift=True):
+    def __init__(self, D, B, C, S, mode, lo, hi, clip_in_shift=True,
+                 fractional_bits=FRACTIONAL_BITS):
         self.D = float(D)
         self.B = None if B is None else numpy.asarray(B, numpy.float32)
         self.C = None if C is None else numpy.asarray(C, numpy.float32)
         self.S = None if S is None else numpy.asarray(S, numpy.float32)
         self.mode, self.lo, self.hi = mode, lo, hi
         self.clip_in_shift = clip_in_shift
+        self.fractional_bits = int(fractional_bits)
         self.mult = self.shift = None
         if self.S is not None and mode in ("Fixed-point16", "Fixed-point32"):
-            self.mult = numpy.array([fixed_point_multiplier(s) for s in self.S], numpy.int64)
+            self.mult = numpy.array([fixed_point_multiplier(s, self.fractional_bits)
+                                     for s in self.S], numpy.int64)
         if self.S is not None and mode == "Single-shift":
             self.shift = numpy.array([single_shift(s) for s in self.S], numpy.int64)
 
@@ -201,8 +206,9 @@ class ActivationRescaling:
         else:
             z = self._integer_input(xp, acc)
             if self.mult is not None:
+                n = self.fractional_bits
                 y = (z * self._channel(xp, self.mult, acc.ndim, xp.int64)
-                     + (1 << (FRACTIONAL_BITS - 1))) >> FRACTIONAL_BITS
+                     + ((1 << (n - 1)) if n > 0 else 0)) >> n
             else:
                 e = self._channel(xp, self.shift, acc.ndim, xp.int64)
                 half = xp.where(e > 0, xp.left_shift(xp.int64(1), xp.maximum(e - 1, 0)), 0)
@@ -231,7 +237,7 @@ class ActivationRescaling:
                "scale": None if self.S is None else [float(v) for v in self.S]}
         if self.mult is not None:
             out["fixed_point_multiplier"] = [int(v) for v in self.mult]
-            out["fractional_bits"] = FRACTIONAL_BITS
+            out["fractional_bits"] = self.fractional_bits
         if self.shift is not None:
             out["shift"] = [int(v) for v in self.shift]
             out["clip_in_shift"] = self.clip_in_shift

@@ -1,0 +1,79 @@
+"""N2D2's post-training quantization test (``tests/class_DeepNetQuantization.cpp``, spec/ptq.md
+§7.1) on the 1000 bundled test digits: its two float models with its weights, calibrated like the
+test does (the first 500 Test stimuli, 8 bits), in each of its configurations.
+
+N2D2 asserts its scores on the first 500 of the 10 000 MNIST test digits, which are not bundled;
+here each configuration must stay within 0.5 point of the float network on the 1000 bundled digits
+(N2D2's stay within 0.15 of theirs), and the fake-quantized network (the float twins) must give
+the integer engine's codes on every node and digit. ``Double-shift`` is not in the integer engine
+yet (issue 16). Measured (float / integer %): mnist_model 96.5 / 96.8, 96.6, 96.4, 96.2 (None,
+MSE, KL, None per output); multibranch 98.6 / 98.6, 98.6, 98.6, 98.7, 98.6, 98.7, 98.7.
+"""
+import pathlib
+
+import numpy
+import pytest
+
+from n2d2py.deepnet import DeepNet
+from n2d2py.ptq import PTQOptions, calibrate
+
+N2D2 = pathlib.Path(__file__).resolve().parents[1] / "data" / "n2d2" / "tests_data"
+#: (model, clipping, rescaling, per output): N2D2's configurations
+CASES = [("mnist_model", "None", "Floating-point", False),
+         ("mnist_model", "MSE", "Floating-point", False),
+         ("mnist_model", "KL-Divergence", "Floating-point", False),
+         ("mnist_model", "None", "Floating-point", True),
+         ("mnist_multibranch_model", "None", "Floating-point", False),
+         ("mnist_multibranch_model", "None", "Fixed-point32", False),
+         ("mnist_multibranch_model", "None", "Fixed-point16", False),
+         ("mnist_multibranch_model", "None", "Single-shift", False),
+         ("mnist_multibranch_model", "MSE", "Floating-point", False),
+         ("mnist_multibranch_model", "KL-Divergence", "Floating-point", False),
+         ("mnist_multibranch_model", "None", "Floating-point", True)]
+NETS = {}
+
+
+def network(model):
+    if model not in NETS:
+        net = DeepNet.from_ini(N2D2 / model / "model.ini")
+        net.import_weights(N2D2 / model / "weights")
+        net.sp.batch_size = 1000
+        x, labels, _ = next(net.sp.batches("Test", False, None, 1000))
+        NETS[model] = (net, net.test().recognition_rate, x)
+    return NETS[model]
+
+
+@pytest.mark.parametrize("model, clipping, rescaling, per_output", CASES,
+                         ids=[f"{c[0][6:9]}-{c[1]}-{c[2]}-{'ch' if c[3] else 'layer'}" for c in CASES])
+def test_n2d2_configuration(model, clipping, rescaling, per_output):
+    net, float_rate, x = network(model)
+    options = PTQOptions(8, clipping, act_scaling_mode=rescaling, per_output=per_output)
+    fused = calibrate(net, options, calib=500, set_name="Test")
+    assert fused.stats.count == 500 and fused.stats.set_name == "Test"
+    rate = fused.test().recognition_rate
+    print(f"{model} {clipping} {rescaling} per_output={per_output}: float {float_rate:.1f} %, "
+          f"integer {rate:.1f} %")
+    assert abs(rate - float_rate) <= 0.5
+    codes = fused.input_codes(x)
+    integer = fused.forward(codes, keep="all")
+    fake = fused.fake_quantized().forward(codes, keep="all")
+    for name, values in integer.items():
+        assert numpy.array_equal(values, fake[name]), name
+
+
+def test_branches_meet_at_one_scale():
+    """conv4 reads three branches: each producer is retargeted to the coarsest step (they feed
+    conv4 alone, no requantizing node); elemwise7 adds conv4 (which also feeds conv5) and conv6
+    exactly with integer multipliers."""
+    net, _, x = network("mnist_multibranch_model")
+    fused = calibrate(net, PTQOptions(8, "None"), calib=500, set_name="Test")
+    concat = fused.nodes["conv4_concat"]
+    assert concat.parents == ["conv_3_l3", "conv_3_m2", "conv_3_r1"]
+    steps = {fused.formats[p].step for p in concat.parents}
+    tops = [fused.stats.ranges[p].max for p in concat.parents]
+    assert steps == {max(tops) / 255} and not [n for n in fused.nodes if "rescale" in n]
+    sum_node, c = fused.nodes["elemwise7"], fused.constants["elemwise7"]
+    assert sum_node.parents == ["conv4", "conv6"]
+    ratios = numpy.array(c["ratios"]) * 2.0 ** c["k"]
+    assert numpy.abs(numpy.array(sum_node.multipliers) - ratios).max() <= 0.5
+    assert max(abs(m) for m in sum_node.multipliers) <= 2 ** 15 - 1

@@ -1,0 +1,112 @@
+"""Post-training quantization of ONNX-imported ResNet-18 and MobileNet-v2 (torchvision's
+topologies as a PyTorch export writes them, ``onnx_models.py``; seeded random weights, channels
+narrowed to a quarter, 32x32 inputs, a NumPy_Database of random images):
+
+* calibration runs through BatchNorm folding, residual Adds (ElemWise sums of two scales),
+  ReLU6 (Clip 0..6), depthwise convolutions, the max and global average pools and the Fc;
+* the fake-quantized network (float twins) and the integer engine agree code for code on
+  every node, in every rescaling mode;
+* the integer ONNX export gives the engine's codes on every node (onnxruntime);
+* the C export compiles (``-std=c99 -Wall -Werror``) and classifies as the engine does.
+"""
+import os
+import shutil
+import subprocess
+
+import numpy
+import pytest
+
+from n2d2py.deepnet import DeepNet
+from n2d2py.ptq import PTQOptions, calibrate
+
+from onnx_models import calibration_ini, mobilenet_v2, resnet18
+
+COMPILER = shutil.which("cc") or shutil.which("gcc")
+MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
+MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "Single-shift")
+SIZE, WIDTH = 32, 0.25
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def imported(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    ini = calibration_ini(folder, MODELS[request.param](seed=3, size=SIZE, width=WIDTH),
+                          size=SIZE)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        net = DeepNet.from_ini(ini)
+    finally:
+        os.chdir(cwd)
+    x = numpy.concatenate([x for x, _, _ in net.sp.batches("Test", False, None, 16)])
+    return request.param, net, x, folder
+
+
+def test_structure_after_calibration(imported):
+    name, net, x, _ = imported
+    fused = calibrate(net, PTQOptions(8, "MSE"))
+    kinds = [node.type_name for node in fused.nodes.values()]
+    convs = sum(type(c).__name__ == "ConvCell" for c in net.cells.values())
+    adds = sum(getattr(c, "operation", None) == "Sum" for c in net.cells.values())
+    assert kinds.count("Conv") == convs           # every BatchNorm folded into its Conv
+    assert kinds.count("ElemWise") == adds == {"resnet18": 8, "mobilenet_v2": 10}[name]
+    assert kinds.count("Fc") == 1 and kinds.count("Softmax") == 1
+    assert not [n for n in fused.nodes if "rescale_branch" in n or "concat" in n]
+    signs = {fused.rows[n]["sign"] for n in fused.rows if fused.nodes[n].type_name == "Conv"}
+    assert signs == {"signed", "unsigned"}        # ReLU/ReLU6 unsigned, linear bottlenecks signed
+    assert fused.input.min_code == 0 and fused.input.max_code == 255
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fake_quantized_and_integer_agree_code_for_code(imported, mode):
+    name, net, x, _ = imported
+    fused = calibrate(net, PTQOptions(8, "MSE", act_scaling_mode=mode))
+    codes = fused.input_codes(x)
+    integer = fused.forward(codes, keep="all")
+    fake = fused.fake_quantized().forward(codes, keep="all")
+    assert set(integer) == set(fused.nodes)
+    for node, values in integer.items():
+        assert numpy.array_equal(values, fake[node]), node
+    float_classes = net.forward(x)["softmax"].data.reshape(len(x), -1).argmax(axis=1)
+    int_classes = numpy.asarray(integer["softmax"]).reshape(len(x), -1).argmax(axis=1)
+    print(f"{name} {mode}: integer argmax = float argmax on "
+          f"{int((float_classes == int_classes).sum())}/{len(x)} random images")
+
+
+@pytest.mark.parametrize("mode", ["Fixed-point32", "Single-shift"])
+def test_integer_onnx_export_equals_the_engine(imported, mode):
+    ort = pytest.importorskip("onnxruntime")
+    from n2d2py.onnx.export_integer import export_integer_onnx
+    name, net, x, _ = imported
+    fused = calibrate(net, PTQOptions(8, "KL-Divergence", act_scaling_mode=mode,
+                                      per_output=True))
+    codes = fused.input_codes(x)
+    model = export_integer_onnx(fused, None, all_outputs=True)
+    session = ort.InferenceSession(model.SerializeToString())
+    outputs = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, {"env": codes.astype(numpy.uint8)})))
+    engine = fused.forward(codes, keep="all")
+    for node, values in engine.items():
+        if node == "softmax":
+            assert numpy.allclose(values, outputs[node], rtol=0, atol=1e-12)
+        else:
+            assert numpy.array_equal(values, outputs[node]), node
+
+
+@pytest.mark.skipif(COMPILER is None, reason="no C compiler")
+@pytest.mark.parametrize("mode", ["Single-shift", "Floating-point"])
+def test_c_export_compiles_and_classifies_as_the_engine(imported, mode, tmp_path):
+    from n2d2py.ptq.command import check_c_export
+    from n2d2py.qat.export import export_c, write_stimuli
+    name, net, x, _ = imported
+    fused = calibrate(net, PTQOptions(8, "MSE", act_scaling_mode=mode))
+    check_c_export(fused)
+    folder = export_c(fused, tmp_path / "c")
+    subprocess.run([COMPILER, "-std=c99", "-O1", "-Wall", "-Werror", "-o", "network", "main.c",
+                    "network.c", "-lm"], cwd=folder, check=True)
+    codes = fused.input_codes(x)
+    write_stimuli(folder / "s.bin", codes)
+    run = subprocess.run([str(folder / "network"), "s.bin"], cwd=folder, capture_output=True,
+                         text=True, check=True)
+    engine = numpy.asarray(fused.forward(codes)).reshape(len(x), -1).argmax(axis=1)
+    assert [int(v) for v in run.stdout.split()] == engine.tolist()

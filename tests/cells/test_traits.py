@@ -44,6 +44,8 @@ def test_cell_declares_every_trait(cls):
     assert cls.keeps_precision is not None, "keeps_precision"
     assert cls.export_onnx is not Cell.export_onnx or cls.onnx_refusal, "export_onnx or onnx_refusal"
     assert cls.fuse is not Cell.fuse or cls.fusion_refusal, "fuse or fusion_refusal"
+    # post-training quantization: the fusion rule, or a PTQ-only rule beside the cell's code
+    assert cls.ptq is not Cell.ptq or cls.fuse is not Cell.fuse or cls.fusion_refusal, "ptq"
     if issubclass(cls, WeightedCell):
         assert cls.macs_per_weight is not WeightedCell.macs_per_weight, "macs_per_weight"
     for flag in ("n2d2_neurons", "n2d2_nodes", "n2d2_shared_synapses"):
@@ -104,14 +106,16 @@ def test_built_cell_answers_every_trait(type_name):
     assert (cost.weights > 0) == isinstance(cell, WeightedCell)
     exporter = Exporter(None, qdq=True)
     answers = []
+    ptq = Recorder()
     for rule, helper in ((cell.export_onnx, lambda: rule(exporter, ["x"])),
-                         (cell.fuse, lambda: rule(Recorder()))):
+                         (cell.fuse, lambda: rule(Recorder())), (cell.ptq, lambda: rule(ptq))):
         try:
             answers.append(helper())
         except N2D2Error as refusal:   # a declared refusal names the cell and says why
             assert "[c]" in str(refusal) and len(str(refusal)) > 30, str(refusal)
             answers.append(refusal)
     assert isinstance(answers[0], (str, OnnxError))
+    assert isinstance(answers[2], OnnxError) or len(ptq.calls) == 1   # one PTQ rule, or why not
     if isinstance(answers[0], str):   # a node's output, or the input itself (identities)
         assert answers[0] in [o for n in exporter.nodes for o in n.output] + ["x"]
     assert cell.count_n2d2(Recorder()) in ("outputs", "conv", "fc", "pool")
@@ -122,6 +126,7 @@ def test_activation_declares_its_onnx_export_and_identity(name):
     cls = ACTIVATIONS.get(name)
     assert cls.export_onnx is not ActivationFunction.export_onnx or cls.onnx_refusal
     assert isinstance(cls().is_identity, bool)
+    assert cls().ptq_sign in ("unsigned", "signed", None)   # what --calib makes of its outputs
 
 
 QUANTIZERS = [(kind, registry, name) for kind, registry in (("QWeight", WEIGHT_QUANTIZERS),

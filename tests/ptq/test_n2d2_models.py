@@ -6,8 +6,9 @@ N2D2 asserts its scores on the first 500 of the 10 000 MNIST test digits, which 
 here each configuration must stay within 0.5 point of the float network on the 1000 bundled digits
 (N2D2's stay within 0.15 of theirs), and the fake-quantized network (the float twins) must give
 the integer engine's codes on every node and digit. ``Double-shift`` is not in the integer engine
-yet (issue 16). Measured (float / integer %): mnist_model 96.5 / 96.8, 96.6, 96.4, 96.2 (None,
-MSE, KL, None per output); multibranch 98.6 / 98.6, 98.6, 98.6, 98.7, 98.6, 98.7, 98.7.
+yet (issue 16). Measured (float / integer %): mnist_model 96.5 / 96.7, 96.6, 96.3, 96.4 (None,
+MSE, KL, None per output); multibranch 98.6 / 98.7, 98.7, 98.7, 98.6, 98.5, 98.7, 98.7 (the
+order of CASES).
 """
 import pathlib
 

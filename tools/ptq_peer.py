@@ -26,6 +26,8 @@ import numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
+from loader import cpu_model  # noqa: E402  (tools/bench/loader.py: the CPU's name)
 
 MODES = ("None", "MSE", "KL-Divergence", "Quantile")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
@@ -164,18 +166,6 @@ def main(argv=None):
         with open(args.out, "w") as f:
             f.write(text)
     return 0
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

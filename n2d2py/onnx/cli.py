@@ -49,8 +49,10 @@ def stage_infer(run):
         path = infer_file(args.ini, args.infer, args.output, device=device, weights=args.weights)
         run.say(f"Outputs of '{args.ini}' on '{args.infer}' written to '{path}'")
         return "stop"
-    if is_onnx(args.ini) and (args.test or args.learn or args.learn_epoch):
-        option = "--test" if args.test else "--learn-epoch" if args.learn_epoch else "--learn"
+    calib = getattr(args, "calib", 0)
+    if is_onnx(args.ini) and (args.test or args.learn or args.learn_epoch or calib):
+        option = "--test" if args.test else "--learn-epoch" if args.learn_epoch else \
+            "--learn" if args.learn else "--calib"
         raise OnnxError(f"{option} needs a database, and an .onnx file run directly has none: "
                         f"write an INI with [database], [sp] and a Type=ONNX section "
                         f"(File={args.ini}); an .onnx file alone supports --build-only, "

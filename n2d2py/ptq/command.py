@@ -65,8 +65,8 @@ def run_calibration(run):
     from .report import format_table, write_folder
     args, net = run.args, run.net
     if not (args.weights or run.learned or args.test):
-        raise N2D2Error("--calib quantizes a trained network: give its weights (-w DIR), or "
-                        "--test to use weights_validation/ of a previous run")
+        run.say("Notice: no -w DIR: calibrating the weights the network was built with (an "
+                "ONNX model's, or the fillers' when untrained)")
     if getattr(args, "qat_sat", False):
         raise N2D2Error("--calib and --qat-sat are two ways to an integer network: give one "
                         "(--qat-sat fuses a SAT-trained network, --calib quantizes a float one)")
@@ -78,7 +78,8 @@ def run_calibration(run):
     if not reload:
         set_name = calibration_set(net)
         from ..scoring import set_size
-        total = set_size(net, set_name) if args.calib < 0 else min(args.calib, set_size(net, set_name))
+        total = set_size(net, set_name)
+        total = total if args.calib < 0 else min(args.calib, total)
         run.say(f"Calibrating on {total} {set_name} stimuli...")
         progress.begin("calibration", total)
     start = time.perf_counter()

@@ -217,33 +217,39 @@ class _Reader:
                                file=self.path)
 
 
-def load_ranges(path):
+def _load_cells(path, read_one):
+    """{cell name: read_one(reader, name)} over an N2D2 statistics file."""
     r = _Reader(path)
     out = {}
     for _ in range(r.count("cell", 1 << 20)):
         name = r.name()
-        lo, hi = r.take("<dd")
-        k = r.count("moment", 16)
-        moments = list(r.take(f"<{k}d")) + [0.0] * max(0, 3 - k)
-        out[name] = RangeStats(lo, hi, moments[:3])
+        out[name] = read_one(r, name)
     r.finish()
     return out
+
+
+def _read_range(r, name):
+    lo, hi = r.take("<dd")
+    k = r.count("moment", 16)
+    moments = list(r.take(f"<{k}d")) + [0.0] * max(0, 3 - k)
+    return RangeStats(lo, hi, moments[:3])
+
+
+def _read_histogram(r, name):
+    lo, hi = r.take("<dd")
+    r.count("bin", 1 << 26)
+    nb = r.count("bin", 1 << 26)
+    if r.pos + 8 * nb > len(r.data) or nb == 0 or not hi > lo:
+        raise WeightsError(f"histogram of '{name}' is damaged", file=r.path)
+    counts = numpy.frombuffer(r.data, "<u8", nb, r.pos).astype(numpy.uint64)
+    r.pos += 8 * nb
+    total, = r.take("<Q")
+    return Histogram(lo, hi, nb, counts, total)
+
+
+def load_ranges(path):
+    return _load_cells(path, _read_range)
 
 
 def load_histograms(path):
-    r = _Reader(path)
-    out = {}
-    for _ in range(r.count("cell", 1 << 20)):
-        name = r.name()
-        lo, hi = r.take("<dd")
-        r.count("bin", 1 << 26)
-        nb = r.count("bin", 1 << 26)
-        counts = numpy.frombuffer(r.data, "<u8", nb, r.pos).astype(numpy.uint64) \
-            if r.pos + 8 * nb <= len(r.data) else None
-        if counts is None or nb == 0 or not hi > lo:
-            raise WeightsError(f"histogram of '{name}' is damaged", file=path)
-        r.pos += 8 * nb
-        total, = r.take("<Q")
-        out[name] = Histogram(lo, hi, nb, counts, total)
-    r.finish()
-    return out
+    return _load_cells(path, _read_histogram)

@@ -8,8 +8,8 @@
 
     mse(t) = Σ p_i (c_i − clip(round(c_i·hi/t), lo, hi)·t/hi)²
 
-with [lo, hi] = [0, 2^B − 1] for an unsigned histogram, [−2^(B−1), 2^(B−1) − 1] for a signed
-one (round: half away from zero). Rounding noise and clipping error are both measured.
+with [lo, hi] = [0, 2^B − 1] for an unsigned histogram, [−2^(B−1), 2^(B−1) − 1] for a
+signed one (round: half away from zero). Rounding noise and clipping error are both measured.
 
 ``KL-Divergence``: the candidate t minimising KL(P‖Q), P the histogram, Q the histogram
 re-binned into 2^B bins over [0, t] (or [−t, t]; 2^B bins for signed data too), every

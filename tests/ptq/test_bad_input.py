@@ -128,11 +128,14 @@ def test_bad_options(tmp_path, argv, words):
     assert_error(fails(folder, "--calib", -1, *argv), *words)
 
 
-def test_calib_without_weights(tmp_path):
-    folder = folder_with(tmp_path)
-    status, out, err = run_subprocess(folder, "net.ini", "--calib", 10)
+def test_calib_of_an_onnx_file_without_data(tmp_path):
+    """An .onnx file run directly has no database: nothing to calibrate on."""
+    import onnx
+    from onnx_models import resnet18
+    onnx.save(resnet18(size=32, width=0.125), str(tmp_path / "model.onnx"))
+    status, out, err = run_subprocess(tmp_path, "model.onnx", "--calib", 10)
     assert status == 2
-    assert_error(error_line(err), "--calib", "-w DIR")
+    assert_error(error_line(err), "--calib needs a database", "Type=ONNX")
 
 
 def test_damaged_statistics_on_reload(tmp_path):

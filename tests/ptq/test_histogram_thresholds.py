@@ -159,12 +159,14 @@ def seeded_samples():
 
 
 #: spec/ptq.md §3.5, [derived] with N2D2's formulas: max, MSE, KL-Divergence, Quantile 0.9999
-TABLE = [("relu", 8, True, (4.732, 4.448, 3.289, 3.773)), ("relu", 4, True, (4.732, 2.929, 2.768, 3.773)),
+TABLE = [("relu", 8, True, (4.732, 4.448, 3.289, 3.773)),
+         ("relu", 4, True, (4.732, 2.929, 2.768, 3.773)),
          ("signed", 8, False, (4.594, 3.937, 4.530, 3.696)),
          ("laplace", 8, True, (10.033, 9.873, 6.973, 8.410))]
 
 
-@pytest.mark.parametrize("name, bits, unsigned, expected", TABLE, ids=[f"{r[0]}-{r[1]}" for r in TABLE])
+@pytest.mark.parametrize("name, bits, unsigned, expected", TABLE,
+                         ids=[f"{r[0]}-{r[1]}" for r in TABLE])
 def test_threshold_table(name, bits, unsigned, expected):
     data = dict(zip(("relu", "signed", "laplace"), seeded_samples()))[name]
     stats = RangeStats()

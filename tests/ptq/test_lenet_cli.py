@@ -12,11 +12,13 @@ bundled digits), through the command as a user runs it:
   collected from other weights; ``--export ONNX`` (onnxruntime gives the engine's codes) and
   ``--export C`` (compiled, the engine's classes) of the calibrated network; the C export
   refuses what its generator cannot express yet, before writing anything.
+* ``tools/ptq_peer.py`` prints n2d2py's and onnxruntime's 4-bit rows side by side.
 """
 import json
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy
 import pytest
@@ -78,7 +80,7 @@ def lenet(trained):
 def test_four_bits_fake_quantized_equals_integer(lenet, per_output):
     net, x = lenet
     for mode in ("None", "MSE", "KL-Divergence", "Quantile"):
-        fused = calibrate(net, PTQOptions(4, mode, per_output=per_output))
+        fused = calibrate(net, PTQOptions(4, mode, per_output=per_output), calib=256)
         codes = fused.input_codes(x)
         assert codes.max() <= 15 and codes.min() >= 0
         integer = numpy.asarray(fused.forward(codes)).reshape(len(x), -1)
@@ -153,3 +155,19 @@ def test_c_export_refuses_what_its_generator_cannot_express(trained, tmp_path):
     assert status == 2
     assert_error(error_line(err), "[conv1]", "fractional bits", "Single-shift")
     assert not (work / "export_C_int8").exists()
+
+
+def test_peer_script_side_by_side(trained):
+    pytest.importorskip("onnxruntime")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "ptq_peer.py"), str(LENET), "-w",
+                          "weights_validation", "--bits", "4", "--calib", "200"], cwd=trained,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 4 |")]
+    assert len([r for r in rows if "| n2d2py |" in r]) == 8
+    assert len([r for r in rows if "| onnxruntime |" in r]) == 6
+    for row in rows:
+        if "| n2d2py |" in row:
+            cells = [c.strip() for c in row.split("|")]
+            assert cells[5] == cells[6], row      # fake-quantized = integer
+    assert re.search(r"4 bits: best n2d2py [0-9.]+ %, best onnxruntime [0-9.]+ %", run.stdout)

@@ -45,7 +45,8 @@ def network(model):
 
 
 @pytest.mark.parametrize("model, clipping, rescaling, per_output", CASES,
-                         ids=[f"{c[0][6:9]}-{c[1]}-{c[2]}-{'ch' if c[3] else 'layer'}" for c in CASES])
+                         ids=[f"{c[0][6:9]}-{c[1]}-{c[2]}-{'ch' if c[3] else 'layer'}"
+                              for c in CASES])
 def test_n2d2_configuration(model, clipping, rescaling, per_output):
     net, float_rate, x = network(model)
     options = PTQOptions(8, clipping, act_scaling_mode=rescaling, per_output=per_output)

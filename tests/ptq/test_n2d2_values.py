@@ -130,7 +130,8 @@ def test_worked_example_floating_point():
     assert builder.constants["fc1"]["f"][0] == pytest.approx(0.00912929, rel=1e-6)
     assert builder.constants["fc2"]["f"][0] == pytest.approx(0.00517048, rel=1e-6)
     assert codes[0].ravel().tolist() == [51, 229, 127]          # 229.5 and 127.5 truncate
-    assert (fc1.accumulate(codes[:1]).ravel() + fc1.rescaling.B).tolist() == [949, 27859, 9471, 4872]
+    acc = fc1.accumulate(codes[:1]).ravel() + fc1.rescaling.B    # the bias comes with the rescale
+    assert acc.tolist() == [949, 27859, 9471, 4872]
     assert outputs["fc1"][0].ravel().tolist() == [9, 254, 86, 44]
     assert outputs["fc2"][0].ravel().tolist() == [-95, 81, 71]
     assert outputs["fc2"].reshape(4, 3).argmax(axis=1).tolist() == [1, 0, 1, 2]
@@ -155,6 +156,7 @@ def test_worked_example_single_shift():
     assert fc1.rescaling.shift.tolist() == [6] * 4 and builder.nodes["fc2"].rescaling.shift[0] == 7
     assert builder.constants["fc1"]["p"][0] == pytest.approx(1.7115, abs=1e-4)
     assert builder.constants["fc2"]["p"][0] == pytest.approx(1.5110, abs=1e-4)
-    assert (fc1.accumulate(codes[:1]).ravel() + fc1.rescaling.B).tolist() == [587, 16289, 5458, 2893]
+    acc = fc1.accumulate(codes[:1]).ravel() + fc1.rescaling.B
+    assert acc.tolist() == [587, 16289, 5458, 2893]
     assert outputs["fc1"][0].ravel().tolist() == [9, 255, 85, 45]
     assert outputs["fc2"][0].ravel().tolist() == [-94, 81, 70]

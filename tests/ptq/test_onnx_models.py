@@ -25,6 +25,15 @@ COMPILER = shutil.which("cc") or shutil.which("gcc")
 MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
 MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "Single-shift")
 SIZE, WIDTH = 32, 0.25
+CALIBRATED = {}
+
+
+def calibrated(imported, **options):
+    """One calibration per model and options for the whole module."""
+    key = (imported[0], tuple(sorted(options.items())))
+    if key not in CALIBRATED:
+        CALIBRATED[key] = calibrate(imported[1], PTQOptions(8, **options))
+    return CALIBRATED[key]
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -44,7 +53,7 @@ def imported(request, tmp_path_factory):
 
 def test_structure_after_calibration(imported):
     name, net, x, _ = imported
-    fused = calibrate(net, PTQOptions(8, "MSE"))
+    fused = calibrated(imported, act_clipping_mode="MSE")
     kinds = [node.type_name for node in fused.nodes.values()]
     convs = sum(type(c).__name__ == "ConvCell" for c in net.cells.values())
     adds = sum(getattr(c, "operation", None) == "Sum" for c in net.cells.values())
@@ -60,7 +69,7 @@ def test_structure_after_calibration(imported):
 @pytest.mark.parametrize("mode", MODES)
 def test_fake_quantized_and_integer_agree_code_for_code(imported, mode):
     name, net, x, _ = imported
-    fused = calibrate(net, PTQOptions(8, "MSE", act_scaling_mode=mode))
+    fused = calibrated(imported, act_clipping_mode="MSE", act_scaling_mode=mode)
     codes = fused.input_codes(x)
     integer = fused.forward(codes, keep="all")
     fake = fused.fake_quantized().forward(codes, keep="all")
@@ -78,8 +87,8 @@ def test_integer_onnx_export_equals_the_engine(imported, mode):
     ort = pytest.importorskip("onnxruntime")
     from n2d2py.onnx.export_integer import export_integer_onnx
     name, net, x, _ = imported
-    fused = calibrate(net, PTQOptions(8, "KL-Divergence", act_scaling_mode=mode,
-                                      per_output=True))
+    fused = calibrated(imported, act_clipping_mode="KL-Divergence", act_scaling_mode=mode,
+                       per_output=True)
     codes = fused.input_codes(x)
     model = export_integer_onnx(fused, None, all_outputs=True)
     session = ort.InferenceSession(model.SerializeToString())
@@ -99,7 +108,7 @@ def test_c_export_compiles_and_classifies_as_the_engine(imported, mode, tmp_path
     from n2d2py.ptq.command import check_c_export
     from n2d2py.qat.export import export_c, write_stimuli
     name, net, x, _ = imported
-    fused = calibrate(net, PTQOptions(8, "MSE", act_scaling_mode=mode))
+    fused = calibrated(imported, act_clipping_mode="MSE", act_scaling_mode=mode)
     check_c_export(fused)
     folder = export_c(fused, tmp_path / "c")
     subprocess.run([COMPILER, "-std=c99", "-O1", "-Wall", "-Werror", "-o", "network", "main.c",

@@ -304,7 +304,10 @@ class Builder:
         S = self.o.signed_max
         w = self.weight_scales(W)
         f = fin.step * (w / S) / fmt.step
-        approx = approximate(cell.name, f, self.o.act_scaling_mode)
+        fan = float(numpy.abs(W).reshape(len(W), -1).sum(axis=1).max()) if W.size else 0.0
+        acc_bound = fin.max_code * S * fan / float(w.min()) + \
+            (0.0 if b is None else float(numpy.abs(b / (fin.step * w / S)).max()))
+        approx = approximate(cell.name, f, self.o.act_scaling_mode, acc_bound)
         if approx.notice and not self.planning:
             self.notices.append(approx.notice)
         shape = (-1,) + (1,) * (W.ndim - 1)

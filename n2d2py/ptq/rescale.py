@@ -3,7 +3,8 @@
 
 * ``Floating-point``: f_o stored as float32, ``y = round(acc·f_o)`` (half away from zero).
 * ``Fixed-point16`` / ``Fixed-point32``: ``y = (acc·M_o + 2^(n−1)) >> n`` with one n per layer,
-  the largest that keeps every M_o = round(f_o·2^n) below 2^15 (resp. 2^31), at most 50. A
+  the largest that keeps every M_o = round(f_o·2^n) below 2^15 (resp. 2^31), at most 50, and
+  (n2d2py) every product acc·M_o below 2^62, which wide accumulators (16-bit codes) need. A
   factor of 2^15 or more sends a Fixed-point16 layer to Fixed-point32 (as N2D2 does); 2^31 or
   more has no fixed-point form (use Floating-point).
 * ``Single-shift``: ``y = (acc + 2^(e−1)) >> e`` with 2^−e the power of two just below f_o, or
@@ -59,8 +60,9 @@ class Approximation:
         return "float"
 
 
-def approximate(name, f, mode):
-    """The ``Approximation`` of the factors ``f`` (array, > 0) of layer ``name`` in ``mode``."""
+def approximate(name, f, mode, acc_bound=0):
+    """The ``Approximation`` of the factors ``f`` (array, > 0) of layer ``name`` in ``mode``;
+    ``acc_bound``: the largest |accumulator| (fixed-point products must stay within int64)."""
     S = F32(numpy.asarray(f, numpy.float64))
     if mode == "Floating-point":
         return Approximation(S, mode)
@@ -85,4 +87,7 @@ def approximate(name, f, mode):
                         f"{limit}): use --act-rescaling-mode Floating-point")
     bits = MAX_FRACTIONAL_BITS if top <= 0 else \
         min(int(math.floor(math.log(limit / top) / math.log(2))), MAX_FRACTIONAL_BITS)
+    if acc_bound and top > 0:   # acc·M < 2^62 (N2D2's int64 product would wrap at 16 bits)
+        room = int(math.floor(math.log2(2.0 ** 62 / (float(acc_bound) * top))))
+        bits = min(bits, room)
     return Approximation(S, mode, None, max(bits, 0), notice)

@@ -79,3 +79,26 @@ def test_branches_meet_at_one_scale():
     ratios = numpy.array(c["ratios"]) * 2.0 ** c["k"]
     assert numpy.abs(numpy.array(sum_node.multipliers) - ratios).max() <= 0.5
     assert max(abs(m) for m in sum_node.multipliers) <= 2 ** 15 - 1
+
+
+@pytest.mark.parametrize("bits", [2, 16])
+def test_bit_width_extremes(bits):
+    """16 bits: the fixed-point products of wide accumulators stay within int64 (fewer
+    fractional bits where needed); 2 bits: codes -2..1 and 0..3, fake = integer."""
+    net, float_rate, x = network("mnist_multibranch_model")
+    fused = calibrate(net, PTQOptions(bits, "MSE", act_scaling_mode="Fixed-point32"), calib=200,
+                      set_name="Test")
+    codes = fused.input_codes(x)
+    integer = fused.forward(codes, keep="all")
+    fake = fused.fake_quantized().forward(codes, keep="all")
+    assert all(numpy.array_equal(v, fake[k]) for k, v in integer.items())
+    for name, node in fused.nodes.items():
+        if node.type_name == "Conv":
+            source = node.parents[0]
+            inputs = codes if source == "env" else integer[source]
+            acc = numpy.abs(node.accumulate(inputs) + node.rescaling.B.reshape(1, -1, 1, 1)).max()
+            assert float(acc) * float(node.rescaling.mult.max()) < 2.0 ** 63, name
+            assert node.rescaling.lo == (0 if fused.formats[name].lo == 0 else -2 ** (bits - 1))
+    rate = fused.test().recognition_rate
+    if bits == 16:
+        assert abs(rate - float_rate) <= 0.2

@@ -89,6 +89,8 @@ def run_calibration(run):
         f"stimuli in {time.perf_counter() - start:.2f} s; saved in"
     for notice in fused.notices:
         run.say(notice)
+    if getattr(args, "export", None) == "C":
+        check_c_export(fused)      # refused before anything is written
     write_folder(fused, folder)
     run.say(f"Calibration statistics {what} '{folder}/' (layers.dat, histograms/)")
     run.out.write(format_table(fused))

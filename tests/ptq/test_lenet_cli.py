@@ -150,11 +150,12 @@ def test_export_c_of_the_calibrated_network(trained, tmp_path, lenet):
 def test_c_export_refuses_what_its_generator_cannot_express(trained, tmp_path):
     work = tmp_path / "run"
     shutil.copytree(trained, work)
+    shutil.rmtree(work / "calib_int8", ignore_errors=True)
     status, out, err = run_subprocess(work, LENET, "-w", "weights_validation", "--calib", 100,
                                       "--export", "C", "--act-rescaling-mode", "Fixed-point16")
     assert status == 2
     assert_error(error_line(err), "[conv1]", "fractional bits", "Single-shift")
-    assert not (work / "export_C_int8").exists()
+    assert not (work / "export_C_int8").exists() and not (work / "calib_int8").exists()
 
 
 def test_peer_script_side_by_side(trained):

@@ -203,10 +203,14 @@ class Builder:
         if self.planning:
             return Format(1.0 / q, lo, hi), {"stat": stat, "mode": mode, "T": 1.0}
         ranges, hist = self.stats.ranges.get(stat), self.stats.histograms.get(stat)
-        if ranges is None or (mode != "None" and hist is None):
+        if ranges is None:
             raise self.error(cell, f"no calibration statistics for [{stat}] (statistics of "
                                    f"another network reloaded?): calibrate without "
                                    f"--calib-reload")
+        if mode != "None" and hist is None:
+            raise self.error(cell, f"no histogram of [{stat}] in the reloaded statistics, and "
+                                   f"--act-clipping-mode {mode} needs one: calibrate without "
+                                   f"--calib-reload (or use --act-clipping-mode None)")
         T = find_threshold(mode, ranges, hist, self.o.bits, self.o.quantile)
         info = {"stat": stat, "mode": mode, "T": T, "range": (ranges.min, ranges.max),
                 "dead": T <= 0.0}

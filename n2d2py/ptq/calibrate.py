@@ -53,8 +53,8 @@ class Statistics:
         """Statistics saved in ``folder``; None when they are not there. ``info``: what they
         must have been collected for (``fingerprint``); a mismatch is an error."""
         paths = [os.path.join(folder, name) for name in (RANGE_FILE, HISTOGRAM_FILE)]
-        if not all(os.path.isfile(p) for p in paths):
-            return None
+        if not os.path.isfile(paths[0]):
+            return None   # the histograms alone are optional (clipping mode None needs none)
         meta = os.path.join(folder, INFO_FILE)
         saved = {}
         if os.path.isfile(meta):
@@ -70,7 +70,8 @@ class Statistics:
                     raise DataError(f"these statistics were collected from other "
                                     f"{'weights' if key == 'weights' else 'cells'}: calibrate "
                                     f"again without --calib-reload", file=meta)
-        ranges, hists = load_ranges(paths[0]), load_histograms(paths[1])
+        ranges = load_ranges(paths[0])
+        hists = load_histograms(paths[1]) if os.path.isfile(paths[1]) else {}
         count = saved.get("stimuli", 0) if isinstance(saved.get("stimuli", 0), int) else 0
         return cls(ranges, hists, str(saved.get("set", "reloaded")), count)
 

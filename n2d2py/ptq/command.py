@@ -75,6 +75,11 @@ def run_calibration(run):
     run.say(f"Post-training quantization: {options.describe()}")
     progress = Progress(run.out)
     reload = args.calib_reload and os.path.isfile(os.path.join(folder, "outputs_range.bin"))
+    if reload and not os.path.isfile(os.path.join(folder, "calibration.json")):
+        run.say(f"Notice: '{folder}/' has no calibration.json (N2D2's files?): its statistics "
+                f"are used as they are, nothing says they come from these weights")
+    if args.calib_reload and not reload:
+        run.say(f"Notice: --calib-reload: no statistics in '{folder}/' yet, calibrating")
     if not reload:
         set_name = calibration_set(net)
         from ..scoring import set_size

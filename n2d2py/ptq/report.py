@@ -22,7 +22,7 @@ COLUMNS = ("layer", "statistics", "range", "clipping", "threshold", "codes", "st
 
 
 def _g(v, digits=5):
-    return "-" if v is None else f"{v:.{digits}g}"
+    return "-" if v is None else f"{v + 0.0:.{digits}g}"   # + 0.0: no "-0"
 
 
 def _pair(v, digits=5):

@@ -160,3 +160,26 @@ def test_worked_example_single_shift():
     assert acc.tolist() == [587, 16289, 5458, 2893]
     assert outputs["fc1"][0].ravel().tolist() == [9, 255, 85, 45]
     assert outputs["fc2"][0].ravel().tolist() == [-94, 81, 70]
+
+
+def test_reload_n2d2s_stored_ranges(tmp_path):
+    """N2D2's C export test quantizes ``mnist_model`` from its stored ``outputs_range.bin``
+    (clip None, Single-shift): ``--calib-reload`` reads that file as it is."""
+    import shutil
+    from cli_runner import assert_error, error_line, run_subprocess
+    folder = N2D2 / "tests_data" / "mnist_model"
+    (tmp_path / "calib_int8").mkdir()
+    shutil.copy(folder / "outputs_range.bin", tmp_path / "calib_int8")
+    argv = [folder / "model.ini", "-w", folder / "weights", "--calib", 500, "--calib-reload"]
+    status, out, err = run_subprocess(tmp_path, *argv, "--act-clipping-mode", "None",
+                                      "--act-rescaling-mode", "Single-shift", "--test")
+    assert status == 0, err
+    assert "no calibration.json (N2D2's files?)" in out and "reloaded from" in out
+    table = (tmp_path / "calib_int8" / "layers.dat").read_text()
+    assert "4.2266" in table and "9.8789" in table and "shift 8" in table   # N2D2's maxima
+    rates = [line for line in out.splitlines() if "Final recognition rate" in line]
+    assert len(rates) == 3 and rates[1] == rates[2]
+    (tmp_path / "calib_int8" / "outputs_histogram.bin").unlink()
+    status, out, err = run_subprocess(tmp_path, *argv)      # MSE needs the histograms
+    assert status == 2
+    assert_error(error_line(err), "no histogram of", "--act-clipping-mode MSE")

@@ -110,7 +110,7 @@ def onnxruntime_rows(net, bits, calib, folder):
                                 per_channel=per_channel)
             rate, how = score(path)
             hows.add(how)
-            rows.append((bits, "onnxruntime", method, "channel" if per_channel else "layer",
+            rows.append((bits, "onnxruntime", method, "channel" if per_channel else "tensor",
                          None, rate, None))
             print(f"  onnxruntime {bits} bits, {method}, per {rows[-1][3]}: {rate:.2f} % "
                   f"({how})", file=sys.stderr)

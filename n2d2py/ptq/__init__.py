@@ -12,8 +12,14 @@ Modules: ``options`` (the options), ``histogram`` (statistics and N2D2's files),
 float twins), ``network`` (``CalibratedNet``), ``calibrate`` (the flow), ``report`` (per-layer
 table, histogram pictures), ``command`` (the CLI side).
 """
-from .calibrate import calibrate
-from .network import CalibratedNet
-from .options import PTQOptions
-
 __all__ = ["calibrate", "CalibratedNet", "PTQOptions"]
+
+_WHERE = {"calibrate": "calibrate", "CalibratedNet": "network", "PTQOptions": "options"}
+
+
+def __getattr__(name):
+    """The names above, imported on first use (``n2d2py --help`` imports only ``command``)."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

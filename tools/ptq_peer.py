@@ -67,7 +67,7 @@ def onnxruntime_rows(net, bits, calib, folder):
         return [], "onnxruntime is not installed: its rows are left out"
     from n2d2py.onnx.export import export_onnx
     from n2d2py.scoring import set_size
-    from n2d2py.ptq.calibrate import calibration_set
+    from n2d2py.ptq.calibration import calibration_set
     set_name = calibration_set(net)
     limit = None if calib < 0 else min(calib, set_size(net, set_name))
     cal_x, _ = stimuli(net, set_name, limit)

@@ -9,12 +9,12 @@ network ``--qat-sat`` produces (``qat.engine.FusedNet``), from calibration stati
 Modules: ``options`` (the options), ``histogram`` (statistics and N2D2's files),
 ``thresholds`` (None/MSE/KL-Divergence/Quantile), ``rescale`` (rescaling modes), ``build``
 (formats, weights, the rules cells call: ``Cell.ptq``), ``nodes`` (integer nodes and their
-float twins), ``network`` (``CalibratedNet``), ``calibrate`` (the flow), ``report`` (per-layer
-table, histogram pictures), ``command`` (the CLI side).
+float twins), ``network`` (``CalibratedNet``), ``calibration`` (the flow: ``calibrate``),
+``report`` (per-layer table, histogram pictures), ``command`` (the CLI side).
 """
 __all__ = ["calibrate", "CalibratedNet", "PTQOptions"]
 
-_WHERE = {"calibrate": "calibrate", "CalibratedNet": "network", "PTQOptions": "options"}
+_WHERE = {"calibrate": "calibration", "CalibratedNet": "network", "PTQOptions": "options"}
 
 
 def __getattr__(name):

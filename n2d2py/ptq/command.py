@@ -61,7 +61,7 @@ def options_from(args):
 def run_calibration(run):
     """The ``--calib`` stage (see the module docstring). Returns "stop"."""
     from ..progress import Progress
-    from .calibrate import calibrate, calibration_set
+    from .calibration import calibrate, calibration_set
     from .report import format_table, write_folder
     args, net = run.args, run.net
     if not (args.weights or run.learned or args.test):

@@ -22,7 +22,7 @@ F32 = numpy.float32
 
 
 class CalibratedNet(FusedNet):
-    """See the module docstring; built by ``calibrate.calibrate``."""
+    """See the module docstring; built by ``calibration.calibrate``."""
 
     @classmethod
     def from_builder(cls, builder, net, options, stats):

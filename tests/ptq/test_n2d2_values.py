@@ -21,7 +21,7 @@ from n2d2py.deepnet import DeepNet
 from n2d2py.ini import parse_ini_text
 from n2d2py.ptq import PTQOptions
 from n2d2py.ptq.build import Builder
-from n2d2py.ptq.calibrate import Statistics, input_format
+from n2d2py.ptq.calibration import Statistics, input_format
 from n2d2py.ptq.histogram import RangeStats, load_ranges
 from n2d2py.ptq.network import CalibratedNet
 from n2d2py.qat import engine

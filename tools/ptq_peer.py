@@ -4,15 +4,20 @@ stimuli and the same test stimuli.
 
     python tools/ptq_peer.py models/LeNet.ini -w weights_validation --bits 8 4
 
-n2d2py: every activation clipping mode (None, MSE, KL-Divergence, Quantile), weight scales per
+n2d2py: every activation clipping mode (None, MSE, KL-Divergence, Quantile), every weight
+clipping mode (None, MSE, KL-Divergence; ``--wt-clipping-mode`` picks some), weight scales per
 layer and per output channel, Floating-point rescaling; the integer engine's and the
 fake-quantized network's Test scores, and the weights' bytes at B bits. onnxruntime: the DeepNet
 exported as float ONNX (``n2d2py.onnx.export_onnx``), ``quantize_static`` in QDQ format with
 unsigned activations and signed weights (QUInt8/QInt8 at 8 bits, QUInt4/QInt4 at 4 bits, the
-smallest width it has), per tensor and per channel, calibrated on the same stimuli one at a time;
+smallest width it has; weights are never clipped), per tensor and per channel, calibrated on the
+same stimuli one at a time (its Entropy and Percentile calibrators stack their batches, so a
+shorter last batch is refused);
 scored with its default session (QLinear integer kernels where it has them), or with graph
 optimisations off when that session refuses the model (4-bit tensors into MaxPool), which runs
 the QDQ graph in float. onnxruntime is optional: without it only n2d2py's rows are printed.
+Calibration time (wall clock, same run): n2d2py's ``calibrate`` (statistics pass, thresholds,
+integer network) and onnxruntime's ``quantize_static`` (its calibration pass and the QDQ model).
 Output: a Markdown table (``--out`` writes it to a file too).
 """
 import argparse
@@ -31,6 +36,7 @@ from loader import cpu_model  # noqa: E402  (tools/bench/loader.py: the CPU's na
 
 MODES = ("None", "MSE", "KL-Divergence", "Quantile")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+WEIGHT_MODES = ("None", "MSE", "KL-Divergence")
 
 
 def stimuli(net, set_name, limit=None):
@@ -41,20 +47,25 @@ def stimuli(net, set_name, limit=None):
     return numpy.concatenate(xs), numpy.concatenate(ys)
 
 
-def ours(net, bits, calib):
+def ours(net, bits, calib, weight_modes):
     from n2d2py.ptq import PTQOptions, calibrate
     from n2d2py.qat.export import weight_memory
     rows = []
-    for per_output in (False, True):
-        for mode in MODES:
-            fused = calibrate(net, PTQOptions(bits, mode, per_output=per_output), calib)
-            integer = fused.test().recognition_rate
-            fake = fused.fake_quantized().test().recognition_rate
-            size = sum(r["range_bytes"] for r in weight_memory(fused))
-            rows.append((bits, "n2d2py", mode, "channel" if per_output else "layer", fake,
-                         integer, size))
-            print(f"  n2d2py {bits} bits, {mode}, per {rows[-1][3]}: {integer:.2f} %",
-                  file=sys.stderr)
+    for weight_mode in weight_modes:
+        for per_output in (False, True):
+            for mode in MODES:
+                options = PTQOptions(bits, mode, weight_mode, per_output=per_output)
+                start = time.perf_counter()
+                fused = calibrate(net, options, calib)
+                seconds = time.perf_counter() - start
+                integer = fused.test().recognition_rate
+                fake = fused.fake_quantized().test().recognition_rate
+                size = sum(r["range_bytes"] for r in weight_memory(fused))
+                per = "channel" if per_output else "layer"
+                rows.append((bits, "n2d2py", mode, weight_mode, per, fake, integer, size,
+                             seconds))
+                print(f"  n2d2py {bits} bits, {mode}, weights {weight_mode}, per {per}: "
+                      f"{integer:.2f} %", file=sys.stderr)
     return rows
 
 
@@ -103,32 +114,35 @@ def onnxruntime_rows(net, bits, calib, folder):
     for method in ORT_METHODS:
         for per_channel in (False, True):
             path = os.path.join(folder, f"q{bits}_{method}_{int(per_channel)}.onnx")
+            start = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):   # its calibrators print
                 quantize_static(model, path, Reader(), quant_format=QuantFormat.QDQ,
                                 activation_type=types[bits][0], weight_type=types[bits][1],
                                 calibrate_method=getattr(CalibrationMethod, method),
                                 per_channel=per_channel)
+            seconds = time.perf_counter() - start
             rate, how = score(path)
             hows.add(how)
-            rows.append((bits, "onnxruntime", method, "channel" if per_channel else "tensor",
-                         None, rate, None))
-            print(f"  onnxruntime {bits} bits, {method}, per {rows[-1][3]}: {rate:.2f} % "
+            per = "channel" if per_channel else "tensor"
+            rows.append((bits, "onnxruntime", method, "None", per, None, rate, None, seconds))
+            print(f"  onnxruntime {bits} bits, {method}, per {per}: {rate:.2f} % "
                   f"({how})", file=sys.stderr)
     return rows, f"onnxruntime {ort.__version__}, {bits} bits: {', '.join(sorted(hows))}"
 
 
 def table(float_rate, rows, notes):
     lines = [f"Float network: {float_rate:.2f} %", "",
-             "| bits | tool | activation clipping | weight scales | fake-quantized % | "
-             "integer % | weight bytes |", "|---:|---|---|---|---:|---:|---:|"]
-    for bits, tool, mode, per, fake, integer, size in rows:
+             "| bits | tool | activation clipping | weight clipping | weight scales | "
+             "fake-quantized % | integer % | weight bytes | calibration s |",
+             "|---:|---|---|---|---|---:|---:|---:|---:|"]
+    for bits, tool, mode, weight_mode, per, fake, integer, size, seconds in rows:
         fake_text = "" if fake is None else f"{fake:.2f}"
         size_text = "" if size is None else f"{size:.0f}"
-        lines.append(f"| {bits} | {tool} | {mode} | per {per} | {fake_text} | {integer:.2f} | "
-                     f"{size_text} |")
+        lines.append(f"| {bits} | {tool} | {mode} | {weight_mode} | per {per} | {fake_text} | "
+                     f"{integer:.2f} | {size_text} | {seconds:.1f} |")
     lines += [""] + [f"* {n}" for n in notes]
     best = {}
-    for bits, tool, _, _, _, integer, _ in rows:
+    for bits, tool, _, _, _, _, integer, _, _ in rows:
         best[(bits, tool)] = max(best.get((bits, tool), 0.0), integer)
     for bits in sorted({r[0] for r in rows}, reverse=True):
         if (bits, "onnxruntime") in best:
@@ -145,6 +159,8 @@ def main(argv=None):
     parser.add_argument("-w", dest="weights", required=True)
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 4])
     parser.add_argument("--calib", type=int, default=-1)
+    parser.add_argument("--wt-clipping-mode", nargs="+", default=list(WEIGHT_MODES),
+                        choices=WEIGHT_MODES, help="n2d2py's weight clipping modes to try")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     from n2d2py.deepnet import DeepNet
@@ -155,7 +171,7 @@ def main(argv=None):
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         for bits in args.bits:
-            rows += ours(net, bits, args.calib)
+            rows += ours(net, bits, args.calib, args.wt_clipping_mode)
             peer, note = onnxruntime_rows(net, bits, args.calib, folder)
             rows += peer
             notes.append(note)

@@ -12,7 +12,8 @@ bundled digits), through the command as a user runs it:
   collected from other weights; ``--export ONNX`` (onnxruntime gives the engine's codes) and
   ``--export C`` (compiled, the engine's classes) of the calibrated network; the C export
   refuses what its generator cannot express yet, before writing anything.
-* ``tools/ptq_peer.py`` prints n2d2py's and onnxruntime's 4-bit rows side by side.
+* ``tools/ptq_peer.py`` prints n2d2py's (per weight clipping mode) and onnxruntime's 4-bit rows
+  side by side, with their calibration times.
 """
 import json
 import re
@@ -161,14 +162,17 @@ def test_c_export_refuses_what_its_generator_cannot_express(trained, tmp_path):
 def test_peer_script_side_by_side(trained):
     pytest.importorskip("onnxruntime")
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "ptq_peer.py"), str(LENET), "-w",
-                          "weights_validation", "--bits", "4", "--calib", "200"], cwd=trained,
+                          "weights_validation", "--bits", "4", "--calib", "200",
+                          "--wt-clipping-mode", "None", "MSE"], cwd=trained,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    rows = [line for line in run.stdout.splitlines() if line.startswith("| 4 |")]
-    assert len([r for r in rows if "| n2d2py |" in r]) == 8
-    assert len([r for r in rows if "| onnxruntime |" in r]) == 6
-    for row in rows:
-        if "| n2d2py |" in row:
-            cells = [c.strip() for c in row.split("|")]
-            assert cells[5] == cells[6], row      # fake-quantized = integer
+    rows = [[c.strip() for c in line.split("|")] for line in run.stdout.splitlines()
+            if line.startswith("| 4 |")]
+    ours = [r for r in rows if r[2] == "n2d2py"]
+    assert len(ours) == 16 and {r[4] for r in ours} == {"None", "MSE"}
+    assert len([r for r in rows if r[2] == "onnxruntime"]) == 6
+    for row in ours:
+        assert row[6] == row[7], row      # fake-quantized = integer
+        assert row[8] == str(61470 // 2)  # 4-bit weights' bytes
+    assert all(re.fullmatch(r"[0-9]+\.[0-9]", r[9]) for r in rows), rows   # calibration s
     assert re.search(r"4 bits: best n2d2py [0-9.]+ %, best onnxruntime [0-9.]+ %", run.stdout)

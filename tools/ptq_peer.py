@@ -150,6 +150,11 @@ def table(float_rate, rows, notes):
             lines.append(f"* {bits} bits: best n2d2py {best[(bits, 'n2d2py')]:.2f} %, best "
                          f"onnxruntime {best[(bits, 'onnxruntime')]:.2f} %: "
                          f"{'n2d2py at least as accurate' if ok else 'onnxruntime ahead'}")
+            seconds = {tool: numpy.median([r[8] for r in rows if r[0] == bits and r[1] == tool])
+                       for tool in ("n2d2py", "onnxruntime")}
+            lines.append(f"* {bits} bits, median calibration time: n2d2py {seconds['n2d2py']:.2f} "
+                         f"s, onnxruntime {seconds['onnxruntime']:.2f} s (onnxruntime / n2d2py: "
+                         f"{seconds['onnxruntime'] / seconds['n2d2py']:.1f}x)")
     return "\n".join(lines) + "\n"
 
 

@@ -176,3 +176,5 @@ def test_peer_script_side_by_side(trained):
         assert row[8] == str(61470 // 2)  # 4-bit weights' bytes
     assert all(re.fullmatch(r"[0-9]+\.[0-9]", r[9]) for r in rows), rows   # calibration s
     assert re.search(r"4 bits: best n2d2py [0-9.]+ %, best onnxruntime [0-9.]+ %", run.stdout)
+    assert re.search(r"4 bits, median calibration time: n2d2py [0-9.]+ s, onnxruntime [0-9.]+ s "
+                     r"\(onnxruntime / n2d2py: [0-9.]+x\)", run.stdout)

@@ -49,7 +49,7 @@ def stimuli(net, set_name, limit=None):
 
 def ours(net, bits, calib, weight_modes):
     from n2d2py.ptq import PTQOptions, calibrate
-    from n2d2py.qat.export import weight_memory
+    from n2d2py.qat.export_c import weight_memory
     rows = []
     for weight_mode in weight_modes:
         for per_output in (False, True):

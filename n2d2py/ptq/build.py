@@ -36,6 +36,8 @@ asked its rule (``Cell.ptq``), so a cell that cannot be quantized fails before a
 read, and ``needs`` lists the cells whose outputs calibration must observe (and their sign);
 then with the statistics, to build the nodes.
 """
+import math
+
 import numpy
 
 from ..autograd import no_grad
@@ -44,7 +46,7 @@ from ..cells.batchnorm import BatchNormCell
 from ..cells.pool import PoolCell
 from ..errors import N2D2Error
 from ..qat import engine
-from ..qat.scaling import ActivationRescaling
+from ..qat.scaling import ActivationRescaling, IntegerRescaling
 from ..quantizers.rounding import round_half_away
 from . import nodes
 from .rescale import approximate
@@ -324,8 +326,7 @@ class Builder:
         W_int = round_half_away(numpy, Wn).astype(numpy.int64)
         B_int = None if Bn is None else round_half_away(numpy, Bn).astype(numpy.float64)
         lo, hi = fmt.lo, fmt.hi
-        rescaling = ActivationRescaling(1.0, B_int, None, approx.S, approx.mode, lo, hi,
-                                        fractional_bits=approx.fractional_bits)
+        rescaling = self.rescaling(cell.name, B_int, approx, lo, hi, acc_bound)
         engine.check_exact(cell.name, W_int, fin.max_code, engine.fan_abs_max(W_int))
         if geometry is None:
             node = nodes.Fc(cell.name, [src], cell.out_shape, hi, fmt.top, W_int, rescaling,
@@ -338,6 +339,17 @@ class Builder:
         node.weight_range = 2 * S   # B-bit symmetric weights, as --report counts them
         self.record(cell, node, fin, fmt, info, f, approx, w)
         return node
+
+    @staticmethod
+    def rescaling(name, B, approx, lo, hi, acc_bound):
+        """The node's rescaling: the engine's ``ActivationRescaling`` (integer bias, the
+        factors ``approx.S`` as ``approx.mode`` applies them), or for Double-shift the
+        integer-only ``IntegerRescaling`` (the engine's only form of it)."""
+        if approx.mode == "Double-shift":
+            return IntegerRescaling(name, 1.0, B, None, approx.S, approx.mode, lo, hi,
+                                    int(math.ceil(acc_bound)))
+        return ActivationRescaling(1.0, B, None, approx.S, approx.mode, lo, hi,
+                                   fractional_bits=approx.fractional_bits)
 
     def record(self, cell, node, fin, fmt, info, f, approx, w=None):
         applied = approx.applied()
@@ -375,9 +387,11 @@ class Builder:
         k, M, B = self.multipliers(name, ratios, [fi.max_code for fi in fins], shift / fmt.step)
         O = shape[0]
         approx = approximate(name, numpy.full(O, 2.0 ** -k), self.o.act_scaling_mode)
-        rescaling = ActivationRescaling(1.0, None if B == 0 else numpy.full(O, B), None,
-                                        approx.S, approx.mode, fmt.lo, fmt.hi,
-                                        fractional_bits=k)
+        acc_bound = float(numpy.abs(M) @ numpy.asarray([fi.max_code for fi in fins],
+                                                       numpy.float64)) + abs(B)
+        approx.fractional_bits = k
+        rescaling = self.rescaling(name, None if B == 0 else numpy.full(O, B), approx, fmt.lo,
+                                   fmt.hi, acc_bound)
         node = nodes.ElemWise(name, srcs, shape, fmt.hi, fmt.top, M, rescaling)
         node.max_code, node.source = fmt.max_code, cell.name
         exact = numpy.asarray(ratios) * 2.0 ** k

@@ -4,7 +4,9 @@ post-training quantization (N2D2's ``-calib`` options and spellings).
 ``run_calibration(run)`` (the ``cli`` stage after learning and weight reloading): calibrate,
 write ``calib_int<B>/`` (table, statistics, histogram pictures), ``weights_quantized/`` and
 the picture of the integer network (``<ini>.ptq.png``); with ``--export`` the C99 sources
-(``export_C_int<B>/``) or the integer ONNX model (``<ini>.int.onnx``); with ``--test`` the Test
+(``export_C_int<B>/``, ``qat/export_c.py``: integer-only in the integer rescaling modes; a
+network it cannot express is refused before anything is written; ``--pack-weights``,
+``--export-stimuli N``) or the integer ONNX model (``<ini>.int.onnx``); with ``--test`` the Test
 set is scored three times: the float network, the fake-quantized one (N2D2's simulator) and the
 integer engine.
 """
@@ -94,8 +96,10 @@ def run_calibration(run):
         f"stimuli in {time.perf_counter() - start:.2f} s; saved in"
     for notice in fused.notices:
         run.say(notice)
-    if getattr(args, "export", None) == "C":
-        check_c_export(fused)      # refused before anything is written
+    program = None
+    if getattr(args, "export", None) == "C":   # refused before anything is written
+        from ..qat.export_c import CProgram
+        program = CProgram(fused, getattr(args, "pack_weights", False))
     write_folder(fused, folder)
     run.say(f"Calibration statistics {what} '{folder}/' (layers.dat, histograms/)")
     run.out.write(format_table(fused))
@@ -109,13 +113,13 @@ def run_calibration(run):
     export_weights_quantized(fused, "weights_quantized")
     run.say("Integer weights written to 'weights_quantized/' (scaling.json: every rescale)")
     if getattr(args, "export", None):
-        export(run, fused, options)
+        export(run, fused, options, program)
     if args.test:
         test(run, fused)
     return "stop"
 
 
-def export(run, fused, options):
+def export(run, fused, options, program):
     base = os.path.splitext(os.path.basename(run.args.ini))[0]
     if run.args.export == "ONNX":
         from ..onnx.export_integer import export_integer_onnx
@@ -123,33 +127,10 @@ def export(run, fused, options):
         export_integer_onnx(fused, path)
         run.say(f"Integer ONNX export of the calibrated network written to '{path}'")
         return
-    from ..qat.export import export_c, weight_memory_line
-    check_c_export(fused)
+    from ..qat.export_c import export_c_command
     folder = f"export_C_int{options.bits}"
-    export_c(fused, folder)
-    run.say(weight_memory_line(fused))
-    run.say(f"C99 export written to '{folder}' (make -C {folder})")
-
-
-def check_c_export(fused):
-    """What the C generator (``qat/export.py``) cannot express yet, refused before it writes:
-    fixed-point rescales with other than 16 fractional bits, concatenations, inputs that are
-    not 0..255 codes."""
-    from ..qat.scaling import FRACTIONAL_BITS
-    from .nodes import Concat
-    for node in fused.nodes.values():
-        r = getattr(node, "rescaling", None)
-        if r is not None and r.mult is not None and r.fractional_bits != FRACTIONAL_BITS:
-            raise N2D2Error(f"[{node.name}] C export: its Fixed-point rescale uses "
-                            f"{r.fractional_bits} fractional bits and the C generator applies "
-                            f"{FRACTIONAL_BITS}: export with --act-rescaling-mode Single-shift "
-                            f"or Floating-point (or --export ONNX)")
-        if isinstance(node, Concat):
-            raise N2D2Error(f"[{node.name}] C export: concatenations are not in the C generator "
-                            f"yet (use --export ONNX)")
-    if fused.input.min_code < 0:
-        raise N2D2Error("C export: the inputs are signed codes (negative stimuli, or "
-                        "--no-unsigned) and the C program reads uint8 stimuli: use --export ONNX")
+    export_c_command(fused, folder, program.pack_weights, getattr(run.args, "export_stimuli", None),
+                     run.say, program=program)
 
 
 def test(run, fused):

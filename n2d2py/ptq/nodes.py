@@ -90,6 +90,18 @@ class Concat(engine.Node):
         with no_grad():
             return F.concat([_float(x) for x in xs], axis=1).data
 
+    def export_c(self, program):
+        """The C kernel: one sample's (C, H, W) inputs (one scale, one range) appended in
+        channel order."""
+        out = program.buffers[self.name].ctype
+        lines, offset = [], 0
+        for k, parent in enumerate(self.parents):
+            count = program.buffers[parent].count
+            lines.append(f"    for (j = 0; j < {count}; ++j) out[{offset} + j] = ({out})in{k}[j];")
+            offset += count
+        body = "\n".join(lines)
+        return f"\n{program._signature(self)} {{\n    int j;\n{body}\n}}\n"
+
     def export_onnx(self, onnx, xs):
         from ..onnx.export_integer import Tensor
         types = {x.type for x in xs}

@@ -8,8 +8,9 @@ from .thresholds import CLIPPING_MODES, parse_clipping_mode
 __all__ = ["PTQOptions", "SUPPORTED_SCALING_MODES", "MIN_BITS", "MAX_BITS"]
 
 MIN_BITS, MAX_BITS = 2, 16
-#: rescaling modes of the integer layers (Double-shift: not in the integer engine yet)
-SUPPORTED_SCALING_MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "Single-shift")
+#: rescaling modes of the integer layers
+SUPPORTED_SCALING_MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "Single-shift",
+                           "Double-shift")
 
 
 class PTQOptions:

@@ -12,6 +12,9 @@
   p_o = 2^−e/f_o (1 ≤ p_o < 2) before rounding, so the rescale is exact and the loss is the
   weights' resolution (log2 p_o bits). A factor above 1 has no shift form: N2D2 silently sends
   such a layer to Fixed-point16; n2d2py refuses it and names the modes that work.
+* ``Double-shift``: ``y = (acc + acc·2^d + 2^(e2−1)) >> e2``, i.e. acc·(2^−e1 + 2^−e2) with
+  d = e2 − e1, N2D2's two-term approximation (``qat.scaling.power_of_two_divs``), compensated in
+  the weights as Single-shift's (p_o ≥ 1; 1 when the sum is within 2 % below f_o).
 
 ``Approximation.error`` is the largest relative error of the applied factor against f_o (after
 the shift compensation).
@@ -21,7 +24,7 @@ import math
 import numpy
 
 from ..errors import N2D2Error
-from ..qat.scaling import FRACTIONAL_BITS, fixed_point_multiplier, single_shift
+from ..qat.scaling import FRACTIONAL_BITS, fixed_point_multiplier, power_of_two_divs, single_shift
 
 __all__ = ["Approximation", "approximate", "FIXED_LIMITS", "MAX_FRACTIONAL_BITS"]
 
@@ -45,6 +48,9 @@ class Approximation:
         if self.mode == "Single-shift":
             e = numpy.array([single_shift(s) for s in self.S], numpy.float64)
             return 2.0 ** -e / self.p
+        if self.mode == "Double-shift":
+            e = numpy.array([power_of_two_divs(s, 2)[0] for s in self.S], numpy.float64)
+            return (2.0 ** -e).sum(axis=1) / self.p
         if self.mode.startswith("Fixed-point"):
             M = numpy.array([fixed_point_multiplier(s, self.fractional_bits) for s in self.S],
                             numpy.float64)
@@ -55,6 +61,9 @@ class Approximation:
         if self.mode == "Single-shift":
             e = [single_shift(s) for s in self.S]
             return f"shift {min(e)}..{max(e)}" if min(e) != max(e) else f"shift {e[0]}"
+        if self.mode == "Double-shift":
+            e = sorted({tuple(power_of_two_divs(s, 2)[0]) for s in self.S})
+            return "2^-" + " + 2^-".join(map(str, e[0])) + ("" if len(e) == 1 else " ...")
         if self.mode.startswith("Fixed-point"):
             return f"{self.mode[-2:]}-bit M / 2^{self.fractional_bits}"
         return "float"
@@ -66,12 +75,15 @@ def approximate(name, f, mode, acc_bound=0):
     S = F32(numpy.asarray(f, numpy.float64))
     if mode == "Floating-point":
         return Approximation(S, mode)
-    if mode == "Single-shift":
+    if mode in ("Single-shift", "Double-shift"):
         top = float(S.max())
         if top > 1.0:
-            raise N2D2Error(f"[{name}] rescale factor {top:.4g} > 1: Single-shift only divides "
+            raise N2D2Error(f"[{name}] rescale factor {top:.4g} > 1: {mode} only divides "
                             f"by powers of two; use --act-rescaling-mode Fixed-point16 (N2D2 "
                             f"switches this layer to it), Fixed-point32 or Floating-point")
+        if mode == "Double-shift":   # N2D2's precision: the sum over f, >= 1 (1 within 2 %)
+            p = numpy.array([power_of_two_divs(s, 2)[1] for s in S], numpy.float64)
+            return Approximation(S, mode, p)
         e = numpy.array([single_shift(s) for s in S], numpy.float64)
         p = 2.0 ** -e / S.astype(numpy.float64)
         return Approximation(S, mode, numpy.where(p < 1.0, 1.0, p))

@@ -120,7 +120,7 @@ def test_fixed_point_factor_out_of_range(tmp_path):
     (["--act-clipping-mode", "Entropyish"], ["--act-clipping-mode", "KL-Divergence"]),
     (["--wt-clipping-mode", "Quantile"], ["--wt-clipping-mode Quantile", "MSE"]),
     (["--act-quantile-value", 1.5], ["--act-quantile-value", "(0, 1]"]),
-    (["--act-rescaling-mode", "Double-shift"], ["Double-shift", "Single-shift"]),
+    (["--act-rescaling-mode", "Triple-shift"], ["Triple-shift", "Double-shift"]),
     (["--qat-sat"], ["--calib and --qat-sat"]),
 ])
 def test_bad_options(tmp_path, argv, words):

@@ -10,8 +10,9 @@ bundled digits), through the command as a user runs it:
   give the same class on every test digit (the accuracy table of docs/PTQ.md).
 * ``--calib-reload`` reuses the statistics (same network, same scores) and refuses statistics
   collected from other weights; ``--export ONNX`` (onnxruntime gives the engine's codes) and
-  ``--export C`` (compiled, the engine's classes) of the calibrated network; the C export
-  refuses what its generator cannot express yet, before writing anything.
+  ``--export C`` (integer-only, compiled without FP registers: every layer's codes are the
+  engine's) of the calibrated network; the C export refuses what it cannot express (an int32
+  accumulator overflow at 16 bits), before writing anything.
 * ``tools/ptq_peer.py`` prints n2d2py's (per weight clipping mode) and onnxruntime's 4-bit rows
   side by side, with their calibration times.
 """
@@ -27,11 +28,12 @@ import pytest
 from n2d2py.deepnet import DeepNet
 from n2d2py.ptq import PTQOptions, calibrate
 from n2d2py.ptq.histogram import load_ranges
+from n2d2py.qat.export_c import CProgram
 
+from c_helpers import INTEGER_FLAGS, compile_program, read_trace, run_program
 from cli_runner import ROOT, assert_error, error_line, run_subprocess
 
 LENET = ROOT / "models" / "LeNet.ini"
-COMPILER = shutil.which("cc") or shutil.which("gcc")
 
 
 @pytest.fixture(scope="module")
@@ -127,36 +129,48 @@ def test_export_onnx_of_the_calibrated_network(trained, tmp_path, lenet):
     assert numpy.array_equal(engine.argmax(axis=1), y.argmax(axis=1))
 
 
-@pytest.mark.skipif(COMPILER is None, reason="no C compiler")
 def test_export_c_of_the_calibrated_network(trained, tmp_path, lenet):
-    from n2d2py.qat.export import write_stimuli
+    """Fixed-point16 with per-layer fractional bits, integer-only C (no FP registers): the C
+    program's classes on 200 test digits are the integer engine's (expected.txt, made by the
+    command) and every layer's codes equal the engine's."""
     work = tmp_path / "run"
     shutil.copytree(trained, work)
     status, out, err = run_subprocess(work, LENET, "-w", "weights_validation", "--calib", -1,
-                                      "--export", "C", "--act-rescaling-mode", "Single-shift")
+                                      "--export", "C", "--act-rescaling-mode", "Fixed-point16",
+                                      "--export-stimuli", 200)
     assert status == 0, err
+    assert "200 test stimuli written" in out and "C export memory" in out
     folder = work / "export_C_int8"
-    subprocess.run([COMPILER, "-std=c99", "-O2", "-Wall", "-Werror", "-o", "network", "main.c",
-                    "network.c", "-lm"], cwd=folder, check=True)
+    binary = compile_program(folder, tmp_path / "network", INTEGER_FLAGS, trace=True)
+    classes, labels, accuracy, stdout = run_program(binary, folder / "stimuli.bin",
+                                                    tmp_path / "trace")
+    assert stdout == (folder / "expected.txt").read_text()
     net, x = lenet
-    fused = calibrate(net, PTQOptions(8, act_scaling_mode="Single-shift"))
+    fused = calibrate(net, PTQOptions(8, act_scaling_mode="Fixed-point16"))
     codes = fused.input_codes(x[:200])
-    write_stimuli(folder / "s.bin", codes)
-    run = subprocess.run([str(folder / "network"), "s.bin"], cwd=folder, capture_output=True,
-                         text=True, check=True)
-    engine = numpy.asarray(fused.forward(codes)).reshape(200, -1).argmax(axis=1)
-    assert [int(v) for v in run.stdout.split()] == engine.tolist()
+    engine = fused.forward(codes, keep="all")
+    program = CProgram(fused)
+    bits = {node.rescaling.fractional_bits for node in fused.nodes.values()
+            if getattr(node, "rescaling", None) is not None and node.rescaling.mult is not None}
+    assert bits and bits != {16}      # one n per layer, not --qat-sat's 16
+    for name, got in read_trace(program, tmp_path / "trace", 200).items():
+        assert numpy.array_equal(got, numpy.asarray(engine[name]).reshape(200, -1)), name
+    assert classes.tolist() == numpy.asarray(engine[program.output.name]).reshape(
+        200, -1).argmax(axis=1).tolist()
 
 
 def test_c_export_refuses_what_its_generator_cannot_express(trained, tmp_path):
+    """16-bit codes: conv1's accumulator exceeds the C program's int32, refused naming the
+    layer before the calibration folder or the export is written."""
     work = tmp_path / "run"
     shutil.copytree(trained, work)
-    shutil.rmtree(work / "calib_int8", ignore_errors=True)
+    shutil.rmtree(work / "calib_int16", ignore_errors=True)
     status, out, err = run_subprocess(work, LENET, "-w", "weights_validation", "--calib", 100,
-                                      "--export", "C", "--act-rescaling-mode", "Fixed-point16")
+                                      "-nbbits", 16, "--export", "C", "--act-rescaling-mode",
+                                      "Single-shift")
     assert status == 2
-    assert_error(error_line(err), "[conv1]", "fractional bits", "Single-shift")
-    assert not (work / "export_C_int8").exists() and not (work / "calib_int8").exists()
+    assert_error(error_line(err), "[conv1]", "C export", "beyond int32")
+    assert not (work / "export_C_int16").exists() and not (work / "calib_int16").exists()
 
 
 def test_peer_script_side_by_side(trained):

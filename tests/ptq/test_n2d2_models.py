@@ -5,10 +5,10 @@ test does (the first 500 Test stimuli, 8 bits), in each of its configurations.
 N2D2 asserts its scores on the first 500 of the 10 000 MNIST test digits, which are not bundled;
 here each configuration must stay within 0.5 point of the float network on the 1000 bundled digits
 (N2D2's stay within 0.15 of theirs), and the fake-quantized network (the float twins) must give
-the integer engine's codes on every node and digit. ``Double-shift`` is not in the integer engine
-yet (issue 16). Measured (float / integer %): mnist_model 96.5 / 96.7, 96.6, 96.3, 96.4 (None,
-MSE, KL, None per output); multibranch 98.6 / 98.7, 98.7, 98.7, 98.6, 98.5, 98.7, 98.7 (the
-order of CASES).
+the integer engine's codes on every node and digit; the C export of the multi-branch model (a
+concatenation, a residual sum) gives them too. Measured (float / integer %): mnist_model
+96.5 / 96.7, 96.6, 96.3, 96.4 (None, MSE, KL, None per output); multibranch 98.6 / 98.7, 98.7,
+98.7, 98.6, 98.7, 98.5, 98.7, 98.7 (the order of CASES).
 """
 import pathlib
 
@@ -17,6 +17,9 @@ import pytest
 
 from n2d2py.deepnet import DeepNet
 from n2d2py.ptq import PTQOptions, calibrate
+from n2d2py.qat.export_c import export_c, write_stimuli
+
+from c_helpers import INTEGER_FLAGS, compile_program, read_trace, run_program
 
 N2D2 = pathlib.Path(__file__).resolve().parents[1] / "data" / "n2d2" / "tests_data"
 #: (model, clipping, rescaling, per output): N2D2's configurations
@@ -28,6 +31,7 @@ CASES = [("mnist_model", "None", "Floating-point", False),
          ("mnist_multibranch_model", "None", "Fixed-point32", False),
          ("mnist_multibranch_model", "None", "Fixed-point16", False),
          ("mnist_multibranch_model", "None", "Single-shift", False),
+         ("mnist_multibranch_model", "None", "Double-shift", False),
          ("mnist_multibranch_model", "MSE", "Floating-point", False),
          ("mnist_multibranch_model", "KL-Divergence", "Floating-point", False),
          ("mnist_multibranch_model", "None", "Floating-point", True)]
@@ -79,6 +83,26 @@ def test_branches_meet_at_one_scale():
     ratios = numpy.array(c["ratios"]) * 2.0 ** c["k"]
     assert numpy.abs(numpy.array(sum_node.multipliers) - ratios).max() <= 0.5
     assert max(abs(m) for m in sum_node.multipliers) <= 2 ** 15 - 1
+
+
+@pytest.mark.parametrize("mode", ["Single-shift", "Double-shift"])
+def test_c_export_of_the_multibranch_model(mode, tmp_path):
+    """conv4's concatenation and elemwise7's sum in integer-only C: every layer's codes on 300
+    digits are the engine's."""
+    net, _, x = network("mnist_multibranch_model")
+    fused = calibrate(net, PTQOptions(8, "None", act_scaling_mode=mode), calib=500,
+                      set_name="Test")
+    program = export_c(fused, tmp_path / "c")
+    assert "conv4_concat" in [node.name for node in program.nodes]
+    binary = compile_program(tmp_path / "c", tmp_path / "network", INTEGER_FLAGS, trace=True)
+    codes = fused.input_codes(x[:300])
+    write_stimuli(tmp_path / "s.bin", codes)
+    classes, _, _, _ = run_program(binary, tmp_path / "s.bin", tmp_path / "trace")
+    engine = fused.forward(codes, keep="all")
+    for name, got in read_trace(program, tmp_path / "trace", 300).items():
+        assert numpy.array_equal(got, numpy.asarray(engine[name]).reshape(300, -1)), name
+    assert classes.tolist() == numpy.asarray(engine[program.output.name]).reshape(
+        300, -1).argmax(axis=1).tolist()
 
 
 @pytest.mark.parametrize("bits", [2, 16])

@@ -3,9 +3,10 @@
 * N2D2's ``mnist_model`` with its stored calibration ranges (``outputs_range.bin``, 500 test
   stimuli, clip None, per layer): every layer's rescale factor, Single-shift exponent and
   compensation, Fixed-point16 multiplier and fractional bits equal the values N2D2's formulas
-  give (the table of §7.3). ``fc_1`` reads the window sums of the Average pool ``pool_2``
-  (2x2) where N2D2 reads their truncated mean: its factor is N2D2's / 4 and its shift
-  exponent N2D2's + 2, the same arithmetic without the truncation.
+  give (the table of §7.3), and so do its Double-shift pairs and compensations. ``fc_1`` reads
+  the window sums of the Average pool ``pool_2`` (2x2) where N2D2 reads their truncated mean:
+  its factor is N2D2's / 4 and its shift exponents N2D2's + 2, the same arithmetic without the
+  truncation.
 * The worked example (two Fc layers, 8 bits, per layer, clip None): integer weights and biases,
   factors, and the integer inference of the four samples, in Floating-point, Fixed-point16 and
   Single-shift (with the weights divided by the shift compensation p).
@@ -39,6 +40,12 @@ N2D2_LAYERS = {
     "fc_1": (0.0113221, 6, 1.3800, 23744, 21),
     "fc_2": (0.00635567, 7, 1.2292, 26658, 22),
 }
+#: §7.3: Double-shift ((d, e2), p): acc·(2^-(e2-d) + 2^-e2), weights divided by p
+N2D2_DOUBLE = {
+    "conv_1": ((6, 15), 1.0), "conv_dw_2": ((4, 12), 1.0), "conv_pw_2": ((0, 8), 1.0001),
+    "conv_dw_3": ((0, 9), 1.2165), "conv_pw_3": ((1, 8), 1.1581), "conv_4": ((1, 8), 1.0949),
+    "fc_1": ((1, 8), 1.0350), "fc_2": ((0, 8), 1.2292),
+}
 #: fc_1 reads pool_2's window sums (2x2): f / 4, exponent + 2, same M with 2 more bits
 AVERAGE_WINDOW = {"fc_1": 4}
 
@@ -69,6 +76,23 @@ def test_layer_factors_of_n2d2_mnist_model(mnist_model):
         r = fixed.nodes[name].rescaling
         assert (int(r.mult[0]), r.fractional_bits) == (M, nf + int(numpy.log2(k))), name
         assert fixed.rows[name]["T"] == pytest.approx(stats.ranges[fixed.rows[name]["stat"]].max)
+
+
+def test_double_shift_of_n2d2_mnist_model(mnist_model):
+    """N2D2's two-term shifts and compensations; the integer engine applies them (the node's
+    integer form) and the fake-quantized network gives its codes."""
+    net, stats = mnist_model
+    double = build(net, stats, "Double-shift")
+    for name, ((d, e2), p) in N2D2_DOUBLE.items():
+        k = int(numpy.log2(AVERAGE_WINDOW.get(name, 1)))
+        form = double.nodes[name].rescaling.integer_form()
+        assert (form.op, int(form.shift_a[0]), int(form.shift_b[0])) == ("double", d, e2 + k)
+        assert float(double.constants[name]["p"][0]) == pytest.approx(p, abs=1e-4), name
+    fused = CalibratedNet.from_builder(double, net, double.o, stats)
+    codes = numpy.random.default_rng(0).integers(0, 256, (4, 1, 28, 28))
+    integer = fused.forward(codes, keep="all")
+    fake = fused.fake_quantized().forward(codes, keep="all")
+    assert all(numpy.array_equal(v, fake[k]) for k, v in integer.items())
 
 
 def test_thresholds_take_the_max_pool_statistics_of_a_clipped_layer(mnist_model):

@@ -7,23 +7,22 @@ narrowed to a quarter, 32x32 inputs, a NumPy_Database of random images):
 * the fake-quantized network (float twins) and the integer engine agree code for code on
   every node, in every rescaling mode;
 * the integer ONNX export gives the engine's codes on every node (onnxruntime);
-* the C export compiles (``-std=c99 -Wall -Werror``) and classifies as the engine does.
+* the C export compiles (``-std=c99 -Wall -Werror``; without floating-point registers in the
+  integer rescaling modes) and gives the engine's codes on every layer.
 """
 import os
-import shutil
-import subprocess
 
 import numpy
 import pytest
 
 from n2d2py.deepnet import DeepNet
 from n2d2py.ptq import PTQOptions, calibrate
+from n2d2py.qat.export_c import export_c, write_stimuli
 
+from c_helpers import FLAGS, INTEGER_FLAGS, compile_program, read_trace, run_program
 from onnx_models import calibration_ini, mobilenet_v2, resnet18
-
-COMPILER = shutil.which("cc") or shutil.which("gcc")
 MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
-MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "Single-shift")
+MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "Single-shift", "Double-shift")
 SIZE, WIDTH = 32, 0.25
 CALIBRATED = {}
 
@@ -102,20 +101,21 @@ def test_integer_onnx_export_equals_the_engine(imported, mode):
             assert numpy.array_equal(values, outputs[node]), node
 
 
-@pytest.mark.skipif(COMPILER is None, reason="no C compiler")
-@pytest.mark.parametrize("mode", ["Single-shift", "Floating-point"])
-def test_c_export_compiles_and_classifies_as_the_engine(imported, mode, tmp_path):
-    from n2d2py.ptq.command import check_c_export
-    from n2d2py.qat.export import export_c, write_stimuli
+@pytest.mark.parametrize("mode", ["Single-shift", "Double-shift", "Fixed-point32",
+                                  "Floating-point"])
+def test_c_export_gives_the_engine_codes_layer_by_layer(imported, mode, tmp_path):
+    """Integer modes: C without floating point (``-mgeneral-regs-only``); every layer's codes
+    (traced) equal the engine's, so the classes do too."""
     name, net, x, _ = imported
     fused = calibrated(imported, act_clipping_mode="MSE", act_scaling_mode=mode)
-    check_c_export(fused)
-    folder = export_c(fused, tmp_path / "c")
-    subprocess.run([COMPILER, "-std=c99", "-O1", "-Wall", "-Werror", "-o", "network", "main.c",
-                    "network.c", "-lm"], cwd=folder, check=True)
+    program = export_c(fused, tmp_path / "c")
+    flags = FLAGS if mode == "Floating-point" else INTEGER_FLAGS
+    binary = compile_program(tmp_path / "c", tmp_path / "network", flags, trace=True)
     codes = fused.input_codes(x)
-    write_stimuli(folder / "s.bin", codes)
-    run = subprocess.run([str(folder / "network"), "s.bin"], cwd=folder, capture_output=True,
-                         text=True, check=True)
-    engine = numpy.asarray(fused.forward(codes)).reshape(len(x), -1).argmax(axis=1)
-    assert [int(v) for v in run.stdout.split()] == engine.tolist()
+    write_stimuli(tmp_path / "s.bin", codes)
+    classes, _, _, _ = run_program(binary, tmp_path / "s.bin", tmp_path / "trace")
+    engine = fused.forward(codes, keep="all")
+    for node, got in read_trace(program, tmp_path / "trace", len(x)).items():
+        assert numpy.array_equal(got, numpy.asarray(engine[node]).reshape(len(x), -1)), node
+    assert classes.tolist() == numpy.asarray(engine["softmax"]).reshape(
+        len(x), -1).argmax(axis=1).tolist()

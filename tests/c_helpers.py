@@ -1,5 +1,6 @@
-"""Building and running the C export in the tests: compile once, run every stimulus in one
-process, read the classes (and, built with -DNETWORK_TRACE, every layer's codes)."""
+"""Building and running the C export in the tests (tests/qat, tests/ptq, tests/cells): compile
+once, run every stimulus in one process, read the classes (and, built with -DNETWORK_TRACE,
+every layer's codes)."""
 import pathlib
 import shutil
 import subprocess

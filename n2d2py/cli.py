@@ -251,6 +251,10 @@ def stage_learn(run):
     args = run.args
     if not (args.learn_epoch or args.learn):
         return None
+    from .quantizers.sat import step_gain_notice
+    notice = step_gain_notice(run.net.cells.values())
+    if notice:
+        run.say(notice)
     start = time.perf_counter()
     history = run.net.learn(epochs=args.learn_epoch or None, stimuli=None if args.learn_epoch else args.learn,
                             log_epoch=args.log_epoch, log=args.log, valid_metric=args.valid_metric,

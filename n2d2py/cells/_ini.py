@@ -190,9 +190,17 @@ class SectionReader:
 
     def read_quantizers(self, section):
         if self.has_qweight and "QWeight" in section:
-            self.qweight, self.qweight_solver = self._section_quantizer(section, "qweight", "QWeight")
+            self.read_qweight(section)
         if "ActivationFunction" in section and "QAct" in section:
-            self.qact, self.qact_solver = self._section_quantizer(section, "qact", "QAct")
+            self.read_qact(section)
+
+    def read_qweight(self, section):
+        """``QWeight`` (+ ``QWeight.*``, ``QWeightSolver``) of ``section``."""
+        self.qweight, self.qweight_solver = self._section_quantizer(section, "qweight", "QWeight")
+
+    def read_qact(self, section):
+        """``QAct`` (+ ``QAct.*``, ``QActSolver``) of ``section``."""
+        self.qact, self.qact_solver = self._section_quantizer(section, "qact", "QAct")
 
     def _section_quantizer(self, section, kind, key):
         """``<key>=Type`` with its ``<key>.*`` keys, and ``<key>Solver`` (SGD by default)."""

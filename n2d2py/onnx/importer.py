@@ -12,10 +12,9 @@ named after the tensor is inserted; every other supported operator becomes a cel
 per-operator table in ``ops.py``. Cells are built at once (their in_shapes are known), so the
 ONNX initializers can be copied into their Parameters (``ONNX_init=1``).
 
-Overrides (§5.2) are applied before a cell is built: a section named like the node's first
-output **replaces** ``<onnx>:<X>_def``. **Difference from N2D2**: a section ``[<onnx>:<name>]``
-other than the six ``_def`` ones, or a section inheriting an ``<onnx>:X_def`` whose name is no
-imported cell, is an ``OnnxError`` naming the section (N2D2 only prints "Unused section").
+Override sections (§5.2) are ``overrides.py``'s: a cell's section is applied before it is
+built (a section named like the node's first output **replaces** ``<onnx>:<Type>_def``), the
+activation keys once the walk is done; keys that cannot apply are errors.
 """
 import os
 
@@ -25,8 +24,8 @@ import onnx
 from ..errors import N2D2Error, OnnxError, close_matches
 from ..ini.convert import to_bool
 from .graph import Value, attributes, cell_shape, fold_node, load_model, opset_of, to_array
-
-OVERRIDE_KINDS = ("Conv", "Fc", "BatchNorm", "Pool", "Dropout", "LRN")
+from .overrides import N2D2_KINDS as OVERRIDE_KINDS
+from .overrides import Overrides
 
 
 def type_name(elem):
@@ -76,7 +75,7 @@ class Importer:
         self.consts, self.values = {}, self.graph.values
         self.shapes = {}        # physical (C, H, W) of every cell / input name
         self.last_cell = None
-        self.used_sections = set()
+        self.overrides = Overrides(document, self.onnx_name, self.options["ONNX_init"], model)
         self.reshape_cells = {}
         self.setup_inputs(input_shapes, input_names)
         self.consumers = self.count_consumers()
@@ -163,7 +162,7 @@ class Importer:
     def run(self):
         from .ops import dispatch
         table = operators()
-        self.check_override_sections()
+        self.overrides.check_sections()
         for node in self.model.graph.node:
             out = node.output[0] if node.output else ""
             if out in self.options["Ignore"]:
@@ -187,6 +186,9 @@ class Importer:
                 self.graph.output_values[out.name] = self.value(out.name)
         for name, cell in self.graph.cells.items():
             self.graph.parents[name] = list(cell.parents)
+        self.overrides.finish(self.graph.cells)
+        self.overrides.check_unused()
+        self.graph.warnings.extend(self.overrides.notices)
         return self.graph
 
     def skip(self, node):
@@ -245,13 +247,13 @@ class Importer:
         self.values[name] = Value(source, shape)
 
     def add_cell(self, cell, node, kind=None, before_build=None):
-        """Configure (override section for ``kind``), build and register ``cell``."""
+        """Configure (the cell's section, ``overrides.py``; ``kind`` defaults to the cell's
+        Type), build and register ``cell``."""
         if cell.name in self.shapes:
             raise self.error(node, f"a cell or input named '{cell.name}' already exists")
         if self.document is not None:
             cell.model = self.document.global_section.get("DefaultModel", "Frame")
-        if kind is not None:
-            self.apply_override(cell, kind)
+        self.overrides.configure(cell, node, kind)
         if before_build is not None:
             before_build(cell)
         try:
@@ -269,70 +271,6 @@ class Importer:
     def uses(self, source):
         """How many node inputs and graph outputs read the data of ``source``."""
         return sum(self.consumers.get(t, 0) for t, v in self.values.items() if v.source == source)
-
-    # -------------------------------------------------------------- overrides (spec §5.2)
-    def override_section(self, name, kind):
-        if self.document is None:
-            return None
-        for candidate in (name, f"{self.onnx_name}:{kind}_def"):
-            if candidate in self.document:
-                section = self.document.section(candidate)
-                if "Input" in section and candidate == name:
-                    raise section.error(f"section [{name}] has an Input key, but an ONNX node "
-                                        f"of the same name exists in [{self.onnx_name}]")
-                self.used_sections.add(candidate)
-                return section
-        return None
-
-    def apply_override(self, cell, kind):
-        """The section's solvers, fillers, QWeight, ConfigSection and ``.cfg`` (not its
-        structural keys, ActivationFunction or QAct), as ``generateParams`` does."""
-        section = self.override_section(cell.name, kind)
-        if section is None:
-            return
-        keep_section = cell.section
-        cell.section = section
-        try:
-            if cell.filler_roles:
-                cell.read_fillers(section)
-            cell.read_solvers(section)
-            qact, qact_solver = cell.qact, cell.qact_solver
-            cell.read_quantizers(section)
-            cell.qact, cell.qact_solver = qact, qact_solver
-            cell.apply_config(section)
-        finally:
-            cell.section = keep_section
-        section.mark_all_read()
-
-    def activation_override(self, name):
-        """The section named after a Relu output (spec §5.2), or None."""
-        if self.document is None or name not in self.document:
-            return None
-        self.used_sections.add(name)
-        return self.document.section(name)
-
-    def check_override_sections(self):
-        """DIFFERENCE FROM N2D2 (spec §5.2): misspelt override sections are errors."""
-        if self.document is None:
-            return
-        prefix = f"{self.onnx_name}:"
-        defs = {f"{prefix}{k}_def" for k in OVERRIDE_KINDS}
-        outputs = {o for n in self.model.graph.node for o in n.output[:1]}
-        for section in self.document:
-            if section.name.startswith(prefix) and section.name not in defs:
-                raise section.error(
-                    f"[{section.name}] overrides nothing: ONNX override sections are named after "
-                    f"a node's first output ([<output>]{close_matches(section.name[len(prefix):], outputs)}) "
-                    f"or are one of {', '.join(sorted(defs))} (N2D2 would only print "
-                    f"'Unused section')")
-            inherits = [b for b in section.bases if b in defs]
-            if inherits and "Input" not in section and section.name not in outputs \
-                    and section.name not in defs:
-                raise section.error(
-                    f"[{section.name}] inherits [{inherits[0]}] but no node of "
-                    f"[{self.onnx_name}] has the output '{section.name}'"
-                    f"{close_matches(section.name, outputs)} (N2D2 would only print "
-                    f"'Unused section')")
 
 
 def import_onnx(path_or_model, document=None, onnx_section=None, input_shapes=None,

@@ -208,33 +208,26 @@ def concat(imp, node, a):
 def attach(imp, node, activation):
     """Make ``activation`` the activation of the cell producing the input when N2D2 would (it is
     the last created cell) and that is exact (nothing else reads it, no activation yet);
-    otherwise an Activation cell named after the node. A section named after the node replaces
-    the activation by its ``ActivationFunction`` (+ ``QAct``); without that key N2D2 drops it."""
+    otherwise an Activation cell named after the node. The sections that replace or quantize
+    it are applied once the graph is imported (``overrides.py``); a section named after the
+    node without ``ActivationFunction`` drops it, as N2D2 does."""
     x = imp.value(node.input[0], node)
     out = node.output[0]
-    override = imp.activation_override(out)
-    qact = qact_solver = None
-    if override is not None:
-        if "ActivationFunction" not in override:
-            imp.graph.warnings.append(f"Warning: section [{out}] has no ActivationFunction: the "
-                                      f"{node.op_type} is dropped, as N2D2 does")
-            return view(imp, node, x.shape)
-        probe = cells().ActivationCell(name=out)
-        probe.read_activation(override)
-        probe.read_quantizers(override)
-        override.mark_all_read()
-        activation, qact, qact_solver = probe.activation, probe.qact, probe.qact_solver
+    if imp.overrides.drops(node):
+        return view(imp, node, x.shape)
     cell = imp.graph.cells.get(x.source)
     linear = cell is not None and (cell.activation is None or (
         type(cell.activation).__name__ == "Linear" and not cell.activation.clipping))
     if cell is not None and x.source == imp.last_cell and linear and cell.qact is None \
             and imp.uses(x.source) == 1 and not isinstance(cell, cells().SoftmaxCell):
-        cell.activation, cell.qact, cell.qact_solver = activation, qact, qact_solver
+        cell.activation = activation
+        imp.overrides.merged(cell, node, activation)
         return imp.set_value(out, x.source, x.shape)
     src = imp.source(node.input[0], node, exact=False)
     act = cells().ActivationCell(name=out, parents=[src], nb_outputs=imp.physical(src)[0])
-    act.activation, act.qact, act.qact_solver = activation, qact, qact_solver
+    act.activation = activation
     imp.add_cell(act, node)
+    imp.overrides.merged(act, node, activation)
     imp.set_value(out, act.name, x.shape)
 
 

@@ -39,7 +39,8 @@ def build_onnx_section(section, parents, in_shapes, rng):
         raise
     targets, explicit = [], set()
     for name, cell in graph.cells.items():
-        for target_section in document.matching(f"{name}.Target*"):
+        # a prefix test, not a glob: ONNX names may hold '*', '?' or '['
+        for target_section in [s for s in document if s.name.startswith(f"{name}.Target")]:
             target = target_from_section(target_section, name)
             target.loss_kind = getattr(cell, "loss_kind", None)
             targets.append(target)

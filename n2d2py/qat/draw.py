@@ -19,13 +19,11 @@ def _label(node):
 
 def draw_fused(fused, path):
     """Write ``path`` (PNG); returns it."""
-    from ..report.plots import layered_graph_png
-    depth = {"env": 0}
-    for name, node in fused.nodes.items():
-        depth[name] = 1 + max(depth[p] for p in node.parents)
+    from ..report.plots import graph_levels, layered_graph_png
+    parents = {name: node.parents for name, node in fused.nodes.items()}
+    depth = graph_levels(parents)
     labels = {"env": f"env\n{'x'.join(str(d) for d in fused.input_shape)}, R={fused.input.R}"}
     labels.update({name: _label(node) for name, node in fused.nodes.items()})
-    parents = {name: node.parents for name, node in fused.nodes.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     layered_graph_png(path, depth, parents, labels, ("#eaf5e8", "#4a8a4a"),
                       title="Fused integer network (boxes: name [Type], output size, range R, "

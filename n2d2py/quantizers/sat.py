@@ -201,6 +201,47 @@ class SATWeightQuantizer(RangeBits, WeightQuantizer):
         return Grid(scale, -r - (self.quant_mode == "Asymmetric"), r, top)
 
 
+#: 1/(max|tanh w|·s)² above which ``step_gain_notice`` speaks: trained LeNet and ResNet Fc
+#: weights give 2 to 4, PyTorch's initialisation of the same layers 10 to 150
+STEP_GAIN_NOTICE = 8.0
+
+
+def step_gains(cells):
+    """``{cell name: (gain, max|w|)}`` of the cells whose ``QWeight=SAT`` (with ApplyScaling,
+    so no BatchNorm renormalises the output) would take large steps from their current weights.
+
+    The quantized weights depend on w/max|tanh(w)| and are divided by s, and the backward
+    multiplies by 1/(max|tanh w|·s): one solver step moves them (1/(max|tanh w|·s))² times as
+    far as it moves float weights. Small weights (an untrained model) make that gain large."""
+    gains = {}
+    for cell in cells:
+        q = getattr(cell, "qweight", None)
+        if not isinstance(q, SATWeightQuantizer) or not q.apply_scaling or not cell.weights:
+            continue
+        cell.quantized_weights()
+        m, s = q.tanh_max[0], q.scaling[0]
+        if m * s > 0 and 1.0 / (m * s) ** 2 > STEP_GAIN_NOTICE:
+            gains[cell.name] = (1.0 / (m * s) ** 2, m)
+    return gains
+
+
+def step_gain_notice(cells):
+    """The notice printed before a training whose SAT weights start small (``step_gains``),
+    or None. Not a defect (N2D2 computes the same): the user is told what to do."""
+    gains = step_gains(cells)
+    if not gains:
+        return None
+    listed = ", ".join(f"'{name}' {gain:.0f}x (max|w| {m:.2g})"
+                       for name, (gain, m) in list(gains.items())[:4])
+    return (f"Notice: QWeight=SAT starts from small weights: a solver step moves the quantized "
+            f"weights of {listed}{', ...' if len(gains) > 4 else ''} as far as the float weights "
+            f"(trained weights: under {STEP_GAIN_NOTICE:g}x), because SAT divides them by "
+            f"max|tanh(w)| and by its scale. Training from such weights (an untrained model: "
+            f"PyTorch draws |w| < 1/sqrt(fan-in)) can stay at chance: draw them with a filler "
+            f"instead (an ONNX import: ONNX_init=0 and WeightsFiller=HeFiller), or divide these "
+            f"cells' learning rate by about that factor")
+
+
 class SATActQuantize(Function):
     """CG-PACT on (x, α) (spec/qat.md §2), a = |α|:
 

@@ -99,14 +99,29 @@ def network_graph_figure(net, title=None):
     for name, cell in net.cells.items():
         labels[name] = (f"{name} [{getattr(type(cell), 'type_name', '')}]\n"
                         f"{'x'.join(str(d) for d in cell.out_shape)}")
-    levels = {"env": 0, **net.levels}
     parents = {name: cell.parents for name, cell in net.cells.items()}
+    levels = graph_levels(parents)
     if title is None:
         path = getattr(net.document, "path", None)
         weights = sum(nb_synapses(cell) for cell in net.cells.values())
         title = (f"{os.path.basename(os.fspath(path)) + ': ' if path else ''}{len(net.cells)} cells, "
                  f"{weights} weights (boxes: name [Type], output C x H x W)")
     return layered_graph_figure(levels, parents, labels, ("#e8f0fe", "#4a6fa5"), title)
+
+
+MAX_ROWS = 300   # a taller picture (30 000 pixels) is no use to anyone: the CLI notes it
+
+
+def graph_levels(parents):
+    """``{name: row}``: ``env`` (and any other input) row 0, each cell one row below its lowest
+    parent. Computed from the cells themselves, so the cells an ONNX section creates (which
+    have no INI level of their own) are placed like INI cells. ``parents`` in build order."""
+    levels = {"env": 0}
+    for name, sources in parents.items():
+        levels[name] = 1 + max((levels.get(p, 0) for p in sources), default=0)
+        for p in sources:
+            levels.setdefault(p, 0)
+    return levels
 
 
 def layered_graph_png(path, levels, parents, labels, colors=("#e8f0fe", "#4a6fa5"), title=""):
@@ -119,6 +134,8 @@ def layered_graph_figure(levels, parents, labels, colors=("#e8f0fe", "#4a6fa5"),
     rows = {}
     for name in labels:
         rows.setdefault(levels[name], []).append(name)
+    if len(rows) > MAX_ROWS:
+        raise ValueError(f"{len(rows)} levels of cells, more than the {MAX_ROWS} a picture shows")
     position = {name: (i - (len(names) - 1) / 2, -level)
                 for level, names in rows.items() for i, name in enumerate(names)}
     width = max(len(v) for v in rows.values())

@@ -5,7 +5,7 @@ import math
 from ..target import fmt
 
 __all__ = ["fmt", "bar", "metric_lines", "final_lines", "confusion_text", "write_confusion",
-           "network_summary"]
+           "network_summary", "quantization_lines"]
 
 
 def bar(fraction, width=30):
@@ -83,6 +83,31 @@ def nb_synapses(cell):
         sum(int(p.size) for p in cell.parameters() if getattr(p, "group", "") == "weights")
 
 
+def with_options(obj, name=None):
+    """``SAT, 4 bits (Range=15, ApplyScaling=1)``: the type, the bits of a quantizer, and the
+    keys that differ from their defaults."""
+    text = name or getattr(obj, "type_name", None) or type(obj).__name__
+    bits = obj.bits() if hasattr(obj, "bits") else None
+    if bits:
+        text += f", {bits} bits"
+    changed = [f"{key.ini}={int(value) if isinstance(value, bool) else fmt(value) if isinstance(value, float) else value}"
+               for key in type(obj).keys().values()
+               if (value := obj.__dict__.get(key.attr, key.default)) != key.default]
+    return text + (f" ({', '.join(changed)})" if changed else "")
+
+
+def quantization_lines(cell):
+    """What a cell ended with, after its section and any override: ``# Activation:`` (and its
+    ``QAct``), ``# QWeight:`` when it has one."""
+    act = "none" if cell.activation is None else with_options(cell.activation)
+    if cell.qact is not None:
+        act += f"; QAct: {with_options(cell.qact)}"
+    lines = [f"  # Activation: {act}"]
+    if cell.qweight is not None:
+        lines.append(f"  # QWeight: {with_options(cell.qweight)}")
+    return lines
+
+
 def network_summary(net):
     """N2D2's build log (``Layer: name [Type(Model)]`` ...) and totals, as one string."""
     lines, totals = [], {"neurons": 0, "synapses": 0, "virtual": 0}
@@ -105,6 +130,7 @@ def network_summary(net):
         for shape in cell.in_shapes:
             lines.append(f"  # Inputs dims: {_dims(shape)}")
         lines.append(f"  # Outputs dims: {_dims(cell.out_shape)}")
+        lines.extend(quantization_lines(cell))
     for target in net.targets:
         lines.append(target.summary())
     lines.append(f"Total number of neurons: {totals['neurons']}")

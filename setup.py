@@ -18,6 +18,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "threadpoolctl>=3.1",
+        "filelock>=3.12",
     ],
     extras_require={
         "gpu": ["cupy-cuda12x"],

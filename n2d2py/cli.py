@@ -172,6 +172,34 @@ class Run:
         self.out.flush()
 
 
+# -- the seed ----------------------------------------------------------------------------------
+SEED_FILE = "seed.dat"
+MAX_SEED = 2 ** 32 - 1     # N2D2's seed is an unsigned int
+
+
+def check_seed(seed, where, file=None):
+    """``seed`` (0: none given) must be 0..2^32-1; else an N2D2Error naming ``where``."""
+    if not 0 <= seed <= MAX_SEED:
+        raise N2D2Error(f"{where}: expected a seed from 1 to {MAX_SEED} (0: choose one), got "
+                        f"{seed}", file=file)
+    return seed
+
+
+def read_seed_file(path):
+    """The seed a previous run wrote in ``path`` (``seed.dat``); anything else is an
+    N2D2Error naming the file (a FIFO or device is never opened)."""
+    from .io.files import regular_file_problem
+    problem = regular_file_problem(path)
+    if problem:
+        raise N2D2Error(f"seed file {problem}", file=path)
+    with open(path, "rb") as f:
+        words = f.read(64).split()
+    if not words or not re.fullmatch(rb"[0-9]{1,10}", words[0]) or int(words[0]) == 0:
+        raise N2D2Error(f"expected the seed of a previous run (an integer from 1 to {MAX_SEED}); "
+                        f"delete the file or give --seed N", file=path)
+    return check_seed(int(words[0]), "seed", file=path)
+
+
 # -- stages (N2D2's main flow, exec/n2d2.cpp, spec/ini.md §6.1) -----------------------------
 def stage_seed(run):
     args = run.args
@@ -187,17 +215,18 @@ def stage_seed(run):
             args.seed = saved
     elif args.load_state:
         run.say("Notice: -l DIR is used only when learning (--learn-epoch N or --learn N)")
+    check_seed(args.seed, "--seed")
     if args.seed:
         run.seed = args.seed
     elif learning:
         run.seed = int(time.time()) & 0x7FFFFFFF
-    elif os.path.isfile("seed.dat") and not args.build_only:
-        run.seed = int(open("seed.dat").read().split()[0])
+    elif os.path.lexists(SEED_FILE) and not args.build_only:
+        run.seed = read_seed_file(SEED_FILE)
     else:
         run.seed = 1  # N2D2 requires seed.dat here; without learning the seed rarely matters
-    if not args.build_only:
-        with open("seed.dat", "w") as f:
-            f.write(f"{run.seed}\n")
+    if not args.build_only:   # validated above: a refused seed never reaches the file
+        from .folders import replace_file_atomically
+        replace_file_atomically(SEED_FILE, lambda f: f.write(f"{run.seed}\n"))
     import numpy
     run.rng = numpy.random.default_rng([run.seed, 1])  # data order; the build uses `seed`
 
@@ -353,8 +382,12 @@ def main(argv=None):
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM acts as Ctrl-C
     from .guard import user_input_errors
+    import numpy
     try:
-        with user_input_errors(place=args.ini, debug=args.debug):  # one line, no traceback
+        # anything unexpected: one line, no traceback; NaN and Inf are found and reported by
+        # the training loop itself (one line naming the cell), not by NumPy's warnings
+        with user_input_errors(place=args.ini, debug=args.debug), run_folder_lock(args), \
+                numpy.errstate(all="ignore"):
             for stage in STAGES:
                 if stage(run) == "stop":
                     break
@@ -388,6 +421,16 @@ def end_data(run):
         sys.stdout.flush()
         sys.stderr.write(f"n2d2py: {len(skipped)} unreadable image(s) skipped (first: {path}: "
                          f"{reason})\n")
+
+
+def run_folder_lock(args):
+    """The run folder's lock (``runlock.py``) for a command that writes in it; --build-only,
+    --infer and --report write nothing there and run beside a training."""
+    import contextlib
+    if args.build_only or args.infer or getattr(args, "report", False):
+        return contextlib.nullcontext()
+    from .runlock import RunLock
+    return RunLock(".")
 
 
 def fail(message):

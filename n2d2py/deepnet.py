@@ -223,12 +223,15 @@ class DeepNet:
         if histograms is None:
             histograms = getattr(self, "weight_histograms", True)
 
+        from .io.syntxt import distinct_files
+
         def write(tmp):
-            for cell in self.cells.values():
-                cell.export_weights(tmp, precision)
-            if histograms:
-                from .report.histograms import write_quant_distributions
-                write_quant_distributions(self, tmp)
+            with distinct_files():   # two cells never overwrite each other's files
+                for cell in self.cells.values():
+                    cell.export_weights(tmp, precision)
+                if histograms:
+                    from .report.histograms import write_quant_distributions
+                    write_quant_distributions(self, tmp)
         write_folder_atomically(folder, write)
 
     def import_weights(self, folder, ignore_missing=False):
@@ -247,6 +250,7 @@ class DeepNet:
             cell.import_notices = []
             cell.import_weights(os.fspath(folder), ignore_missing)
             notices.extend(cell.import_notices)
+        self.weights_source = os.fspath(folder)   # named by errors about imported values
         return notices
 
     # -- description -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ left. ``output_atomically`` / ``replace_file_atomically`` do the same for one fi
 import os
 import shutil
 
+from .errors import N2D2Error
 from .signals import deferred_signals
 
 
@@ -43,20 +44,34 @@ def write_folder_atomically(folder, write):
     folder = os.path.normpath(os.fspath(folder))
     tmp, old = f"{folder}.tmp-{os.getpid()}", f"{folder}.old-{os.getpid()}"
     recover_folder(folder, clean=True)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise N2D2Error("exists and is not a folder: cannot write the folder here", file=folder)
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
     try:
+        os.makedirs(tmp)
         write(tmp)
         _fsync_tree(tmp)
+        with deferred_signals():   # a Ctrl-C held here is raised after the old copy is removed:
+            if os.path.isdir(folder):  # left behind, it would block this process's next swap
+                os.replace(folder, old)
+            os.replace(tmp, folder)
+            _fsync_dir(os.path.dirname(os.path.abspath(folder)))
+            shutil.rmtree(old, ignore_errors=True)
+    except N2D2Error as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.file and os.fspath(exc.file).startswith(tmp):   # name the file as it will be
+            exc.file = folder + os.fspath(exc.file)[len(tmp):]
+            exc.args = (str(exc),)
+        raise
+    except OSError as exc:         # disk full, permissions: name the file being written
+        shutil.rmtree(tmp, ignore_errors=True)
+        name = os.fspath(exc.filename) if exc.filename else folder
+        if name.startswith(tmp):
+            name = folder + name[len(tmp):]
+        raise N2D2Error(f"cannot write ({exc.strerror or exc})", file=name) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with deferred_signals():   # a Ctrl-C held here is raised after the old copy is removed:
-        if os.path.isdir(folder):  # left behind, it would block this process's next swap
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        _fsync_dir(os.path.dirname(os.path.abspath(folder)))
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _pid_alive(pid):
@@ -117,6 +132,8 @@ def output_atomically(path, write):
         write(tmp)
         if os.path.exists(tmp):
             os.replace(tmp, path)
+    except OSError as exc:       # disk full, a folder where the file goes: name the file
+        raise N2D2Error(f"cannot write ({exc.strerror or exc})", file=path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -131,6 +148,8 @@ def replace_file_atomically(path, write, mode="w"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise N2D2Error(f"cannot write ({exc.strerror or exc})", file=path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -19,6 +19,7 @@ import numpy
 from . import checkpoint
 from .autograd import no_grad
 from .errors import N2D2Error, NumericalError, NumericalFault
+from .io.names import cell_file
 from .progress import (HEADLINE, LearnHistory, Progress, SuccessWindow, record_log_point,
                        write_learning_files)
 from .scoring import reload_best_weights, set_size, validate_and_keep
@@ -55,7 +56,7 @@ def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric=HE
 def _paths(workdir, target):
     return {name: os.path.join(workdir, name) for name in
             ("weights", "weights_validation", "net_state", "net_state_validation")} | \
-        {"target": os.path.join(workdir, target.name)}
+        {"target": cell_file(workdir, target.name, "")}
 
 
 class TrainingLoop:
@@ -291,6 +292,8 @@ class TrainingLoop:
         """Continue the state ``ckpt`` (``checkpoint.load()``) saved by a run of the same mode."""
         place, p = ckpt.folder, ckpt.meta["progress"]
         mode = "epochs" if self.epochs else "stimuli"
+        checkpoint.check_progress(p, ckpt.arrays, place, mode, self.nb_learn,
+                                  self.net.sp.batch_size if self.net.sp is not None else 1)
         if p["mode"] != mode:
             option = "--learn-epoch" if p["mode"] == "epochs" else "--learn"
             raise checkpoint.StateError(f"this state was saved by a {option} run: resume it "

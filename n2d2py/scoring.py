@@ -6,6 +6,7 @@ import time
 
 from .autograd import no_grad
 from .folders import output_atomically, recover_folder
+from .io.names import cell_file
 from .progress import Progress
 from .report import text
 
@@ -86,7 +87,7 @@ def _write_confusion_files(net, set_name, workdir):
     kind = set_name.lower()
     for target in net.targets:
         if target.scored and target.confusion is not None:
-            folder = os.path.join(workdir, target.name)
+            folder = cell_file(workdir, target.name, "")   # the name as a folder inside workdir
             os.makedirs(folder, exist_ok=True)
             base = os.path.join(folder, f"ConfusionMatrix_{kind}")
             output_atomically(base + ".dat", lambda tmp, t=target: text.write_confusion(tmp, t.confusion))

@@ -6,7 +6,7 @@ import numpy
 import pytest
 from tiny_nets import CONV_FC_12 as TINY
 
-from n2d2py.errors import IniError
+from n2d2py.errors import IniError, N2D2Error
 
 ini = pytest.importorskip("n2d2py.ini")
 from n2d2py.build import cell_order, read_global_keys  # noqa: E402
@@ -111,9 +111,11 @@ def test_deepnet_export_is_atomic(tmp_path):
     net.cells = {"a": _FakeCell("a"), "b": _FakeCell("b")}
     net.export_weights(tmp_path / "weights")
     net.cells = {"a": _FakeCell("a"), "c": _FakeCell("c", fail=True)}
-    with pytest.raises(OSError):
-        net.export_weights(tmp_path / "weights")
+    with pytest.raises(N2D2Error, match="No space left on device") as info:  # disk full: one
+        net.export_weights(tmp_path / "weights")            # error naming the folder written
+    assert str(info.value).startswith(str(tmp_path / "weights"))
     assert sorted(os.listdir(tmp_path / "weights")) == ["a_weights.syntxt", "b_weights.syntxt"]
+    assert sorted(os.listdir(tmp_path)) == ["weights"]      # no weights.tmp-PID/ left
 
 
 # -- full builds (need cells/ and data/); TINY: 12x12, Conv 3x3x4 stride 2 + Fc 10 ---------------

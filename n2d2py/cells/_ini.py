@@ -324,14 +324,15 @@ def _config_section_values(section, key):
         for k, entry in config.entries.items():
             if k.startswith("$") or k.startswith("_"):
                 continue
-            entry.read = True
+            config.mark_read(k)
             values[k] = (section.document.evaluate(section, entry.raw, entry), config)
     return values
 
 
 def _cfg_file_values(name):
     """``{key: (text, _FilePlace)}`` from ``<name>.cfg`` in the CWD, if there is one."""
-    path = os.path.join(os.getcwd(), f"{name}.cfg")
+    from ..io.names import find_cell_file
+    path = find_cell_file(os.getcwd(), name, ".cfg")
     values = {}
     if os.path.isfile(path):
         place = _FilePlace(path)

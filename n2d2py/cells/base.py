@@ -411,7 +411,7 @@ class WeightedCell(Cell):
         from ..io import syntxt
         from ..quantizers import export_quant_weights
         if self.bias is not None:
-            syntxt.write_column(syntxt.weights_path(folder, self.name, "biases"),
+            syntxt.write_column(syntxt.weights_path(folder, self.name, "biases", create=True),
                                 asnumpy(self.bias.data), precision)
         if self.qweight is not None:
             export_quant_weights(folder, self.name, cell_type, self.quant_weight_arrays(),

@@ -15,6 +15,9 @@ from ..ini.convert import list_of, to_bool, to_float, to_int, to_str
 from ..params import REQUIRED, Key
 from .database import DATABASES, Database
 
+MAX_DEPTH = 64             # folder levels below DataPath, whatever Depth says
+MAX_ENTRIES = 1_000_000    # names listed in all folders walked
+
 DEFAULT_EXTENSIONS = ("bmp", "dib", "jpeg", "jpg", "jpe", "jp2", "png", "webp", "pbm", "pgm",
                       "ppm", "pxm", "pnm", "tiff", "tif", "exr", "hdr", "pic")
 
@@ -39,23 +42,45 @@ class DIR_Database(Database):
     load_in_memory = Key("LoadInMemory", to_bool, False)
 
     def list_files(self, root):
-        """(path, label name) of every image file up to ``Depth`` folder levels below ``root``."""
-        extensions = {e.lower().lstrip(".") for e in (self.valid_extensions or DEFAULT_EXTENSIONS)}
-        found = []
+        """(path, label name) of every image file up to ``Depth`` folder levels below ``root``
+        (``Depth`` < 0: any depth, as N2D2).
 
-        def walk(folder, rel, depth):
-            entries = sorted(os.listdir(folder))
+        Symbolic links are followed, but no folder is visited twice (same device and inode): a
+        link to a parent folder, or two links to one folder, cannot make the walk loop or
+        repeat. At most ``MAX_DEPTH`` levels and ``MAX_ENTRIES`` folder entries are read; past
+        either the database is refused, naming the folder."""
+        extensions = {e.lower().lstrip(".") for e in (self.valid_extensions or DEFAULT_EXTENSIONS)}
+        found, seen, listed = [], set(), 0
+        stack = [(root, [], self.depth)]
+        while stack:                     # depth first, files of a folder before its folders
+            folder, rel, depth = stack.pop()
+            try:
+                info = os.stat(folder)
+                entries = sorted(os.listdir(folder))
+            except OSError as exc:
+                raise DataError(f"cannot read the folder ({exc.strerror or exc})",
+                                file=folder) from None
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            listed += len(entries)
+            if listed > MAX_ENTRIES:
+                raise self.error(f"more than {MAX_ENTRIES} files and folders below {root} "
+                                 f"(a link to a large folder?)", key="DataPath")
+            if len(rel) > MAX_DEPTH:
+                raise self.error(f"folders nested deeper than {MAX_DEPTH} levels below {root} "
+                                 f"({folder})", key="Depth")
+            folders = []
             for name in entries:
                 path = os.path.join(folder, name)
-                if os.path.isfile(path) and name.rsplit(".", 1)[-1].lower() in extensions:
+                if os.path.isdir(path):
+                    folders.append(name)
+                elif os.path.isfile(path) and name.rsplit(".", 1)[-1].lower() in extensions:
                     parts = rel[:self.label_depth] if len(rel) >= self.label_depth > 0 else None
                     found.append((path, "/".join(parts) if parts else self.label_name))
             if depth != 0:
-                for name in entries:
-                    if os.path.isdir(os.path.join(folder, name)):
-                        walk(os.path.join(folder, name), rel + [name], depth - 1)
-
-        walk(root, [], self.depth)
+                stack.extend((os.path.join(folder, name), rel + [name], depth - 1)
+                             for name in reversed(folders))
         return found
 
     def load(self):

@@ -89,13 +89,13 @@ def check_global_keys(document):
     """N2D2 rejects any non-``$`` global key other than ``GLOBAL_KEYS`` (spec/ini.md §1.7).
     Marks the known ones read."""
     section = document.global_section
-    for key, entry in section.entries.items():
+    for key in list(section.entries):
         if key.startswith("$"):
             continue
         if key not in GLOBAL_KEYS:
             raise section.error(f"Unknown property {key} in section []"
                                 f"{close_matches(key, GLOBAL_KEYS)}", key=key)
-        entry.read = True
+        section.mark_read(key)
 
 
 def unused_sections(document):
@@ -103,7 +103,7 @@ def unused_sections(document):
     ``Notice: Unused section NAME in INI file`` for each; the only sign of a misspelt ONNX
     override section). ``$`` keys count as read, so a global section holding variables is
     used."""
-    return [s.name for s in document if not any(e.read for e in s.entries.values())]
+    return [s.name for s in document if not any(s.is_read(key) for key in s.entries)]
 
 
 def report_unused_sections(document):

@@ -7,6 +7,7 @@ import fnmatch
 import os
 
 from ..errors import IniError, close_matches
+from .limits import ExpansionBudget
 
 MISSING = object()
 
@@ -21,12 +22,43 @@ class Entry:
 
 class Section:
     """An INI section: ``name``, its header place (``file``, ``line``), ``bases``, and ``entries``
-    (key -> Entry, in file order, inherited keys first). The global section is named ``""``."""
+    (key -> Entry, in file order, inherited keys first). The global section is named ``""``.
+
+    Inherited entries are the base section's own ``Entry`` objects, shared, not copied (a long
+    chain of bases would otherwise copy quadratically); whether a key was read is kept per
+    section (``mark_read``, ``is_read``), so an inherited key nobody reads here is still
+    reported here."""
 
     def __init__(self, document, name, file=None, line=None, bases=()):
         self.document, self.name, self.file, self.line = document, name, file, line
         self.bases = list(bases)
         self.entries = {}
+        self.inherited = set()     # keys of ``entries`` that are a base's entry
+        self.inherited_read = set()
+
+    def inherit(self, base):
+        """Add the keys of ``base`` this section does not have yet (first base listed wins)."""
+        for key, entry in base.entries.items():
+            if key not in self.entries:
+                self.entries[key] = entry
+                self.inherited.add(key)
+
+    def own(self, entry):
+        """Write ``entry`` as this section's own line for its key."""
+        self.entries[entry.key] = entry
+        self.inherited.discard(entry.key)
+        self.inherited_read.discard(entry.key)
+
+    def mark_read(self, key):
+        if key in self.inherited:
+            self.inherited_read.add(key)
+        elif key in self.entries:
+            self.entries[key].read = True
+
+    def is_read(self, key):
+        if key in self.inherited:
+            return key.startswith("$") or key in self.inherited_read
+        return self.entries[key].read
 
     def __contains__(self, key):
         return key in self.entries
@@ -58,7 +90,7 @@ class Section:
                 raise self.error(f"missing required key '{key}'"
                                  f"{close_matches(key, self.entries)}", key=None)
             return default
-        entry.read = True
+        self.mark_read(key)
         return self.document.evaluate(self, entry.raw, entry)
 
     def get_as(self, key, convert, default=MISSING):
@@ -101,14 +133,14 @@ class Section:
 
     def set(self, key, value, read=True):
         """Write a key (used for build-time keys such as ``_OutputsWidth``, ``_EpochSize``)."""
-        self.entries[key] = Entry(key, str(value), self.file, self.line, read=read)
+        self.own(Entry(key, str(value), self.file, self.line, read=read))
 
     def mark_all_read(self):
-        for entry in self.entries.values():
-            entry.read = True
+        for key in self.entries:
+            self.mark_read(key)
 
     def unread_keys(self):
-        return [k for k, e in self.entries.items() if not e.read and not k.startswith("$")]
+        return [k for k in self.entries if not k.startswith("$") and not self.is_read(k)]
 
 
 class IniDocument:
@@ -128,6 +160,7 @@ class IniDocument:
         self.env.setdefault("N2D2_MODELS", os.path.abspath(self.main_dir))
         self.warnings = []
         self.sections = {}
+        self.budget = ExpansionBudget()
         self.global_section = self.add_section("", path, 0)
 
     def add_section(self, name, file, line, bases=()):

@@ -14,7 +14,10 @@ Three passes over the raw text, in N2D2's order:
    ``expression`` module and printed as Python 3 prints the value.
 
 References and variables evaluate recursively; a cycle (``$A=${B}``, ``$B=${A}``) is an
-IniError listing the chain, never a RecursionError.
+IniError listing the chain, never a RecursionError. Within one read, an entry is evaluated once
+per reading section (memoised), and every replacement is charged to the document's
+``ExpansionBudget`` (``limits.py``): definitions that multiply each other stop at the limit,
+at the place of the key being read, before their text is built.
 
 Integer keys and ``$()`` floats (spec/ini.md §8 item 7): models written for Python 2 compute
 integers with ``/`` (``$([sp]_EpochSize * ${EPOCHS} / ${BATCH_SIZE})``). Exact integer quotients
@@ -40,11 +43,15 @@ class FloatExpressionText(str):
 
 
 class _Context:
-    """State of one top-level evaluation: the chain being evaluated (for cycles) and whether
-    an expression produced a float."""
+    """State of one top-level evaluation: the chain being evaluated (for cycles), whether an
+    expression produced a float, the values already computed ({(section, entry): text})."""
 
     def __init__(self, document):
         self.document, self.chain, self.float_result = document, [], False
+        self.memo = {}
+
+    def spend(self, name, amount, section, entry):
+        self.document.budget.spend(name, amount, lambda m: _error(m, section, entry))
 
 
 def evaluate(document, section, text, entry=None):
@@ -61,6 +68,9 @@ def _evaluate_entry(context, section, entry, where, owner=None):
     """Evaluate ``entry`` read in ``section``; ``owner`` names the section that holds it when
     that is not ``section`` (a global ``$VAR``), for the cycle chain."""
     owner = section.name if owner is None else owner
+    memo = (id(section), id(entry))
+    if memo in context.memo:
+        return context.memo[memo]
     link = (owner, id(entry))
     if any(link == (name, ident) for name, ident, _ in context.chain):
         chain = " -> ".join(f"[{name}]{key}" for name, _, key in context.chain)
@@ -69,9 +79,11 @@ def _evaluate_entry(context, section, entry, where, owner=None):
         raise _error(f"references nested deeper than {MAX_DEPTH} levels", section, where)
     context.chain.append((owner, id(entry), entry.key))
     try:
-        return _resolve(context, section, entry.raw, entry)
+        value = _resolve(context, section, entry.raw, entry)
     finally:
         context.chain.pop()
+    context.memo[memo] = value
+    return value
 
 
 def _error(message, section, entry):
@@ -107,7 +119,10 @@ def _references(context, section, text, entry):
             raise _error(f"Property {key} not found in section [{name}] (referenced as "
                          f"[{name}]{key}{hint})", section, entry)
         out.append(text[pos:start])
-        out.append(_evaluate_entry(context, target, target.entries[key], entry))
+        context.spend("EXPANSION_STEPS", 1, section, entry)
+        value = _evaluate_entry(context, target, target.entries[key], entry)
+        context.spend("EXPANSION_CHARACTERS", len(value), section, entry)
+        out.append(value)
         pos = match.end()
     out.append(text[pos:])
     return "".join(out)
@@ -147,7 +162,10 @@ def _variables(context, section, text, entry):
             out.append(text[start:end + 1])         # unknown: left unchanged (N2D2)
             continue
         # Evaluated where it is used: ${SECTION_NAME} inside it names the reading section.
-        out.append(_evaluate_entry(context, section, variable, entry, owner=owner.name))
+        context.spend("EXPANSION_STEPS", 1, section, entry)
+        value = _evaluate_entry(context, section, variable, entry, owner=owner.name)
+        context.spend("EXPANSION_CHARACTERS", len(value), section, entry)
+        out.append(value)
     out.append(text[pos:])
     return "".join(out)
 
@@ -167,6 +185,7 @@ def _expressions(context, section, text, entry):
         if end < 0:
             raise _error(f"unbalanced parentheses in '{text[start:]}'", section, entry)
         inner = text[start + 2:end]
+        context.spend("EXPANSION_STEPS", 1, section, entry)
         try:
             value = evaluate_expression(inner)
         except ExpressionError as exc:

@@ -6,8 +6,9 @@ numbers of a Mapping matrix; a backslash followed by spaces or ``\\r`` does not 
 we report as a warning); cut the first ``;`` or ``#`` outside double quotes; trim; then a
 section header ``[name] base1 base2`` or a ``key=value`` property.
 
-Inheritance is a parse-time copy of the bases' raw entries (first base wins); the section's own
-lines then override, each override recorded as a warning. ``$``-keys are variables, flagged
+Inheritance is a parse-time view of the bases' entries (first base wins; the Entry objects are
+shared, see ``Section``); the section's own lines then override, each override recorded as a
+warning. What templates and inheritance add is bounded per document (``limits.py``). ``$``-keys are variables, flagged
 read. A header ``[name@path.ini.tpl]`` includes a template: the path is environment-expanded and
 relative to the **top-level** INI's directory; the expansion waits for the next header so the
 section's keys are complete, and its sections are inserted right after it, each with the key
@@ -20,6 +21,7 @@ import os
 
 from ..errors import IniError, close_matches
 from .document import Entry, IniDocument
+from .limits import place_error
 from .template import render_file
 
 MAX_TEMPLATE_DEPTH = 16
@@ -54,9 +56,18 @@ def _read(path):
         raise IniError(f"cannot read INI file: {exc.strerror}", file=path) from None
 
 
-def _show(line, limit=60):
-    """``line`` as quoted in an error: at most ``limit`` characters (binary junk can be long)."""
+def _show(line, limit=60, quote=True):
+    """``line`` as quoted in an error: at most ``limit`` characters (binary junk can be long);
+    nothing of it (``quote=False``) for a file that is not an INI text: a template include may
+    name any file, and its content is not ours to print."""
+    if not quote:
+        return "a line of a file that is not an INI or template file"
     return line if len(line) <= limit else line[:limit] + "..."
+
+
+def _is_ini_name(path):
+    """Whether ``path`` is named as INI text (its lines may be quoted in errors)."""
+    return str(path).lower().endswith((".ini", ".tpl", ".ini.tpl"))
 
 
 def logical_lines(text, file, warn=None):
@@ -103,15 +114,18 @@ def _strip_comment(line, file, number):
 
 class _Parser:
     def __init__(self, document):
-        self.document = document
+        self.document, self.quote = document, True
 
     def warn(self, message, file, line, section=None, key=None):
         self.document.warn(message, section, key, file=file, line=line)
 
-    def feed(self, text, file, parent=None, depth=0):
-        """Add the sections of ``text``; ``parent`` is the template-including section."""
+    def feed(self, text, file, parent=None, depth=0, quote=True):
+        """Add the sections of ``text``; ``parent`` is the template-including section;
+        ``quote``: whether errors may quote the text's lines (``_show``)."""
         document = self.document
+        document.budget.add_source(text)
         section, template = document.global_section, None
+        self.quote = quote
         if "\x00" in text:
             raise IniError("not an INI text file (binary data: NUL byte)", file=file,
                            line=text.count("\n", 0, text.index("\x00")) + 1)
@@ -119,6 +133,7 @@ class _Parser:
             if line.startswith("["):
                 if template is not None:
                     self.expand(*template, depth)
+                    self.quote = quote
                 section, template = self.header(line, file, number, parent)
             else:
                 self.property(section, line, file, number)
@@ -128,7 +143,8 @@ class _Parser:
     def header(self, line, file, number, parent):
         close = line.find("]")
         if close < 0:
-            raise IniError(f"unterminated section header '{_show(line)}' (expected ']')",
+            raise IniError(f"unterminated section header '{_show(line, quote=self.quote)}' "
+                           f"(expected ']')",
                            file=file, line=number)
         name, bases = line[1:close].strip(_SPACE), line[close + 1:].split()
         if not name:
@@ -143,31 +159,32 @@ class _Parser:
                                f"defined earlier){close_matches(base, self.document.sections)}",
                                file=file, line=number, section=name)
         section = self.document.add_section(name, file, number, bases)
-        for base in bases:
-            for key, entry in self.document.sections[base].entries.items():
-                if key not in section.entries:     # first base listed wins
-                    section.entries[key] = Entry(key, entry.raw, entry.file, entry.line,
-                                                 read=key.startswith("$"))
+        for base in dict.fromkeys(bases):          # first base listed wins
+            inherited = self.document.sections[base].entries
+            self.document.budget.spend("INHERITED_ENTRIES", len(inherited),
+                                       place_error(file, number, name))
+            section.inherit(self.document.sections[base])
         if parent is not None:
-            section.entries["$PARENT_SECTION_NAME"] = Entry("$PARENT_SECTION_NAME", parent,
-                                                            file, number, read=True)
+            section.own(Entry("$PARENT_SECTION_NAME", parent, file, number, read=True))
         return section, template
 
     def property(self, section, line, file, number):
         equal = line.find("=")
         if equal < 0:
-            raise IniError(f"expected key=value, got '{_show(line)}' (Missing value for property)",
-                           file=file, line=number, section=section.name)
+            raise IniError(f"expected key=value, got '{_show(line, quote=self.quote)}' (Missing "
+                           f"value for property)", file=file, line=number, section=section.name)
         key, value = line[:equal].rstrip(_SPACE), line[equal + 1:].lstrip(_SPACE)
         if not key:
-            raise IniError(f"empty key in '{_show(line)}'", file=file, line=number, section=section.name)
+            raise IniError(f"empty key in '{_show(line, quote=self.quote)}'", file=file,
+                           line=number, section=section.name)
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
         previous = section.entries.get(key)
         if previous is not None:
-            self.warn(f"overriding property {key} (previous value was \"{previous.raw}\", "
-                      f"{previous.file}:{previous.line})", file, number, section, key)
-        section.entries[key] = Entry(key, value, file, number, read=key.startswith("$"))
+            self.warn(f"overriding property {key} (previous value was "
+                      f"\"{_show(previous.raw, 200, self.quote)}\", {previous.file}:{previous.line})",
+                      file, number, section, key)
+        section.own(Entry(key, value, file, number, read=key.startswith("$")))
 
     def expand(self, name, path_text, file, number, depth):
         """Render the template of section ``name`` and parse it in place (spec/ini.md §1.6)."""
@@ -185,10 +202,11 @@ class _Parser:
                            f"paths start at {document.main_dir})", file=file, line=number,
                            section=name)
         params = {"SECTION_NAME": name, "SECTION_FILE_NAME": path}
-        for key, entry in section.entries.items():
+        for key, entry in list(section.entries.items()):
             if key in params:
                 raise IniError(f"Parameter already exists: {key} is set by the template include",
                                file=entry.file, line=entry.line, section=name, key=key)
             params[key] = document.evaluate(section, entry.raw, entry)
-            entry.read = True
-        self.feed(render_file(path, params), path, parent=name, depth=depth + 1)
+            section.mark_read(key)
+        self.feed(render_file(path, params, document.budget), path, parent=name,
+                  depth=depth + 1, quote=_is_ini_name(path))

@@ -23,14 +23,17 @@ with the negated operator, so an ``else`` of an ``if`` nested inside another ``i
 outer one. Here tags are parsed into a tree first, and every ``else``/``endif`` belongs to the
 innermost open ``if``.
 """
+import math
 import os
 import re
 
 from ..errors import IniError
+from .limits import ExpansionBudget
 
 MAX_INCLUDE_DEPTH = 16
 MAX_ITERATIONS = 100_000           # per loop / block: a typo must not render forever
-MAX_OUTPUT = 16 * 1024 * 1024      # characters of rendered text
+# In all, what the templates of one document render is bounded by its ExpansionBudget
+# (``limits.py``: TEMPLATE_CHARACTERS, TEMPLATE_STEPS), nested loops and includes included.
 
 _TAG = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
 _SPLIT = re.compile(r"[ \t\r\n(),]+")
@@ -111,12 +114,17 @@ def _arguments(source, words, count, offset):
 
 
 class _Renderer:
-    def __init__(self, params, depth):
-        self.params, self.depth, self.size = params, depth, 0
+    def __init__(self, params, depth, budget):
+        self.params, self.depth, self.budget = params, depth, budget
+        self.parsed = {}     # path -> (source, nodes): a file included many times is read once
+
+    def spend(self, name, amount, source, offset):
+        self.budget.spend(name, amount, lambda message: source.error(message, offset))
 
     def render(self, source, nodes, out, block=None):
         for node in nodes:
             kind, value, offset = node[:3]
+            self.spend("TEMPLATE_STEPS", 1, source, offset)
             if kind == "text":
                 self.emit(source, out, value, offset)
             elif kind == "var":
@@ -127,9 +135,7 @@ class _Renderer:
                 getattr(self, "tag_" + kind)(source, value, offset, node[3], node[4], out, block)
 
     def emit(self, source, out, text, offset):
-        self.size += len(text)
-        if self.size > MAX_OUTPUT:
-            raise source.error(f"rendered template larger than {MAX_OUTPUT} characters", offset)
+        self.spend("TEMPLATE_CHARACTERS", len(text), source, offset)
         out.append(text)
 
     def variable(self, source, name, offset, block):
@@ -163,13 +169,13 @@ class _Renderer:
             raise source.error(f"loop variable '{var}' already exists", offset)
         start = self.number(source, args[3], offset) if len(args) == 5 else 0.0
         end = self.number(source, args[-1], offset)
-        if end - start > MAX_ITERATIONS:
+        # I = START, START+1, ... < END: counted, not incremented (at 1e17, I + 1 == I)
+        count = max(0, math.ceil(end - start))
+        if count > MAX_ITERATIONS:
             raise source.error(f"loop of more than {MAX_ITERATIONS} iterations", offset)
-        value = start
-        while value < end:
-            self.params[var] = f"{value:g}"         # C++ default stream format of a double
+        for index in range(count):
+            self.params[var] = f"{start + index:g}"   # C++ default stream format of a double
             self.render(source, body, out, block)
-            value += 1.0
         self.params.pop(var, None)
 
     def tag_block(self, source, words, offset, body, other, out, block):
@@ -177,7 +183,7 @@ class _Renderer:
         count = self.number(source, self.variable(source, name, offset, block), offset)
         if count > MAX_ITERATIONS:
             raise source.error(f"block of more than {MAX_ITERATIONS} iterations", offset)
-        for index in range(int(count)):
+        for index in range(max(0, int(count))):
             self.render(source, body, out, (name, index))
 
     def tag_set(self, source, words, offset, body, other, out, block):
@@ -195,18 +201,23 @@ class _Renderer:
         if path is None:
             raise source.error(f"included template '{name}' not found "
                                f"(looked in the current directory and {here})", offset)
-        included = _Source(_read(path), path)
+        if path not in self.parsed:
+            included = _Source(_read(path), path)
+            self.parsed[path] = (included, parse(included))
         self.depth += 1
-        self.render(included, parse(included), out, block)
+        self.render(*self.parsed[path], out, block)
         self.depth -= 1
 
     def number(self, source, text, offset):
         text = self.params.get(text, text)
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise source.error(f"expected a number or a parameter holding one, got '{text}'",
-                               offset) from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise source.error(f"expected a number (finite) or a parameter holding one, got "
+                               f"'{text[:60]}'", offset)
+        return value
 
 
 def _read(path):
@@ -214,16 +225,17 @@ def _read(path):
         return stream.read()
 
 
-def render_template(text, params, file="<template>"):
+def render_template(text, params, file="<template>", budget=None):
     """Render template ``text`` with ``params`` ({name: str}); returns the INI text.
 
-    ``params`` is copied: ``set`` and loop variables do not leak to the caller."""
+    ``params`` is copied: ``set`` and loop variables do not leak to the caller. ``budget``: the
+    document's ``ExpansionBudget`` (a fresh one when None)."""
     source = _Source(text, file)
     out = []
-    _Renderer(dict(params), 0).render(source, parse(source), out)
+    _Renderer(dict(params), 0, budget or ExpansionBudget()).render(source, parse(source), out)
     return "".join(out)
 
 
-def render_file(path, params):
+def render_file(path, params, budget=None):
     """``render_template`` on the content of ``path`` (errors name that file)."""
-    return render_template(_read(path), params, path)
+    return render_template(_read(path), params, path, budget)

@@ -41,11 +41,17 @@ class Exporter:
     def __init__(self, net, qdq):
         self.net, self.qdq = net, qdq
         self.nodes, self.inits, self.names = [], [], set()
+        self.reserved = set()   # the cells' names: only their own outputs take them
 
     # ------------------------------------------------------------ helpers
-    def fresh(self, base):
+    def fresh(self, base, exact=False):
+        """A tensor name not used yet, ``base`` or ``base_2``...; a cell's own name only for
+        that cell's output (``exact``), so ``a/b`` (cell a's bias) never takes cell ``a/b``'s."""
+        if exact:
+            self.names.add(base)
+            return base
         name, k = base, 1
-        while name in self.names:
+        while name in self.names or name in self.reserved:
             k += 1
             name = f"{base}_{k}"
         self.names.add(name)
@@ -56,8 +62,8 @@ class Exporter:
         self.inits.append(numpy_helper.from_array(numpy.asarray(array, dtype=dtype), name))
         return name
 
-    def node(self, op, inputs, base, **attrs):
-        out = self.fresh(base)
+    def node(self, op, inputs, base, exact=False, **attrs):
+        out = self.fresh(base, exact)
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
         return out
 
@@ -76,7 +82,7 @@ class Exporter:
         for name, cell in net.cells.items():
             if name not in read:
                 if tensors[name] != name:     # an omitted cell (Dropout) as graph output
-                    tensors[name] = self.node("Identity", [tensors[name]], name)
+                    tensors[name] = self.node("Identity", [tensors[name]], name, exact=True)
                 outputs.append(helper.make_tensor_value_info(
                     name, TensorProto.FLOAT, ["N", *[int(d) for d in cell.out_shape]]))
         return self.save("n2d2py", inputs, outputs, path)
@@ -86,6 +92,7 @@ class Exporter:
         writes its nodes (``export_onnx(self, input tensors)``), ``finish(item, tensor)`` names
         the result; ``env`` is the graph input's tensor."""
         self.names.add("env")
+        self.reserved = set(items)
         tensors = {"env": env}
         for name, item in items.items():
             tensors[name] = finish(item, item.export_onnx(self, [tensors[p] for p in item.parents]))

@@ -114,7 +114,7 @@ class IntegerExporter(Exporter):
         ONNX node's output, e.g. a graph input passed through)."""
         last = self.nodes[-1] if self.nodes else None
         if last is None or last.output[0] != t.name or t.name == "env":
-            out = self.node("Identity", [t.name], name)
+            out = self.node("Identity", [t.name], name, exact=True)
             return Tensor(out, t.lo, t.hi, t.type)
         self.names.discard(t.name)
         last.output[0], last.name = name, name

@@ -1,8 +1,9 @@
 """Reading an ONNX model safely, and the values that flow through its graph (spec/ini.md §5.1).
 
-* ``load_model(path)``: ``onnx.load`` without external data, then each external-data file is
-  checked to lie inside the model's own folder (no ``..``, no absolute path, no symlink out)
-  before it is read. No pickle, eval or subprocess is involved anywhere.
+* ``load_model(path)``: ``onnx.load`` without external data, then the external data of every
+  tensor of the model (initializers, sparse values, attributes, subgraphs: ``all_tensors``) is
+  checked to lie inside the model's own folder (no ``..``, no absolute path, no symlink out, a
+  regular file) and read by us. No pickle, eval or subprocess is involved anywhere.
 * ``attributes(node)``: ``{name: python value}`` of a node's attributes.
 * ``fold_node(node, inputs, opset)``: evaluates one node whose inputs are all constants (weights
   made by ``ConstantOfShape``, shapes computed with ``Shape``/``Gather``/``Concat``...) with the
@@ -17,9 +18,11 @@ import re
 
 import numpy
 import onnx
+from google.protobuf.message import Message
 from onnx import numpy_helper
 
-from ..errors import OnnxError
+from ..errors import OnnxError, printable
+from ..io.files import regular_file_problem
 
 
 def _inside(folder, path):
@@ -32,26 +35,54 @@ def _failure(tensor, path):
     return lambda message: OnnxError(f"initializer '{tensor.name}': {message}", file=path)
 
 
-def check_external_data(model, folder, path=None):
-    """Refuse external-data locations that leave ``folder`` (path escapes or symlinks), and
-    offsets/lengths that do not fit in the file. ``path``: the model file (named in errors)."""
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+def all_tensors(message):
+    """Every ``TensorProto`` inside a protobuf ``message`` (a ModelProto): initializers, the
+    values and indices of sparse tensors (``sparse_initializer``, a Constant's
+    ``sparse_value``), tensors in node attributes, in subgraphs (If, Loop, Scan) and in
+    functions, whatever field holds them. Found by walking the message's set fields, so a
+    place the ONNX format adds later is walked too."""
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, onnx.TensorProto):
+            yield current
             continue
+        for field, value in current.ListFields():
+            if field.type != field.TYPE_MESSAGE:
+                continue
+            if isinstance(value, Message):
+                stack.append(value)
+            else:                        # a repeated field (or a map: its values)
+                items = value.values() if hasattr(value, "values") else value
+                stack.extend(v for v in items if isinstance(v, Message))
+
+
+def external_tensors(model):
+    return [t for t in all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def check_external_data(model, folder, path=None):
+    """Refuse external-data locations that leave ``folder`` (path escapes or symlinks), files
+    that are not regular files, and offsets/lengths that do not fit in the file, for every
+    tensor of the model (``all_tensors``). ``path``: the model file (named in errors).
+    Returns ``[(tensor, file, offset, length)]``."""
+    checked = []
+    for tensor in external_tensors(model):
         fail = _failure(tensor, path)
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         parts = location.replace("\\", "/").split("/")
         if not location or "\x00" in location or os.path.isabs(location) or ".." in parts \
                 or ":" in parts[0]:
-            raise fail(f"external data location '{location}' must be a relative path inside "
-                       f"the model's folder")
+            raise fail(f"external data location '{printable(location)[:200]}' must be a "
+                       f"relative path inside the model's folder")
         full = os.path.join(folder, location)
         if not _inside(folder, full):
             raise fail(f"external data '{location}' leads outside the model's folder "
                        f"(symbolic link?)")
-        if not os.path.isfile(full):
-            raise fail(f"external data file '{full}' not found")
+        problem = regular_file_problem(full)
+        if problem:
+            raise fail(f"external data file '{full}' {problem}")
         size = os.path.getsize(full)
         numbers = {}
         for key in ("offset", "length"):
@@ -59,34 +90,52 @@ def check_external_data(model, folder, path=None):
             if text is None:
                 continue
             if not re.fullmatch(r"[0-9]{1,20}", text.strip()):
-                raise fail(f"external data {key} '{text}' must be a non-negative integer")
+                raise fail(f"external data {key} '{printable(text)[:40]}' must be a "
+                           f"non-negative integer")
             numbers[key] = int(text)
         offset = numbers.get("offset", 0)
         length = numbers.get("length", max(size - offset, 0))
         if offset > size or offset + length > size:
             raise fail(f"external data offset {offset} + length {length} is past the end of "
                        f"'{location}' ({size} bytes)")
+        checked.append((tensor, full, offset, length))
+    return checked
 
 
 def load_model(source):
-    """A ``ModelProto`` from a path (external data checked, then loaded) or a ModelProto."""
+    """A ``ModelProto`` from a path (external data checked, then loaded) or a ModelProto.
+
+    Every tensor's external data is read here, from inside the model's folder, or the model
+    is refused: no later reader (the importer, ``onnx.reference``) ever resolves a location,
+    which they would do from the working directory."""
     if isinstance(source, onnx.ModelProto):
+        if external_tensors(source):
+            raise OnnxError(f"tensor '{external_tensors(source)[0].name}' has external data "
+                            f"that was not loaded: load the model from its file")
         return source
     path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise OnnxError(f"ONNX file '{path}' not found", file=path)
+    problem = regular_file_problem(path)
+    if problem:
+        raise OnnxError(f"ONNX file '{path}' {problem}", file=path)
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends: not an ONNX file
         raise OnnxError(f"not a readable ONNX model ({exc})", file=path) from None
     folder = os.path.dirname(os.path.abspath(path))
-    if any(t.data_location == onnx.TensorProto.EXTERNAL
-           for t in onnx.external_data_helper._get_all_tensors(model)):
-        check_external_data(model, folder, path)
+    for tensor, full, offset, length in check_external_data(model, folder, path):
         try:
-            onnx.external_data_helper.load_external_data_for_model(model, folder)
-        except (OSError, ValueError) as exc:
-            raise OnnxError(f"cannot read the external data ({exc})", file=path) from None
+            with open(full, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except OSError as exc:
+            raise OnnxError(f"cannot read the external data of '{tensor.name}' "
+                            f"({exc.strerror or exc})", file=full) from None
+        if len(data) != length:
+            raise OnnxError(f"external data of '{tensor.name}' is shorter than its length "
+                            f"{length}", file=full)
+        tensor.raw_data = data
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
     return model
 
 
@@ -176,5 +225,5 @@ def cell_shape(shape, transpose=False):
     return (c, w, h) if transpose else (c, h, w)
 
 
-__all__ = ["load_model", "check_external_data", "opset_of", "attributes", "to_array",
+__all__ = ["load_model", "check_external_data", "all_tensors", "external_tensors", "opset_of", "attributes", "to_array",
            "fold_node", "Value", "cell_shape"]

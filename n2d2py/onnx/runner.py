@@ -16,7 +16,7 @@ import onnx
 from ..autograd import Variable, no_grad
 from ..backend import DTYPE, asnumpy, to_device
 from ..errors import OnnxError
-from ..io.arrays import read_arrays
+from ..io.arrays import read_arrays, write_arrays
 from .graph import cell_shape, load_model
 from .importer import import_onnx
 
@@ -148,13 +148,17 @@ def infer_ini(ini_path, x, device="cpu", weights=None):
 
 
 def write_outputs(outputs, out_path):
+    """One output: ``.npy``; several: ``.npz`` with one member per output, each under its own
+    name (``io.arrays.write_arrays``). Written beside, then renamed: never half a file."""
+    from ..folders import output_atomically
     out_path = os.fspath(out_path)
     if len(outputs) == 1:
         path = out_path if out_path.endswith(".npy") else f"{out_path}.npy"
-        numpy.save(path, next(iter(outputs.values())))
+        array = next(iter(outputs.values()))
+        output_atomically(path, lambda tmp: numpy.save(tmp, array))
     else:
         path = out_path if out_path.endswith(".npz") else f"{os.path.splitext(out_path)[0]}.npz"
-        numpy.savez(path, **outputs)
+        output_atomically(path, lambda tmp: write_arrays(tmp, outputs))
     return path
 
 

@@ -77,8 +77,9 @@ def export_weights_quantized(fused, folder):
                               W.reshape(len(W), -1), 6)
             B = node.rescaling.B
             if B is not None:
-                syntxt.write_column(syntxt.weights_path(tmp, node.name, "biases"), B, 6)
+                syntxt.write_column(syntxt.weights_path(tmp, node.name, "biases", create=True), B, 6)
         with open(os.path.join(tmp, "scaling.json"), "w") as f:
             json.dump(scaling_description(fused), f, indent=1)
-    write_folder_atomically(folder, write)
+    with syntxt.distinct_files():
+        write_folder_atomically(folder, write)
     return folder

@@ -111,7 +111,74 @@ def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE
              c_mode="NONE", n2d2_compat=False):
     """Fuse a SAT-trained DeepNet (weights imported) into a new ``engine.FusedNet`` (§5)."""
     options = QATOptions(act_scaling_mode, w_mode, b_mode, c_mode, n2d2_compat)
-    return Fuser(net, options).run()
+    check_fusion_inputs(net)
+    with numpy.errstate(all="ignore"):   # every value is checked (check_fused_constants)
+        return Fuser(net, options).run()
+
+
+# -- constants checked before and after fusing ----------------------------------------------------
+#: bound of the fused integer domain: clips, biases and rescaled codes must fit int32 (the C
+#: export's accumulators), scales must be finite float32
+INT32_BOUND = 2.0 ** 31
+MIN_ALPHA = 1e-30
+
+
+def _weights_file(net, cell, suffix):
+    """The file a cell's value was read from (``-w DIR``, or the reloaded best weights), or the
+    INI when the values come from this run's own training."""
+    from ..io.names import cell_file
+    folder = getattr(net, "weights_source", None)
+    if folder is None:
+        return getattr(getattr(net, "document", None), "path", None)
+    return cell_file(folder, cell.name, suffix) if suffix else folder
+
+
+def check_fusion_inputs(net):
+    """Refuse NaN, infinite or zero constants before any fusion arithmetic: every Parameter and
+    state array of every cell (weights, biases, BatchNorm scales/biases/means/variances, SAT α),
+    α ≠ 0, variances ≥ 0. The error names the cell and the file the value came from."""
+    for name, cell in net.cells.items():
+        arrays = [(p.name[len(name) + 1:].split("[")[0], p.data) for p in cell.own_parameters()
+                  if p.name.startswith(name + ".")]      # a quantizer's α: checked below
+        arrays += [(s + "s" if not s.endswith("s") else s, getattr(cell, s))
+                   for s in getattr(cell, "state_names", ()) if getattr(cell, s, None) is not None]
+        for suffix, data in arrays:
+            values = numpy.asarray(asnumpy(data), numpy.float64)
+            bad = ~numpy.isfinite(values)
+            if bad.any():
+                raise N2D2Error(f"[{name}] {suffix} hold {values.ravel()[bad.ravel()][0]} (value "
+                                f"{int(numpy.flatnonzero(bad.ravel())[0])}): cannot fuse non-finite "
+                                f"constants", file=_weights_file(net, cell, f"_{suffix}.syntxt"))
+            if suffix == "variances" and (values < 0).any():
+                raise N2D2Error(f"[{name}] negative variance: cannot fuse",
+                                file=_weights_file(net, cell, "_variances.syntxt"))
+        for q in (getattr(cell, "qweight", None), cell.qact):
+            alpha = getattr(q, "alpha", None) if hasattr(q, "alpha_param") else None
+            if alpha is None:
+                continue
+            alpha = float(numpy.asarray(asnumpy(getattr(alpha, "data", alpha))).ravel()[0])
+            if not numpy.isfinite(alpha) or abs(alpha) < MIN_ALPHA:
+                source = getattr(net, "weights_source", None)
+                where = (source and q.state_file(source, name)) or _weights_file(net, cell, "")
+                raise N2D2Error(f"[{name}] {q.type_name} alpha is {alpha}: cannot fuse (alpha must be a "
+                                f"finite, non-zero clipping level)", file=where)
+
+
+def check_fused_constants(net, name, constants):
+    """The fused per-channel constants of cell ``name`` must be finite and fit the integer
+    domain (``INT32_BOUND``): a huge α or BatchNorm scale, or a variance near 0, gives
+    scales and clips no integer network can hold."""
+    for key in ("S", "B", "C"):
+        value = constants.get(key)
+        if value is None:
+            continue
+        values = numpy.asarray(value, numpy.float64)
+        if not numpy.isfinite(values).all() or (numpy.abs(values) >= INT32_BOUND).any():
+            worst = values.ravel()[numpy.argmax(~numpy.isfinite(values.ravel()) |
+                                                (numpy.abs(values.ravel()) >= INT32_BOUND))]
+            raise N2D2Error(f"[{name}] fused constant {key} = {worst:.6g} is outside the integer "
+                            f"range (|{key}| < 2^31): check the cell's BatchNorm statistics and "
+                            f"SAT alpha", file=_weights_file(net, net.cells[name], ""))
 
 
 def bits(R):
@@ -177,7 +244,13 @@ class Fuser:
         self.check_has_sat()
         with no_grad():
             for cell in self.net.cells.values():
-                cell.fuse(self)
+                try:
+                    cell.fuse(self)
+                except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
+                    raise N2D2Error(f"[{cell.name}] cannot fuse its constants ({exc})",
+                                    file=_weights_file(self.net, cell, "")) from None
+            for name, constants in self.constants.items():   # after BatchNorms joined their cell
+                check_fused_constants(self.net, name, constants)
         targets = []
         for target in self.net.targets:
             fused = copy.deepcopy(target)

@@ -25,6 +25,7 @@ from ..backend import DTYPE, asnumpy, device_of, get_xp, to_device
 from ..errors import WeightsError
 from ..ini.convert import to_float, to_uint
 from ..io import syntxt
+from ..io.names import cell_file
 from ..params import Key, Parameterizable, Registry, at_least, check_key_rules
 from ..stats.cost import range_bits
 
@@ -63,7 +64,7 @@ def quant_weights_file(folder, cell_name, cell_type):
     """N2D2's name for the quantized-weights file (spec/qat.md §6.6, "The _quant names"):
     ``<cell>_quant_weights.syntxt`` for Conv/Deconv, ``<cell>_quant_weights_quant.syntxt`` for Fc."""
     suffix = "_weights_quant" if cell_type == "Fc" else "_weights"
-    return os.path.join(folder, f"{cell_name}_quant{suffix}.syntxt")
+    return cell_file(folder, cell_name, f"_quant{suffix}.syntxt")
 
 
 def export_quant_weights(folder, cell_name, cell_type, weights, connections=None):
@@ -278,7 +279,7 @@ class ClipActQuantizer(RangeBits, ActQuantizer):
         return Grid(a / int(self.range), 0, int(self.range), a)
 
     def state_file(self, folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QAct_{self.type_name}_Alpha.syntxt")
+        return cell_file(folder, cell_name, f"_QAct_{self.type_name}_Alpha.syntxt")
 
     def export_state(self, folder, cell_name):
         write_syntxt_scalar(self.state_file(folder, cell_name), self.alpha)

@@ -19,12 +19,12 @@ parameters before each use rather than after each solver step: the same values r
 forward, without a hook in the training loop.
 """
 import math
-import os
 
 from ..autograd import Function, grad_enabled
 from ..backend import DTYPE
 from ..errors import expect
 from ..ini.convert import to_bool, to_float, to_uint
+from ..io.names import cell_file
 from ..params import Key
 from .constraints import ConstraintKeys
 from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, LazyParameter,
@@ -203,7 +203,7 @@ class DQWeightQuantizer(_DQBase, ConstraintKeys, WeightQuantizer):
 
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QWeight_DQ.syntxt")
+        return cell_file(folder, cell_name, "_QWeight_DQ.syntxt")
 
 
 @ACT_QUANTIZERS.register("DQ")
@@ -225,4 +225,4 @@ class DQActQuantizer(_DQBase, ActQuantizer):
 
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QAct_DQ.syntxt")
+        return cell_file(folder, cell_name, "_QAct_DQ.syntxt")

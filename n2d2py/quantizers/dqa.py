@@ -19,7 +19,6 @@ MSE over a grid of ``SAWBGrid`` fractions of max|w|), BWN β·sign(w), β = E|w|
 δ = 0.7·E|w|, β = E[|w| : |w| > δ] (eq. 13), FP the identity (32 bits).
 """
 import math
-import os
 import re
 
 from ..autograd import Function, Variable, grad_enabled
@@ -27,6 +26,7 @@ from ..backend import DTYPE, asnumpy, get_xp
 from ..functions.arith import mul, sum_all
 from ..errors import IniError, expect
 from ..ini.convert import list_of, to_float, to_str, to_uint
+from ..io.names import cell_file
 from ..params import Key
 from .constraints import ConstraintKeys
 from .base import (WEIGHT_QUANTIZERS, LazyParameter, WeightQuantizer, follow_device,
@@ -276,7 +276,7 @@ class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
 
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QWeight_DQA.syntxt")
+        return cell_file(folder, cell_name, "_QWeight_DQA.syntxt")
 
     def export_state(self, folder, cell_name):
         from ..backend import asnumpy

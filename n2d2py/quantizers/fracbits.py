@@ -17,12 +17,12 @@ Search then fine-tune: b is kept in [BitsMin, BitsMax] while learning; the size/
 in the INI of the fine-tuning run) rounds b and stops learning it.
 """
 import math
-import os
 
 from ..autograd import Function, grad_enabled
 from ..backend import DTYPE
 from ..errors import expect
 from ..ini.convert import enum, to_bool, to_float
+from ..io.names import cell_file
 from ..params import Key
 from .base import (WEIGHT_QUANTIZERS, LazyParameter, WeightQuantizer, follow_device,
                    load_state_values, param_value, write_syntxt_rows)
@@ -138,7 +138,7 @@ class FracBitsWeightQuantizer(ConstraintKeys, WeightQuantizer):
 
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QWeight_FracBits.syntxt")
+        return cell_file(folder, cell_name, "_QWeight_FracBits.syntxt")
 
     def export_state(self, folder, cell_name):
         write_syntxt_rows(self.state_file(folder, cell_name), [[self.bits()]])

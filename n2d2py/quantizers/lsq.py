@@ -4,12 +4,12 @@ One fused Function ``LSQQuantize`` serves both; they differ only in the integer 
 step is initialised, and the gradient scale G. float32 throughout, as N2D2's kernels.
 """
 import math
-import os
 
 from ..autograd import Function, Variable
 from ..backend import DTYPE
 from ..errors import expect
 from ..ini.convert import to_bool, to_float, to_uint
+from ..io.names import cell_file
 from ..params import Key, at_least
 from .base import (ACT_QUANTIZERS, WEIGHT_QUANTIZERS, ActQuantizer, Grid, LazyParameter,
                    RangeBits, WeightQuantizer, follow_device, load_scalar_state,
@@ -153,7 +153,7 @@ class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
 
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_alphaW_LSQ.syntxt")
+        return cell_file(folder, cell_name, "_alphaW_LSQ.syntxt")
 
 
 @ACT_QUANTIZERS.register("LSQ")
@@ -182,4 +182,4 @@ class LSQActQuantizer(_LSQStep, ActQuantizer):
 
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_QAct_LSQ_StepSize.syntxt")
+        return cell_file(folder, cell_name, "_QAct_LSQ_StepSize.syntxt")

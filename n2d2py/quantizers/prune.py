@@ -13,6 +13,7 @@ from ..autograd import Function, Variable
 from ..backend import DTYPE, asnumpy, get_xp
 from ..errors import WeightsError, expect
 from ..ini.convert import enum, to_float, to_uint
+from ..io.names import cell_file
 from ..params import Key
 from .base import WEIGHT_QUANTIZERS, WeightQuantizer, read_syntxt_values, write_syntxt_rows
 
@@ -159,7 +160,7 @@ class PruneQuantizer(WeightQuantizer):
     # -- state --------------------------------------------------------------------------
     @staticmethod
     def state_file(folder, cell_name):
-        return os.path.join(folder, f"{cell_name}_masks.syntxt")
+        return cell_file(folder, cell_name, "_masks.syntxt")
 
     def export_state(self, folder, cell_name):
         if self.masks is None:

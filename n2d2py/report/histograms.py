@@ -8,17 +8,19 @@ plus ``.png``). The QAT documentation points users to these pictures to check th
 bins of width 0.0078 (< 1/128) centred on multiples of it, mean and standard deviation in a label,
 the area outside [-1, 1] shaded, x range [min(-1, w_min) - 0.05, max(1, w_max) + 0.05].
 """
-import os
-
 import numpy
+
+from ..io.names import cell_file
+from ..io.syntxt import open_for_writing
 
 #: N2D2's gnuplot ``binwidth=0.0078``.
 BIN_WIDTH = 0.0078
 
 
 def distrib_paths(folder, cell_name, kind="weights_quant"):
-    """``(<folder>/<cell>_<kind>.distrib.dat, <folder>/<cell>_<kind>.distrib.png)``."""
-    base = os.path.join(folder, f"{cell_name}_{kind}.distrib")
+    """``(<folder>/<cell>_<kind>.distrib.dat, <folder>/<cell>_<kind>.distrib.png)`` (the cell's
+    name as a file name: ``io/names.py``)."""
+    base = cell_file(folder, cell_name, f"_{kind}.distrib")
     return base + ".dat", base + ".png"
 
 
@@ -27,8 +29,7 @@ def write_distrib(folder, cell_name, values, kind="weights_quant", png=True):
     ``png``, their histogram. Returns the paths written."""
     values = numpy.sort(numpy.asarray(values, dtype=numpy.float64).ravel())
     dat, image = distrib_paths(folder, cell_name, kind)
-    os.makedirs(os.path.dirname(dat) or ".", exist_ok=True)
-    with open(dat, "w", encoding="ascii", newline="\n") as handle:
+    with open_for_writing(dat) as handle:
         handle.write("".join("%.6g\n" % v for v in values.tolist()))
     if not png:
         return [dat]
@@ -44,7 +45,7 @@ def histogram_png(values, path, title="Weights"):
 def histogram_figure(values, title="Weights"):
     """N2D2's weight histogram (``FcCell::logFreeParametersDistrib`` gnuplot script), titled and
     with labelled axes. Returns the matplotlib Figure."""
-    from .plots import _figure
+    from .plots import _figure, _literal
     values = numpy.asarray(values, dtype=numpy.float64).ravel()
     lo = min(-1.0, float(values.min())) if values.size else -1.0
     hi = max(1.0, float(values.max())) if values.size else 1.0
@@ -65,7 +66,7 @@ def histogram_figure(values, title="Weights"):
     std = values.std(ddof=1) if values.size > 1 else 0.0
     ax.text(0.62, 0.8, f"Average: {mean:.6g}\nStd. dev.: {std:.6g}", transform=ax.transAxes)
     ax.grid(True, alpha=0.3)
-    ax.set_title(title)
+    ax.set_title(_literal(title))
     ax.set_xlabel(f"weight value (bins of {BIN_WIDTH}; shaded: outside [-1, 1])")
     ax.set_ylabel("number of weights")
     fig.tight_layout()

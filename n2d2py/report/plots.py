@@ -21,6 +21,12 @@ MAX_INCHES = 16
 MAX_TICKS = 60
 
 
+def _literal(text):
+    """``text`` drawn as written: names and labels come from user files, and matplotlib reads
+    ``$...$`` as maths (an unbalanced ``$`` is an error)."""
+    return str(text).replace("$", r"\$")
+
+
 def confusion_matrix_png(confusion, path, title="", names=None):
     """Row-normalised confusion matrix (rows: target) with the counts written in each cell."""
     m = numpy.asarray(confusion, dtype=numpy.float64)
@@ -30,14 +36,14 @@ def confusion_matrix_png(confusion, path, title="", names=None):
     fig = _figure(side, side - 0.3)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    labels = [str(x) for x in (names if names is not None else ())][:n]
+    labels = [_literal(x) for x in (names if names is not None else ())][:n]
     labels += [str(i) for i in range(len(labels), n)]    # more outputs than database labels
     if n <= MAX_TICKS:
         ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 0)
         ax.set_yticks(range(n), labels)
     ax.set_xlabel("estimated")
     ax.set_ylabel("target")
-    ax.set_title(title)
+    ax.set_title(_literal(title))
     if n <= 30:
         for i in range(n):
             for j in range(n):
@@ -71,7 +77,7 @@ def learning_curves_figure(history, title="Learning curves"):
             bx, bv = best[-1]
             scores.plot([bx], [bv], marker="*", markersize=16, linestyle="none", color="C3",
                         label=f"best: {bv:.2f}% ({'epoch ' if by_epoch else ''}{bx})")
-    scores.set_title(title)
+    scores.set_title(_literal(title))
     scores.set_ylabel(f"{metric} (%)")
     scores.grid(True, alpha=0.3)
     scores.legend(loc="lower right")
@@ -149,13 +155,13 @@ def layered_graph_figure(levels, parents, labels, colors=("#e8f0fe", "#4a6fa5"),
                         arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=13, shrinkB=13,
                                         connectionstyle=f"arc3,rad={0.5 if skips else 0}"))
     for name, (x, y) in position.items():
-        ax.text(x, y, labels[name], ha="center", va="center", fontsize=9,
+        ax.text(x, y, _literal(labels[name]), ha="center", va="center", fontsize=9,
                 bbox=dict(boxstyle="round", facecolor=colors[0], edgecolor=colors[1]))
     xs = [p[0] for p in position.values()]
     ax.set_xlim(min(xs) - 1.5, max(xs) + 1.5)
     ax.set_ylim(-len(rows), 1)
     ax.axis("off")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_literal(title), fontsize=10)
     fig.tight_layout()
     return fig

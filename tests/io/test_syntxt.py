@@ -16,10 +16,20 @@ def test_number_format_like_cpp():
     assert syntxt.format_number(numpy.float32(0.1), 10) == "0.1000000015"
 
 
-def test_names_sanitized_and_slash_makes_dirs(tmp_path):
-    path = syntxt.weights_path(str(tmp_path), 'Mobilenet/conv:1?"x', "weights", create=True)
-    assert path.endswith('Mobilenet/conv_1__x_weights.syntxt') and (tmp_path / "Mobilenet").is_dir()
+def test_plain_names_keep_n2d2_layout_and_others_are_escaped(tmp_path):
+    path = syntxt.weights_path(str(tmp_path), "MobilenetV1/Conv2d_0", "weights", create=True)
+    assert path.endswith("MobilenetV1/Conv2d_0_weights.syntxt") and (tmp_path / "MobilenetV1").is_dir()
     assert syntxt.weights_path("w", "conv2.1_sum", "biases") == "w/conv2.1_sum_biases.syntxt"
+    # N2D2 would write conv_1__x (two names could share it): ours is one escaped file name
+    path = syntxt.weights_path(str(tmp_path), 'Mobilenet/conv:1?"x', "weights", create=True)
+    assert path == str(tmp_path / "Mobilenet%2Fconv%3A1%3F%22x_weights.syntxt")
+
+
+def test_reading_finds_n2d2s_own_file_for_names_it_writes_differently(tmp_path):
+    (tmp_path / "Mobilenet").mkdir()
+    (tmp_path / "Mobilenet" / "conv_1__x_weights.syntxt").write_text("1 ")
+    path = syntxt.weights_path(str(tmp_path), 'Mobilenet/conv:1?"x', "weights")
+    assert path == str(tmp_path / "Mobilenet" / "conv_1__x_weights.syntxt")
 
 
 def test_layout_and_strict_counts(tmp_path):

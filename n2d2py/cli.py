@@ -330,9 +330,10 @@ def stage_test(run):
     run.say(f"Test pass: {result.nb_stimuli} images in {result.seconds:.2f} s")
     if args.bench:
         os.makedirs("timings", exist_ok=True)
-        with open(os.path.join("timings", "inference_timings.dat"), "w") as f:
-            for name, seconds in run.net.timings.items():
-                f.write(f"{name} {seconds:.6g}\n")
+        from .folders import replace_file_atomically
+        text = "".join(f"{name} {seconds:.6g}\n" for name, seconds in run.net.timings.items())
+        replace_file_atomically(os.path.join("timings", "inference_timings.dat"),
+                                lambda f: f.write(text))
     return None
 
 

@@ -140,8 +140,9 @@ def lps_main(ini_path, args, out=None, net=None):
                f"compression {32 * sum(counts.values()) / mem:.2f}x\n"
                "bits: " + " ".join(str(bits[n]) for n in counts))
     path = option("lps_output", "lps_bits.ini")
-    with open(path, "w") as f:
-        f.write(ini_snippet(bits, scheme, comment))
+    from .folders import replace_file_atomically   # a full disk names the file
+    text = ini_snippet(bits, scheme, comment)
+    replace_file_atomically(path, lambda f: f.write(text))
     print(f"LPS result: {' '.join(f'{n}={b}' for n, b in bits.items())}; "
           f"acc {final:.2f}% (float {baseline:.2f}%); written to {os.path.abspath(path)}", file=out)
     return bits

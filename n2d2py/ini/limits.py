@@ -15,6 +15,8 @@ hostile input under 1 MB stops in well under a second:
 =========================  ==========================================================
 ``TEMPLATE_CHARACTERS``     characters rendered by all templates of the document
 ``TEMPLATE_STEPS``          tags, text pieces and loop iterations rendered in all
+``TEMPLATE_SECTIONS``       ``[name@file.ini.tpl]`` sections expanded (each renders and
+                            parses a file; N2D2's largest models have under 20)
 ``INHERITED_ENTRIES``       keys all sections hold through their bases (base entries
                             are shared, not copied, but each still costs a slot)
 ``EXPANSION_STEPS``         references, variables and ``$()`` replaced, in all reads
@@ -25,6 +27,7 @@ from ..errors import IniError
 
 TEMPLATE_CHARACTERS = 16 * 1024 * 1024
 TEMPLATE_STEPS = 250_000
+TEMPLATE_SECTIONS = 2_000
 INHERITED_ENTRIES = 1_000_000
 EXPANSION_STEPS = 300_000
 EXPANSION_CHARACTERS = 64 * 1024 * 1024
@@ -35,6 +38,7 @@ PER_SOURCE_CHARACTER = {"EXPANSION_CHARACTERS": 4, "EXPANSION_STEPS": 0.25,
 _WHAT = {
     "TEMPLATE_CHARACTERS": "characters rendered by templates",
     "TEMPLATE_STEPS": "template steps (tags, loop iterations, includes)",
+    "TEMPLATE_SECTIONS": "sections expanded from templates",
     "INHERITED_ENTRIES": "entries inherited through base sections",
     "EXPANSION_STEPS": "references, variables and $() expanded",
     "EXPANSION_CHARACTERS": "characters inserted by references and variables",

@@ -190,6 +190,7 @@ class _Parser:
         """Render the template of section ``name`` and parse it in place (spec/ini.md §1.6)."""
         document = self.document
         section = document.sections[name]
+        document.budget.spend("TEMPLATE_SECTIONS", 1, place_error(file, number, name))
         if depth >= MAX_TEMPLATE_DEPTH:
             raise IniError(f"templates nested deeper than {MAX_TEMPLATE_DEPTH} levels "
                            "(does a template include itself?)", file=file, line=number,

@@ -106,8 +106,9 @@ class Exporter:
                                   producer_name="n2d2py")
         model.ir_version = 9
         onnx.checker.check_model(model)
-        if path is not None:
-            onnx.save(model, str(path))
+        if path is not None:   # beside, then renamed: a full disk names the file, no half model
+            from ..folders import output_atomically
+            output_atomically(str(path), lambda tmp: onnx.save(model, tmp))
         return model
 
     def finish(self, cell, y):

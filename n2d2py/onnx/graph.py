@@ -30,9 +30,10 @@ def _inside(folder, path):
     return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
-def _failure(tensor, path):
-    """``fail(message)`` -> an OnnxError naming the initializer ``tensor`` and the model file."""
-    return lambda message: OnnxError(f"initializer '{tensor.name}': {message}", file=path)
+def _failure(tensor, path, what="initializer"):
+    """``fail(message)`` -> an OnnxError naming the ``tensor`` and the model file."""
+    return lambda message: OnnxError(f"{what} '{printable(tensor.name)[:200]}': {message}",
+                                     file=path)
 
 
 def all_tensors(message):
@@ -68,7 +69,7 @@ def check_external_data(model, folder, path=None):
     Returns ``[(tensor, file, offset, length)]``."""
     checked = []
     for tensor in external_tensors(model):
-        fail = _failure(tensor, path)
+        fail = _failure(tensor, path, "tensor")
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         parts = location.replace("\\", "/").split("/")

@@ -120,7 +120,7 @@ def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE
 #: bound of the fused integer domain: clips, biases and rescaled codes must fit int32 (the C
 #: export's accumulators), scales must be finite float32
 INT32_BOUND = 2.0 ** 31
-MIN_ALPHA = 1e-30
+ALPHA_RANGE = (1e-8, 1e8)     # a SAT clipping level outside it is no trained value
 
 
 def _weights_file(net, cell, suffix):
@@ -157,17 +157,18 @@ def check_fusion_inputs(net):
             if alpha is None:
                 continue
             alpha = float(numpy.asarray(asnumpy(getattr(alpha, "data", alpha))).ravel()[0])
-            if not numpy.isfinite(alpha) or abs(alpha) < MIN_ALPHA:
+            if not ALPHA_RANGE[0] <= abs(alpha) <= ALPHA_RANGE[1]:      # NaN fails too
                 source = getattr(net, "weights_source", None)
                 where = (source and q.state_file(source, name)) or _weights_file(net, cell, "")
-                raise N2D2Error(f"[{name}] {q.type_name} alpha is {alpha}: cannot fuse (alpha must be a "
-                                f"finite, non-zero clipping level)", file=where)
+                raise N2D2Error(f"[{name}] {q.type_name} alpha is {alpha:.6g}: cannot fuse (a "
+                                f"clipping level from {ALPHA_RANGE[0]:g} to {ALPHA_RANGE[1]:g} in "
+                                f"magnitude)", file=where)
 
 
-def check_fused_constants(net, name, constants):
-    """The fused per-channel constants of cell ``name`` must be finite and fit the integer
-    domain (``INT32_BOUND``): a huge α or BatchNorm scale, or a variance near 0, gives
-    scales and clips no integer network can hold."""
+def check_fused_constants(net, name, constants, source=None):
+    """The fused per-channel constants of cell ``name`` (fused with its BatchNorm ``source``)
+    must be finite and fit the integer domain (``INT32_BOUND``): a huge BatchNorm scale or
+    mean, or a variance near 0, gives scales and clips no integer network can hold."""
     for key in ("S", "B", "C"):
         value = constants.get(key)
         if value is None:
@@ -176,9 +177,11 @@ def check_fused_constants(net, name, constants):
         if not numpy.isfinite(values).all() or (numpy.abs(values) >= INT32_BOUND).any():
             worst = values.ravel()[numpy.argmax(~numpy.isfinite(values.ravel()) |
                                                 (numpy.abs(values.ravel()) >= INT32_BOUND))]
-            raise N2D2Error(f"[{name}] fused constant {key} = {worst:.6g} is outside the integer "
-                            f"range (|{key}| < 2^31): check the cell's BatchNorm statistics and "
-                            f"SAT alpha", file=_weights_file(net, net.cells[name], ""))
+            fused = f"[{name}] fused with [{source}]" if source else f"[{name}]"
+            raise N2D2Error(f"{fused}: constant {key} = {worst:.6g} is outside the integer "
+                            f"range (|{key}| < 2^31): check the BatchNorm statistics, biases "
+                            f"and SAT alphas of these cells and their inputs",
+                            file=_weights_file(net, net.cells[name], ""))
 
 
 def bits(R):
@@ -249,8 +252,9 @@ class Fuser:
                 except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
                     raise N2D2Error(f"[{cell.name}] cannot fuse its constants ({exc})",
                                     file=_weights_file(self.net, cell, "")) from None
-            for name, constants in self.constants.items():   # after BatchNorms joined their cell
-                check_fused_constants(self.net, name, constants)
+                if cell.name in self.constants:
+                    check_fused_constants(self.net, cell.name, self.constants[cell.name],
+                                          getattr(self.nodes.get(cell.name), "source", None))
         targets = []
         for target in self.net.targets:
             fused = copy.deepcopy(target)

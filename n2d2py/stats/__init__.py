@@ -85,8 +85,8 @@ def _write(path, text):
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
+    from ..folders import replace_file_atomically   # a full disk names the file
+    replace_file_atomically(path, lambda f: f.write(text))
 
 
 def report_main(ini_path, args, out=None):

@@ -208,9 +208,9 @@ def write_n2d2_stats(deepnet, folder="stats"):
     texts = {"stats.log": stats_log_text(total, deepnet.input_shape),
              "stats.dat": stats_dat_text(per_cell),
              "stats_relative.dat": stats_relative_text(total, per_cell)}
+    from ..folders import replace_file_atomically   # a full disk names the file
     for name, text in texts.items():
-        with open(os.path.join(folder, name), "w") as f:
-            f.write(text)
+        replace_file_atomically(os.path.join(folder, name), lambda f, text=text: f.write(text))
     return total
 
 

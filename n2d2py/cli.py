@@ -180,8 +180,8 @@ MAX_SEED = 2 ** 32 - 1     # N2D2's seed is an unsigned int
 def check_seed(seed, where, file=None):
     """``seed`` (0: none given) must be 0..2^32-1; else an N2D2Error naming ``where``."""
     if not 0 <= seed <= MAX_SEED:
-        raise N2D2Error(f"{where}: expected a seed from 1 to {MAX_SEED} (0: choose one), got "
-                        f"{seed}", file=file)
+        raise N2D2Error(f"expected a seed from 1 to {MAX_SEED} (0: choose one), got {seed}",
+                        file=file, key=None if file else where)
     return seed
 
 

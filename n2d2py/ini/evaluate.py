@@ -57,6 +57,7 @@ class _Context:
 def evaluate(document, section, text, entry=None):
     """The evaluated value of ``text`` (raw) read in ``section``; ``entry`` names the place."""
     context = _Context(document)
+    context.spend("EXPANSION_STEPS", 1, section, entry)      # every read is work too
     if entry is not None:
         value = _evaluate_entry(context, section, entry, entry)
     else:

@@ -68,8 +68,9 @@ def check_external_data(model, folder, path=None):
     tensor of the model (``all_tensors``). ``path``: the model file (named in errors).
     Returns ``[(tensor, file, offset, length)]``."""
     checked = []
+    initializers = {t.name for t in model.graph.initializer}
     for tensor in external_tensors(model):
-        fail = _failure(tensor, path, "tensor")
+        fail = _failure(tensor, path, "initializer" if tensor.name in initializers else "tensor")
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         parts = location.replace("\\", "/").split("/")

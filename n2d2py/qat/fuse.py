@@ -113,7 +113,9 @@ def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE
     options = QATOptions(act_scaling_mode, w_mode, b_mode, c_mode, n2d2_compat)
     check_fusion_inputs(net)
     with numpy.errstate(all="ignore"):   # every value is checked (check_fused_constants)
-        return Fuser(net, options).run()
+        fused = Fuser(net, options).run()
+    fused.source = getattr(getattr(net, "document", None), "path", None)   # named by errors
+    return fused
 
 
 # -- constants checked before and after fusing ----------------------------------------------------

@@ -8,12 +8,19 @@ each other file kind runs a tenth of it (at least ``MIN_EXAMPLES``). The long ru
 ``N2D2PY_FUZZ_EXAMPLES=10000 python -m pytest tests/fuzz`` (``tools/fuzz_long.sh``): 10 000 INI
 mutations and 1 000 cases of every other kind. CI derandomizes (the same cases every run); the long
 run draws new ones, and a failure prints the ``@reproduce_failure`` blob that replays it. The count of cases each test ran, and how
-many ended in an N2D2Error, is printed at the end of the session.
+many ended in an N2D2Error, is printed at the end of the session, with the slowest case of each
+stage, the files written outside their run folder (``watched_case``; must be 0) and the
+process's peak memory (``ru_maxrss``).
 """
 import collections
 import contextlib
 import os
+import pathlib
+import resource
 import signal
+import sys
+import tempfile
+import time
 import traceback
 
 from hypothesis import HealthCheck, settings
@@ -31,6 +38,8 @@ LONG_RUN = EXAMPLES >= 5000
 #: {stage: Counter(outcome -> count)} and {kind: cases}, printed by pytest_terminal_summary
 OUTCOMES = collections.defaultdict(collections.Counter)
 CASES = collections.Counter()
+SLOWEST = {}                 # stage -> seconds of its slowest case
+ESCAPED = collections.Counter()   # kind -> files written outside the run folder
 
 
 def count_case(kind):
@@ -38,9 +47,10 @@ def count_case(kind):
     CASES[kind] += 1
 
 
-def budget(share=1.0):
-    """Hypothesis settings for ``share`` of the INI budget (other kinds use share=0.1)."""
-    count = max(MIN_EXAMPLES, int(EXAMPLES * share))
+def budget(share=1.0, minimum=MIN_EXAMPLES):
+    """Hypothesis settings for ``share`` of the INI budget (other kinds use share=0.1), at
+    least ``minimum`` cases."""
+    count = max(minimum, int(EXAMPLES * share))
     return settings(max_examples=count, deadline=DEADLINE_MS, database=None,
                     derandomize=not LONG_RUN,
                     suppress_health_check=list(HealthCheck), print_blob=True)
@@ -86,10 +96,12 @@ def outcome(test, function, *args, **kwargs):
     """Run ``function``; return its result, or the N2D2Error it raised (after checking that it
     names a place). Any other exception propagates and fails the case, unless it is one of
     ``KNOWN_BUGS`` (counted, and returned). Counts the outcome."""
+    started = time.perf_counter()
     try:
         with time_limit():
             result = function(*args, **kwargs)
     except N2D2Error as exc:
+        _timed(test, started)
         OUTCOMES[test]["N2D2Error"] += 1
         assert str(exc).strip(), f"{type(exc).__name__} with an empty message"
         assert exc.where or _names_node(exc), \
@@ -102,8 +114,50 @@ def outcome(test, function, *args, **kwargs):
             raise
         OUTCOMES[test][f"known bug {known_bug(exc)}"] += 1
         return exc
+    _timed(test, started)
     OUTCOMES[test]["ok"] += 1
     return result
+
+
+def _timed(test, started):
+    SLOWEST[test] = max(SLOWEST.get(test, 0.0), time.perf_counter() - started)
+
+
+#: folders between the watched root and the run folder: a name with up to this many ``..``
+#: still lands inside the watched root, where the escape is seen
+RUN_DEPTH = 8
+
+
+@contextlib.contextmanager
+def watched_case(kind):
+    """A fresh temporary root for one case: yields ``(root, run)``, ``run`` being the folder
+    the case may write in, ``RUN_DEPTH`` levels below ``root``, and the working directory
+    during the block. Files the case creates or changes under ``root`` but outside ``run``
+    are counted in ``ESCAPED`` and fail the case (check it after inputs are made under
+    ``root/inputs``: ``ready()``)."""
+    from hostile import snapshot
+    with tempfile.TemporaryDirectory(prefix="n2d2py-watch-") as tmp:
+        root = pathlib.Path(tmp)
+        run = root.joinpath(*[f"d{k}" for k in range(RUN_DEPTH - 1)], "run")
+        run.mkdir(parents=True)
+        (root / "inputs").mkdir()
+        cwd = os.getcwd()
+        state = {}
+
+        def ready():
+            state["before"] = snapshot(root)
+        os.chdir(run)
+        try:
+            yield root, run, ready
+        finally:
+            os.chdir(cwd)
+            before = state.get("before", {})
+            prefix = str(run.relative_to(root)) + "/"
+            escaped = [p for p, info in snapshot(root).items()
+                       if before.get(p) != info and not p.startswith(prefix)
+                       and not p.startswith("inputs/")]
+            ESCAPED[kind] += len(escaped)
+            assert not escaped, f"{kind}: written outside the run folder: {escaped[:5]}"
 
 
 def _names_node(exc):
@@ -124,5 +178,13 @@ def pytest_terminal_summary(terminalreporter):
                                 f"(N2D2PY_FUZZ_EXAMPLES={EXAMPLES}); outcomes per stage:")
     for stage, counter in sorted(OUTCOMES.items()):
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
-        terminalreporter.write_line(f"  {stage}: {detail}")
+        slowest = f"; slowest {SLOWEST[stage]:.2f} s" if stage in SLOWEST else ""
+        terminalreporter.write_line(f"  {stage}: {detail}{slowest}")
+    if ESCAPED or any(k.startswith("hardening") for k in CASES):
+        terminalreporter.write_line(f"files written outside the run folder (watched roots): "
+                                    f"{sum(ESCAPED.values())}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024     # bytes on macOS, KiB on Linux
+    terminalreporter.write_line(f"peak memory of the fuzzing process (ru_maxrss): "
+                                f"{peak * scale / 2 ** 20:.0f} MiB")
 

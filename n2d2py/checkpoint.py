@@ -299,10 +299,21 @@ def check_progress(progress, arrays, place, mode, nb_learn, batch_size):
     """Every field of the loop's saved position (``learn.TrainingLoop.progress_state``) and the
     order of the epoch or chunk being trained (``loop/order``)."""
     c = _Check(os.path.join(place, STATE_FILE) if place else None)
-    p = c.dict(progress, "progress", ("mode", "epoch", "steps", "stimuli", "next_log", "plan",
-                                      "pending_log", "validation", "learning", "best",
-                                      "best_step", "stopped_early", "since_best", "window",
-                                      "generators"))
+    fields = ("mode", "epoch", "steps", "stimuli", "next_log", "plan", "pending_log",
+              "validation", "learning", "best", "best_step", "stopped_early", "since_best",
+              "window", "generators")
+    p = c.dict(progress, "progress",
+               fields + ("log",) if isinstance(progress, dict) and "log" in progress else fields)
+    for j, entry in enumerate(c.list(p.get("log", []), "progress.log")):
+        field = f"progress.log[{j}]"
+        c.dict(entry, field, ("label", "step", "loss", "training", "validation", "best"))
+        if not isinstance(entry["label"], str):
+            c.fail(f"{field}.label", "expected a text")
+        c.count(entry["step"], f"{field}.step")
+        c.choice(entry["best"], f"{field}.best", {True, False})
+        for key in ("loss", "training", "validation"):
+            if entry[key] is not None and type(entry[key]) not in (int, float):
+                c.fail(f"{field}.{key}", f"expected a number or null, got {str(entry[key])[:40]}")
     c.choice(p["mode"], "progress.mode", {"epochs", "stimuli"})
     for key in ("epoch", "steps", "stimuli", "next_log", "since_best"):
         c.count(p[key], f"progress.{key}")

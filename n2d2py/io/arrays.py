@@ -45,8 +45,9 @@ def _header(handle, size, path, member=None):
                         file=path) from None
     if dtype.hasobject or dtype.kind not in NUMBER_KINDS or dtype.fields is not None \
             or dtype.subdtype is not None:
-        raise DataError(f"{where}arrays of {dtype} are refused: numbers only (bool, integers, "
-                        f"floats)", file=path)
+        kind = "object arrays" if dtype.hasobject else f"arrays of {dtype}"
+        raise DataError(f"{where}{kind} are refused: numbers only (bool, integers, floats)",
+                        file=path)
     declared = math.prod(shape) * dtype.itemsize
     held = size - handle.tell()
     if declared != held:

@@ -153,7 +153,7 @@ class _Check:
         return value
 
     def choice(self, value, field, choices):
-        if value not in choices or type(value) is not type(next(iter(choices))):
+        if type(value) is not type(next(iter(choices))) or value not in choices:
             self.fail(field, f"expected one of {', '.join(map(str, choices))}")
         return value
 

@@ -32,7 +32,7 @@ def _describe(owner_path):
             owner = json.loads(handle.read(4096))
         return (f"run by PID {int(owner['pid'])} on {str(owner['host'])[:100]}, started "
                 f"{str(owner['start'])[:40]} ({str(owner['command'])[:200]})")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return "by another n2d2py run (its details are not readable)"
 
 

@@ -218,11 +218,18 @@ def _set(document, path, value):
 
 
 def _rewrite_npz(path, change):
+    """Apply ``change`` to the arrays of the ``.npz`` at ``path``; an archive an earlier
+    mutation damaged is left as it is."""
     arrays = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            with archive.open(info) as handle:
-                arrays[info.filename[:-4]] = numpy.lib.format.read_array(handle)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as handle:
+                    arrays[info.filename[:-4]] = numpy.lib.format.read_array(handle)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError):
+        return
+    if not arrays:
+        return
     change(arrays)
     with open(path, "wb") as handle:
         numpy.savez(handle, **arrays)

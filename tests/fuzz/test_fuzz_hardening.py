@@ -8,6 +8,7 @@ its run folder only; a file created anywhere else under the root fails the case 
 drawn to land inside the root, where such a write would be seen. Each case ends in a result or
 an ``N2D2Error`` naming a place (``fuzzing.outcome``), within the per-case time bound.
 """
+import contextlib
 import io
 import json
 import os
@@ -234,10 +235,15 @@ def test_external_data_of_every_tensor_kind(kind, location, offset, length):
 
 
 # -- class 5: busy run folders --------------------------------------------------------------------
+COMMANDS = [["--learn-epoch", "1"], ["--learn", "8"], ["--test"], ["--lps"], ["--seed", "3"],
+            ["-w", "weights", "--export", "ONNX"], ["--qat-sat", "--test"], ["-l", "net_state"],
+            ["--export", "C", "--qat-sat"], ["--nb-test", "3"], ["--bench", "--test"]]
+
+
 @budget(0.1)
-@given(st.sampled_from([["--learn-epoch", "1"], ["--learn", "8"], ["--test"], ["--lps"],
-                        ["-w", "weights", "--export", "ONNX"], ["--qat-sat", "--test"]]),
-       st.sampled_from(["valid", "garbage", "empty", "missing", "huge", "not json"]))
+@given(st.lists(st.sampled_from(COMMANDS), min_size=1, max_size=3).map(lambda l: sum(l, [])),
+       st.one_of(st.sampled_from(["valid", "garbage", "empty", "missing", "huge", "not json"]),
+                 st.binary(max_size=300)))
 def test_a_busy_run_folder_is_refused_at_once(argv, owner):
     count_case("hardening: busy run folder")
     from n2d2py import cli
@@ -245,17 +251,23 @@ def test_a_busy_run_folder_is_refused_at_once(argv, owner):
     with watched_case("busy folder") as (root, run, ready):
         (run / "net.ini").write_text("[sp]\nSizeX=4\nSizeY=4\n")
         with RunLock(run):
-            text = {"valid": None, "garbage": "\x00\xff{", "empty": "", "huge": "[" * 100000,
-                    "not json": "pid=3"}.get(owner)
+            text = owner if isinstance(owner, bytes) else {
+                "valid": None, "garbage": b"\x00\xff{", "empty": b"", "huge": b"[" * 100000,
+                "not json": b"pid=3"}.get(owner)
             if owner == "missing":
                 os.remove(run / OWNER_FILE)
             elif text is not None:
-                (run / OWNER_FILE).write_text(text)
+                (run / OWNER_FILE).write_bytes(text)
             ready()
             before = sorted(os.listdir(run))
-            status = outcome("hardening: second run in a busy folder",
-                             lambda: cli.main(["net.ini", *argv]))
-            assert status == 2 and sorted(os.listdir(run)) == before
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                status = outcome("hardening: second run in a busy folder",
+                                 lambda: cli.main(["net.ini", *argv]))
+            assert status == 2 and sorted(os.listdir(run)) == before, err.getvalue()
+            lines = err.getvalue().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("n2d2py: error: ") and \
+                ".n2d2py.lock" in lines[0], lines
 
 
 # -- class 6: mutated training states -------------------------------------------------------------

@@ -314,7 +314,9 @@ def build_cell(section, parents, in_shapes, rng):
     cell = cls.from_section(section, parents)
     try:
         cell.build(in_shapes, rng)
-    except MemoryError:  # an absurd NbOutputs or size: name the cell, not NumPy
+    except (MemoryError, ValueError) as exc:  # an absurd NbOutputs or size: name the cell
+        if isinstance(exc, ValueError) and not ("too big" in str(exc) or "dimension" in str(exc)):
+            raise
         raise section.error(f"not enough memory to build this {type_name} cell from inputs "
                             f"{in_shapes}: check NbOutputs and the kernel/pool sizes") from None
     return cell

@@ -6,12 +6,19 @@ short "expected ..." text; ``Section.get_as`` turns that into an ``IniError`` na
 import math
 
 
+INT64 = 2 ** 63     # N2D2 reads integers into C++ integer types: none is wider
+
+
 def to_int(text):
-    """A whole number: ``"32"``; ``"32.0"`` is rejected as N2D2 does (use $(int(...)))."""
+    """A whole number: ``"32"``; ``"32.0"`` is rejected as N2D2 does (use $(int(...))); one
+    that no 64-bit integer holds is refused."""
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
+        raise ValueError(f"expected an integer, got {text[:60]!r}") from None
+    if not -INT64 <= value < INT64:
+        raise ValueError(f"expected an integer that fits 64 bits, got {text.strip()[:60]}")
+    return value
 
 
 def to_uint(text):

@@ -622,14 +622,15 @@ def test_a_huge_sparse_weights_file_is_named_not_nbOutputs(tmp_path_factory, siz
 @given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126,
                                       exclude_characters="[=;#{}%\\\"@"), min_size=8, max_size=40),
        st.sampled_from(["secret.txt", "id_rsa", "passwd", "data.bin"]))
-def test_an_included_file_that_is_not_ini_is_never_quoted(tmp_path_factory, secret, name):
+def test_an_included_file_that_is_not_ini_is_never_read(tmp_path_factory, secret, name):
     folder = tmp_path_factory.mktemp("include")
-    (folder / name).write_text(f"{secret}\nmore {secret}\n")
-    (folder / "net.ini").write_text(f"[x@{name}]\n")
-    try:
-        load_ini(folder / "net.ini")
-    except IniError as exc:
-        assert secret not in str(exc) and name in str(exc)
+    (folder / name).write_text(f"{secret}=x\n[{secret}]\nmore {secret}\n")
+    (folder / "t.ini.tpl").write_text(f"{{% include {name} %}}\n")
+    for text in (f"[x@{name}]\n", "[x@t.ini.tpl]\n"):
+        (folder / "net.ini").write_text(text)
+        with pytest.raises(IniError, match="not an .ini or .tpl file") as info:
+            load_ini(folder / "net.ini")
+        assert secret not in str(info.value) and name in str(info.value)
 
 
 @cases(30)

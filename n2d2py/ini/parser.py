@@ -56,18 +56,15 @@ def _read(path):
         raise IniError(f"cannot read INI file: {exc.strerror}", file=path) from None
 
 
-def _show(line, limit=60, quote=True):
-    """``line`` as quoted in an error: at most ``limit`` characters (binary junk can be long);
-    nothing of it (``quote=False``) for a file that is not an INI text: a template include may
-    name any file, and its content is not ours to print."""
-    if not quote:
-        return "a line of a file that is not an INI or template file"
+def _show(line, limit=60):
+    """``line`` as quoted in an error: at most ``limit`` characters (binary junk can be long)."""
     return line if len(line) <= limit else line[:limit] + "..."
 
 
-def _is_ini_name(path):
-    """Whether ``path`` is named as INI text (its lines may be quoted in errors)."""
-    return str(path).lower().endswith((".ini", ".tpl", ".ini.tpl"))
+def is_ini_name(path):
+    """Whether ``path`` is named as INI text: only such files are read as templates, so an
+    include of ``secret.txt`` is refused unread and nothing of it reaches a message."""
+    return str(path).lower().endswith((".ini", ".tpl"))
 
 
 def logical_lines(text, file, warn=None):
@@ -114,18 +111,16 @@ def _strip_comment(line, file, number):
 
 class _Parser:
     def __init__(self, document):
-        self.document, self.quote = document, True
+        self.document = document
 
     def warn(self, message, file, line, section=None, key=None):
         self.document.warn(message, section, key, file=file, line=line)
 
-    def feed(self, text, file, parent=None, depth=0, quote=True):
-        """Add the sections of ``text``; ``parent`` is the template-including section;
-        ``quote``: whether errors may quote the text's lines (``_show``)."""
+    def feed(self, text, file, parent=None, depth=0):
+        """Add the sections of ``text``; ``parent`` is the template-including section."""
         document = self.document
         document.budget.add_source(text)
         section, template = document.global_section, None
-        self.quote = quote
         if "\x00" in text:
             raise IniError("not an INI text file (binary data: NUL byte)", file=file,
                            line=text.count("\n", 0, text.index("\x00")) + 1)
@@ -133,7 +128,6 @@ class _Parser:
             if line.startswith("["):
                 if template is not None:
                     self.expand(*template, depth)
-                    self.quote = quote
                 section, template = self.header(line, file, number, parent)
             else:
                 self.property(section, line, file, number)
@@ -143,7 +137,7 @@ class _Parser:
     def header(self, line, file, number, parent):
         close = line.find("]")
         if close < 0:
-            raise IniError(f"unterminated section header '{_show(line, quote=self.quote)}' "
+            raise IniError(f"unterminated section header '{_show(line)}' "
                            f"(expected ']')",
                            file=file, line=number)
         name, bases = line[1:close].strip(_SPACE), line[close + 1:].split()
@@ -171,18 +165,18 @@ class _Parser:
     def property(self, section, line, file, number):
         equal = line.find("=")
         if equal < 0:
-            raise IniError(f"expected key=value, got '{_show(line, quote=self.quote)}' (Missing "
+            raise IniError(f"expected key=value, got '{_show(line)}' (Missing "
                            f"value for property)", file=file, line=number, section=section.name)
         key, value = line[:equal].rstrip(_SPACE), line[equal + 1:].lstrip(_SPACE)
         if not key:
-            raise IniError(f"empty key in '{_show(line, quote=self.quote)}'", file=file,
+            raise IniError(f"empty key in '{_show(line)}'", file=file,
                            line=number, section=section.name)
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
         previous = section.entries.get(key)
         if previous is not None:
             self.warn(f"overriding property {key} (previous value was "
-                      f"\"{_show(previous.raw, 200, self.quote)}\", {previous.file}:{previous.line})",
+                      f"\"{_show(previous.raw, 200)}\", {previous.file}:{previous.line})",
                       file, number, section, key)
         section.own(Entry(key, value, file, number, read=key.startswith("$")))
 
@@ -202,6 +196,9 @@ class _Parser:
             raise IniError(f"template file not found: {path} (from '{path_text}'; relative "
                            f"paths start at {document.main_dir})", file=file, line=number,
                            section=name)
+        if not is_ini_name(path):
+            raise IniError(f"template {path} is not an .ini or .tpl file: not read", file=file,
+                           line=number, section=name)
         params = {"SECTION_NAME": name, "SECTION_FILE_NAME": path}
         for key, entry in list(section.entries.items()):
             if key in params:
@@ -209,5 +206,4 @@ class _Parser:
                                file=entry.file, line=entry.line, section=name, key=key)
             params[key] = document.evaluate(section, entry.raw, entry)
             section.mark_read(key)
-        self.feed(render_file(path, params, document.budget), path, parent=name,
-                  depth=depth + 1, quote=_is_ini_name(path))
+        self.feed(render_file(path, params, document.budget), path, parent=name, depth=depth + 1)

@@ -201,6 +201,9 @@ class _Renderer:
         if path is None:
             raise source.error(f"included template '{name}' not found "
                                f"(looked in the current directory and {here})", offset)
+        if not path.lower().endswith((".ini", ".tpl")):
+            raise source.error(f"included template '{name}' is not an .ini or .tpl file: not "
+                               f"read", offset)
         if path not in self.parsed:
             included = _Source(_read(path), path)
             self.parsed[path] = (included, parse(included))

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import shutil
+import warnings
 import zipfile
 
 import numpy
@@ -230,7 +231,9 @@ def _rewrite_npz(path, change):
         return
     if not arrays:
         return
-    change(arrays)
+    with numpy.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # casts of NaN or complex values: wanted here
+        change(arrays)
     with open(path, "wb") as handle:
         numpy.savez(handle, **arrays)
 

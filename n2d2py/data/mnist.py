@@ -47,8 +47,11 @@ class MNIST_IDX_Database(Database):
         if len(images) != len(labels):
             raise self.error(f"{paths[0]} has {len(images)} images but {paths[1]} has "
                              f"{len(labels)} labels")
-        if images.dtype != numpy.uint8 or labels.max(initial=0) > 9:
-            raise self.error(f"{paths[0]}: expected uint8 digits with labels 0..9")
+        if images.dtype != numpy.uint8:
+            raise self.error(f"{paths[0]}: expected uint8 digits")
+        if labels.max(initial=0) > 9 or labels.min(initial=0) < 0:   # a signed IDX: -128
+            raise self.error(f"{paths[1]}: expected labels 0..9, found {labels.min()}.."
+                             f"{labels.max()}")
         return images, labels
 
     def load(self):

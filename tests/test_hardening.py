@@ -643,6 +643,19 @@ def test_numbers_python_reads_but_cpp_does_not_are_refused(tmp_path_factory, wor
         syntxt.read_numbers(str(path), 3)
 
 
+@cases(3)
+@given(st.sampled_from(["1e38", "2e38", "3e38"]))
+def test_a_diverging_training_stops_in_one_line_without_numpy_warnings(tmp_path_factory, rate):
+    from tiny_nets import ONE_FC_28, write_ini
+    folder = tmp_path_factory.mktemp("nan")
+    write_ini(folder, ONE_FC_28.replace("LearningRate=0.01", f"LearningRate={rate}"))
+    status, out, err = run_subprocess(folder, "net.ini", "--learn", "512", "--log", "256",
+                                      env={"N2D2_DATA": "/nonexistent"})
+    assert status == 2, (out[-500:], err)
+    assert "RuntimeWarning" not in err and "Warning" not in err.replace("Notice", "")
+    assert_error(error_line(err), "net.ini", "produced")
+
+
 @cases(6)
 @given(st.sampled_from(["weights", "net_state", "weights_validation"]))
 def test_no_tmp_folder_is_left_when_the_target_is_a_file(run, tmp_path, target):

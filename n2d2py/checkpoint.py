@@ -19,6 +19,7 @@ and atomically by ``folders.write_folder_atomically``:
 ``restore_generators`` the random generators, ``save`` / ``load`` the files.
 """
 import json
+import math
 import os
 
 import numpy
@@ -141,14 +142,16 @@ class _Check:
     def count(self, value, field, optional=False):
         if value is None and optional:
             return value
-        if type(value) is not int or value < 0:
+        if type(value) is not int or not 0 <= value < 2 ** 62:
             self.fail(field, f"expected a count (integer >= 0), got {str(value)[:40]}")
         return value
 
     def number(self, value, field, optional=False):
         if value is None and optional:
             return value
-        if type(value) not in (int, float) or not numpy.isfinite(value):
+        finite = type(value) is int and abs(value) < 2 ** 53 or \
+            type(value) is float and math.isfinite(value)
+        if not finite:
             self.fail(field, f"expected a finite number, got {str(value)[:40]}")
         return value
 
@@ -166,8 +169,9 @@ class _Check:
                 self.fail(field, f"expected a number or a word, got {type(value).__name__}")
         elif type(value) not in allowed:
             self.fail(field, f"expected {type(current).__name__}, got {type(value).__name__}")
-        if type(value) is float and not numpy.isfinite(value):
-            self.fail(field, f"expected a finite number, got {value}")
+        if type(value) is float and not math.isfinite(value) or \
+                type(value) is int and abs(value) >= 2 ** 62:
+            self.fail(field, f"expected a finite number, got {str(value)[:40]}")
         return value
 
 
@@ -444,7 +448,7 @@ def restore_generators(pairs, saved, place=None):
                              f"by another network", file=place)
         try:
             g.bit_generator.state = saved["states"][k]
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise StateError(f"random generator state of {path}: {exc}", file=place) from None
 
 

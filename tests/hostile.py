@@ -52,21 +52,28 @@ def ini_names(draw, count):
     return names
 
 
-def names_net(names, qat=True):
-    """An INI text of MNIST -> Conv [names[0]] -> BatchNorm [names[1]] (SAT QAct) -> Fc
-    [names[2]] -> Softmax [names[3]] with its target: every file name comes from a hostile
-    name (weights, BN statistics, α, quantized weights, histograms, target folder)."""
+def names_net(names, qat=True, act="SAT", shuffle=False):
+    """An INI text of MNIST -> Conv [names[0]] -> BatchNorm [names[1]] (``act`` QAct: SAT or
+    PACT) -> (``shuffle``: ChannelShuffle [names[1]/../shuffle]) -> Fc [names[2]] -> Softmax
+    [names[3]] with its target: every file name comes from a hostile name (weights, BN
+    statistics, α, quantized weights, histograms, target folder)."""
     conv, bn, fc, soft = names
     qw = "QWeight=SAT\nQWeight.Range=15\nQWeight.ApplyScaling=0\n" if qat else ""
     qfc = "QWeight=SAT\nQWeight.Range=15\nQWeight.ApplyScaling=1\n" if qat else ""
-    qa = "QAct=SAT\nQAct.Range=15\nActivationFunction=Linear\n" if qat else \
+    qa = f"QAct={act}\nQAct.Range=15\nActivationFunction=Linear\n" if qat else \
         "ActivationFunction=Rectifier\n"
+    fc_input = bn
+    if shuffle:
+        fc_input = f"{bn}/../shuffle"
+        fc_input_section = f"[{fc_input}]\nInput={bn}\nType=ChannelShuffle\nNbOutputs=4\nNbGroups=2\n"
+    else:
+        fc_input_section = ""
     return (f"[database]\nType=MNIST_IDX_Database\nValidation=0.2\n"
             f"[sp]\nSizeX=28\nSizeY=28\nBatchSize=16\n"
             f"[{conv}]\nInput=sp\nType=Conv\nKernelDims=5 5\nStride=3\nNbOutputs=4\n"
             f"ActivationFunction=Linear\nNoBias=1\n{qw}"
-            f"[{bn}]\nInput={conv}\nType=BatchNorm\nNbOutputs=4\n{qa}"
-            f"[{fc}]\nInput={bn}\nType=Fc\nNbOutputs=10\nActivationFunction=Linear\n{qfc}"
+            f"[{bn}]\nInput={conv}\nType=BatchNorm\nNbOutputs=4\n{qa}{fc_input_section}"
+            f"[{fc}]\nInput={fc_input}\nType=Fc\nNbOutputs=10\nActivationFunction=Linear\n{qfc}"
             f"[{soft}]\nInput={fc}\nType=Softmax\nNbOutputs=10\nWithLoss=1\n"
             f"[{soft}.Target]\n")
 

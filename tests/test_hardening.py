@@ -120,20 +120,24 @@ def _build(text, path):
 
 
 @cases(25)
-@given(hostile.ini_names(4))
-def test_hostile_cell_names_write_and_read_only_inside_the_folder(tmp_path_factory, names4):
-    """Weights, BN statistics, SAT α, quantized weights, histograms, weights_quantized/: every
-    file inside its folder; reading the folder back gives the same values."""
+@given(hostile.ini_names(4), st.sampled_from(["SAT", "PACT"]), st.booleans())
+def test_hostile_cell_names_write_and_read_only_inside_the_folder(tmp_path_factory, names4, act,
+                                                                   shuffle):
+    """Weights, BN statistics, SAT/PACT α, quantized weights, histograms, weights_quantized/,
+    a ChannelShuffle on the way: every file inside its folder; reading the folder back gives
+    the same values."""
     from n2d2py.qat import fuse_qat
+    from n2d2py.qat.export import export_weights_quantized
     root = tmp_path_factory.mktemp("root")
-    net = _build(hostile.names_net(names4), root / "net.ini")
+    text = hostile.names_net(names4, act=act, shuffle=shuffle)
+    net = _build(text, root / "net.ini")
     with hostile.watched_root(root, ["run"]) as escaped:
         net.export_weights(root / "run" / "weights")
         fused = fuse_qat(net)
-        fused.export_weights_quantized(root / "run" / "weights_quantized")
+        export_weights_quantized(fused, root / "run" / "weights_quantized")
     assert escaped == []
     assert {p.name for p in (root / "run").iterdir()} == {"weights", "weights_quantized"}
-    other = _build(hostile.names_net(names4), root / "net.ini")
+    other = _build(text, root / "net.ini")
     other.import_weights(root / "run" / "weights")
     for a, b in zip(net.parameters(), other.parameters()):
         numpy.testing.assert_allclose(a.data, b.data, rtol=1e-5, atol=1e-7)
@@ -356,6 +360,68 @@ def test_dir_database_depth_is_bounded(tmp_path):
     with pytest.raises(N2D2Error, match="deeper than"):
         database_from_ini(parse_ini_text(f"[database]\nType=DIR_Database\nDataPath={tmp_path}\n"
                                          f"Learn=1.0\nDepth=-1\n"))
+
+
+def image_folders():
+    """tests/data/image_folders.py (the image database layouts), imported by its path."""
+    import importlib.util
+    path = pathlib.Path(__file__).parent / "data" / "image_folders.py"
+    spec = importlib.util.spec_from_file_location("image_folders", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ESCAPES = ["../", "/", "a/../../", "..\\", "./../"]
+
+
+@cases(12)
+@given(st.sampled_from(ESCAPES), hostile.hostile_names(long=False), st.sampled_from(["synset", "val",
+                                                                                    "link"]))
+def test_image_databases_read_only_inside_their_folders(tmp_path_factory, escape, name, where):
+    """ILSVRC2012's synsets and val.txt names are paths inside ``train/`` and ``val/``: one that
+    leaves them (``..``, absolute, a symbolic link out) is refused naming the list file."""
+    make_ilsvrc = image_folders().make_ilsvrc
+    name = "".join(ch for ch in name if not ch.isspace() and ch != "\x00")   # one text field
+    name = name.encode("utf-8", "ignore").decode() or "x"
+    root = tmp_path_factory.mktemp("ilsvrc")
+    make_ilsvrc(root, per_class=1, val=2, synsets=["n1", "n2"])
+    (root.parent / "outside.JPEG").write_bytes((root / "val" / "ILSVRC2012_val_00000001.JPEG")
+                                               .read_bytes())
+    if where == "synset":
+        (root / "synsets.txt").write_text(f"n1\n{escape}{name}\n")
+        listing = "synsets.txt"
+    elif where == "val":
+        (root / "val.txt").write_text(f"ILSVRC2012_val_00000001.JPEG 0\n{escape}{name} 1\n")
+        listing = "val.txt:2"
+    else:
+        os.symlink(root.parent / "outside.JPEG", root / "val" / "link.JPEG")
+        (root / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\nlink.JPEG 1\n")
+        listing = "val.txt:2"
+    with pytest.raises(N2D2Error) as info:
+        database_from_ini(parse_ini_text(f"[database]\nType=ILSVRC2012_Database\n"
+                                         f"DataPath={root}\nLabelPath={root}/synsets.txt\n"
+                                         f"Learn=1.0\n"))
+    assert_error(str(info.value), listing, "inside")
+
+
+@pytest.mark.parametrize("what", ["csv", "synsets", "val"])
+def test_a_fifo_given_as_a_data_file_is_never_opened(tmp_path, what):
+    """A named pipe where a database reads a file would block forever: refused unopened."""
+    image_folders().make_ilsvrc(tmp_path / "db", per_class=1, val=2, synsets=["n1", "n2"])
+    fifo = {"csv": tmp_path / "data.csv", "synsets": tmp_path / "db" / "synsets.txt",
+            "val": tmp_path / "db" / "val.txt"}[what]
+    if fifo.exists():
+        fifo.unlink()
+    os.mkfifo(fifo)
+    text = (f"[database]\nType=CSV_Database\nDataPath={fifo}\n" if what == "csv" else
+            f"[database]\nType=ILSVRC2012_Database\nDataPath={tmp_path / 'db'}\n"
+            f"LabelPath={tmp_path / 'db' / 'synsets.txt'}\nLearn=1.0\n")
+    start = time.monotonic()
+    with pytest.raises(N2D2Error) as info:
+        database_from_ini(parse_ini_text(text))
+    assert time.monotonic() - start < 2
+    assert_error(str(info.value), fifo.name, "not a regular file")
 
 
 # == 4. ONNX external data, every tensor kind =================================================

@@ -135,15 +135,15 @@ class Score(Target):
 
     def log_confusion_matrix(self, file_name):
         """``<name>.Target/ConfusionMatrix_<file_name>_score.{dat,png}`` of the current pass."""
-        import os
+        from ..io.names import cell_file, makedirs_for
         from ..report.plots import confusion_matrix_png
         from ..report.text import write_confusion
         confusion = self._pass().confusion
         if confusion is None:
             raise WrongValue(f"{self._name}: nothing scored in this partition yet")
-        folder = f"{self._name}.Target"
-        os.makedirs(folder, exist_ok=True)
-        stem = os.path.join(folder, f"ConfusionMatrix_{file_name}_score")
+        folder = cell_file(".", self._name, ".Target")     # names stay inside their folders
+        stem = cell_file(folder, f"ConfusionMatrix_{file_name}_score", "")
+        makedirs_for(stem)
         write_confusion(stem + ".dat", confusion)
         confusion_matrix_png(confusion, stem + ".png", file_name)
 

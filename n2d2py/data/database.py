@@ -12,6 +12,7 @@ import numpy
 
 from ..errors import DataError, IniError
 from ..ini.convert import enum, to_bool, to_str, to_uint
+from ..io.files import regular_file_problem
 from ..ini.evaluate import expand_env  # ${VAR} in path keys (spec/ini.md §1.5)
 from ..params import Key, Parameterizable, Registry
 
@@ -33,6 +34,9 @@ def n2d2_data(path):
 def read_text_lines(path, expected):
     """The lines of a text file a database reads (label lists, annotations, CSV); a DataError
     naming the file, saying what was ``expected``, when it cannot be opened or is not text."""
+    problem = regular_file_problem(path)
+    if problem:      # a FIFO would block: never opened
+        raise DataError(f"cannot open the file ({problem}); expected {expected}", file=path)
     try:
         with open(path) as handle:
             return handle.read().splitlines()

@@ -17,8 +17,9 @@ to Test. So ``Learn=1.0`` (N2D2's model files) gives Validation = Test = the Ima
 """
 import os
 
-from ..errors import DataError
+from ..errors import DataError, printable
 from ..ini.convert import to_bool, to_float, to_str
+from ..io.names import path_inside
 from ..params import REQUIRED, Key
 from .database import DATABASES, n2d2_data, read_text_lines
 from .image_files import ImageFileDatabase
@@ -39,8 +40,13 @@ class ILSVRC2012_Database(ImageFileDatabase):
             else n2d2_data("ILSVRC2012/synsets.txt")
         if self.background_class:
             self.label_id("background")
+        train = os.path.join(root, "train")
         for synset in read_synsets(labels):
-            self.load_dir(os.path.join(root, "train", synset), synset)
+            folder = path_inside(train, synset)
+            if folder is None or "/" in synset.replace("\\", "/"):
+                raise DataError(f"synset '{printable(synset)[:80]}' is not a folder name inside "
+                                f"{train}", file=labels)
+            self.load_dir(folder, synset)
         self.flush()
         self.partition_stimuli(self.learn_fraction, 0.0, 1.0 - self.learn_fraction)
         val = self.validation_files(root)
@@ -72,7 +78,10 @@ class ILSVRC2012_Database(ImageFileDatabase):
                 raise DataError(f"label index {fields[1]} out of range: the label file has "
                                 f"{nb_labels - offset} synsets (0 to {nb_labels - offset - 1})",
                                 file=listing, line=number)
-            path = os.path.join(folder, fields[0])
+            path = path_inside(folder, fields[0])
+            if path is None:
+                raise DataError(f"validation image '{printable(fields[0])[:80]}' is not a path "
+                                f"inside {folder}", file=listing, line=number)
             if fields[0] not in present and not os.path.isfile(path):
                 raise DataError(f"validation image '{fields[0]}' not found in {folder}",
                                 file=listing, line=number)

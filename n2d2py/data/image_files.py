@@ -14,6 +14,7 @@ import os
 import numpy
 
 from ..errors import DataError
+from ..io.files import regular_file_problem
 from .database import Database
 
 # N2D2's ImageDataFile extensions (the files loadDir accepts in a class folder)
@@ -72,6 +73,9 @@ class FileList:
 
 
 def read_bytes(path):
+    problem = regular_file_problem(path)
+    if problem:      # a FIFO would block the worker: never opened
+        raise DataError(f"cannot read the image ({problem})", file=path)
     try:
         with open(path, "rb") as handle:
             return handle.read()

@@ -147,6 +147,20 @@ def _inside(folder, path):
     return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
+def path_inside(folder, relative):
+    """``<folder>/<relative>`` for a path a file we did not write gives relative to ``folder``
+    (ONNX external data, ``val.txt``'s image names, a synset's folder), or None when it would
+    leave ``folder``: absolute, a ``..`` component, a drive, a NUL, or a symbolic link that
+    resolves outside."""
+    relative = str(relative)
+    parts = relative.replace("\\", "/").split("/")
+    if not relative or "\x00" in relative or os.path.isabs(relative) or ".." in parts \
+            or ":" in parts[0]:
+        return None
+    full = os.path.join(os.fspath(folder), relative)
+    return full if _inside(folder, full) else None
+
+
 # -- C identifiers -----------------------------------------------------------------------------
 def c_identifier(name, prefix="L_"):
     """N2D2's ``Utils::CIdentifier`` (ASCII letters, digits, ``_``; anything else ``_``) after
@@ -177,5 +191,5 @@ def c_identifiers(names, prefix="L_", suffixes=("",), file=None):
 
 
 __all__ = ["file_stem", "name_of_stem", "n2d2_stem", "cell_file", "find_cell_file", "makedirs_for",
-           "is_plain",
+           "is_plain", "path_inside",
            "c_identifier", "c_identifiers"]

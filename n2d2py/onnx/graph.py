@@ -23,11 +23,7 @@ from onnx import numpy_helper
 
 from ..errors import OnnxError, printable
 from ..io.files import regular_file_problem
-
-
-def _inside(folder, path):
-    folder = os.path.realpath(folder)
-    return os.path.commonpath([folder, os.path.realpath(path)]) == folder
+from ..io.names import path_inside
 
 
 def _failure(tensor, path, what="initializer"):
@@ -73,15 +69,11 @@ def check_external_data(model, folder, path=None):
         fail = _failure(tensor, path, "initializer" if tensor.name in initializers else "tensor")
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
-        parts = location.replace("\\", "/").split("/")
-        if not location or "\x00" in location or os.path.isabs(location) or ".." in parts \
-                or ":" in parts[0]:
+        full = path_inside(folder, location)
+        if full is None:
             raise fail(f"external data location '{printable(location)[:200]}' must be a "
-                       f"relative path inside the model's folder")
-        full = os.path.join(folder, location)
-        if not _inside(folder, full):
-            raise fail(f"external data '{location}' leads outside the model's folder "
-                       f"(symbolic link?)")
+                       f"relative path inside the model's folder (no '..', no symbolic link "
+                       f"leading out)")
         problem = regular_file_problem(full)
         if problem:
             raise fail(f"external data file '{full}' {problem}")
@@ -99,7 +91,7 @@ def check_external_data(model, folder, path=None):
         length = numbers.get("length", max(size - offset, 0))
         if offset > size or offset + length > size:
             raise fail(f"external data offset {offset} + length {length} is past the end of "
-                       f"'{location}' ({size} bytes)")
+                       f"'{printable(location)[:200]}' ({size} bytes)")
         checked.append((tensor, full, offset, length))
     return checked
 

@@ -48,27 +48,28 @@ def export_everything(text, root, run):
     from n2d2py.ini import parse_ini_text
     from n2d2py.onnx.export import export_onnx
     from n2d2py.qat import fuse_qat
+    from n2d2py.qat.export import export_c, export_weights_quantized
     net = DeepNet.from_ini(parse_ini_text(text, str(root / "inputs" / "net.ini")),
                            load_data=False, seed=1)
     net.export_weights(run / "weights", histograms=False)
     net.import_weights(run / "weights")
     export_onnx(net, str(run / "net.onnx"))
     fused = fuse_qat(net)
-    fused.export_weights_quantized(run / "weights_quantized")
-    fused.export_c(run / "export_C_int8")
+    export_weights_quantized(fused, run / "weights_quantized")
+    export_c(fused, run / "export_C_int8")
     return net
 
 
 @budget(0.1)
-@given(watched_names(4), st.booleans())
-def test_hostile_names_are_confined(names, qat):
+@given(watched_names(4), st.sampled_from(["SAT", "PACT"]), st.booleans())
+def test_hostile_names_are_confined(names, act, shuffle):
     count_case("hardening: names")
     with watched_case("names") as (root, run, ready):
         names = [n.replace("{ROOT}", str(root)) for n in names]
-        (root / "inputs" / "net.ini").write_text(hostile.names_net(names, qat=True))
+        text = hostile.names_net(names, act=act, shuffle=shuffle)   # PACT α, a ChannelShuffle
+        (root / "inputs" / "net.ini").write_text(text)
         ready()
-        outcome("hardening: names (weights, ONNX, fusion, C)", export_everything,
-                hostile.names_net(names, qat=True), root, run)
+        outcome("hardening: names (weights, ONNX, fusion, C)", export_everything, text, root, run)
 
 
 # -- class 2: expansion -------------------------------------------------------------------------

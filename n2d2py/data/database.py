@@ -35,7 +35,7 @@ def read_text_lines(path, expected):
     """The lines of a text file a database reads (label lists, annotations, CSV); a DataError
     naming the file, saying what was ``expected``, when it cannot be opened or is not text."""
     problem = regular_file_problem(path)
-    if problem:      # a FIFO would block: never opened
+    if problem and problem.startswith("is not"):      # a FIFO would block: never opened
         raise DataError(f"cannot open the file ({problem}); expected {expected}", file=path)
     try:
         with open(path) as handle:

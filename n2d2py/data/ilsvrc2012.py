@@ -42,7 +42,7 @@ class ILSVRC2012_Database(ImageFileDatabase):
             self.label_id("background")
         train = os.path.join(root, "train")
         for synset in read_synsets(labels):
-            folder = path_inside(train, synset)
+            folder = path_inside(train, synset, links_inside=False)
             if folder is None or "/" in synset.replace("\\", "/"):
                 raise DataError(f"synset '{printable(synset)[:80]}' is not a folder name inside "
                                 f"{train}", file=labels)
@@ -78,7 +78,7 @@ class ILSVRC2012_Database(ImageFileDatabase):
                 raise DataError(f"label index {fields[1]} out of range: the label file has "
                                 f"{nb_labels - offset} synsets (0 to {nb_labels - offset - 1})",
                                 file=listing, line=number)
-            path = path_inside(folder, fields[0])
+            path = path_inside(folder, fields[0], links_inside=False)
             if path is None:
                 raise DataError(f"validation image '{printable(fields[0])[:80]}' is not a path "
                                 f"inside {folder}", file=listing, line=number)

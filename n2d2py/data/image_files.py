@@ -74,7 +74,7 @@ class FileList:
 
 def read_bytes(path):
     problem = regular_file_problem(path)
-    if problem:      # a FIFO would block the worker: never opened
+    if problem and problem.startswith("is not"):      # a FIFO would block the worker
         raise DataError(f"cannot read the image ({problem})", file=path)
     try:
         with open(path, "rb") as handle:

@@ -147,18 +147,19 @@ def _inside(folder, path):
     return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
-def path_inside(folder, relative):
+def path_inside(folder, relative, links_inside=True):
     """``<folder>/<relative>`` for a path a file we did not write gives relative to ``folder``
     (ONNX external data, ``val.txt``'s image names, a synset's folder), or None when it would
-    leave ``folder``: absolute, a ``..`` component, a drive, a NUL, or a symbolic link that
-    resolves outside."""
+    leave ``folder``: absolute, a ``..`` component, a drive, a NUL, or (``links_inside``) a
+    symbolic link that resolves outside. Image databases pass ``links_inside=False``: a link
+    the user put in the data folder (images kept elsewhere) is theirs to follow."""
     relative = str(relative)
     parts = relative.replace("\\", "/").split("/")
     if not relative or "\x00" in relative or os.path.isabs(relative) or ".." in parts \
             or ":" in parts[0]:
         return None
     full = os.path.join(os.fspath(folder), relative)
-    return full if _inside(folder, full) else None
+    return full if not links_inside or _inside(folder, full) else None
 
 
 # -- C identifiers -----------------------------------------------------------------------------

@@ -204,6 +204,64 @@ def test_data_trees_with_links_are_walked_once(case):
         outcome("hardening: DIR_Database walk", load_tree, actions, depth, run)
 
 
+@st.composite
+def imagenet_lists(draw):
+    """(synset names, val.txt entries, links) of an ILSVRC2012 folder: hostile names (``..``
+    chains, absolute paths under the watched root, NUL-free unicode), symbolic links in
+    ``train/`` and ``val/`` to ancestors, the root, files outside, FIFOs named like images."""
+    def hostile_word():
+        name = draw(hostile.hostile_names(long=False))
+        name = "".join(ch for ch in name if not ch.isspace() and ch != "\x00")
+        return name.encode("utf-8", "ignore").decode() or "x"
+    escapes = ["", "", "../", "../../", "{ROOT}/", "a/../../", "./"]
+    synsets = ["n1"] + [draw(st.sampled_from(escapes)) + hostile_word()
+                        for _ in range(draw(st.integers(0, 3)))]
+    val = ["v0.JPEG"] + [draw(st.sampled_from(escapes)) + hostile_word()
+                         for _ in range(draw(st.integers(0, 3)))]
+    links = draw(st.lists(st.tuples(st.sampled_from(["train/n1/l", "val/l", "train/l"]),
+                                    st.sampled_from(["..", "../..", "{ROOT}", "{ROOT}/out.JPEG",
+                                                     "fifo", "v0.JPEG"])), max_size=3))
+    return synsets, val, links
+
+
+def load_imagenet(synsets, val, links, root, base):
+    import cv2
+    from n2d2py.data import database_from_ini
+    from n2d2py.ini import parse_ini_text
+    data = base / "ILSVRC2012"
+    (data / "train" / "n1").mkdir(parents=True)
+    (data / "val").mkdir()
+    image = numpy.full((3, 3), 9, numpy.uint8)
+    cv2.imwrite(str(data / "train" / "n1" / "t0.JPEG"), image)
+    cv2.imwrite(str(data / "val" / "v0.JPEG"), image)
+    for k, (where, target) in enumerate(links):
+        path = data / f"{where}{k}.JPEG"
+        if target == "fifo":
+            os.mkfifo(path)
+        else:
+            os.symlink(target.replace("{ROOT}", str(root)), path)
+    (data / "synsets.txt").write_text("\n".join(s.replace("{ROOT}", str(root))
+                                                for s in synsets) + "\n")
+    (data / "val.txt").write_text("".join(f"{v.replace('{ROOT}', str(root))} 0\n" for v in val))
+    db = database_from_ini(parse_ini_text(f"[database]\nType=ILSVRC2012_Database\n"
+                                          f"DataPath={data}\nLabelPath={data}/synsets.txt\n"
+                                          f"Learn=1.0\n"))
+    for i in range(len(db)):     # named inside; links the folder holds are followed
+        assert os.path.normpath(db.file_name(i)).startswith(str(data) + "/"), db.file_name(i)
+        db.image(i)
+    return db
+
+
+@budget(0.1)
+@given(imagenet_lists())
+def test_imagenet_lists_name_files_inside_the_database(case):
+    count_case("hardening: ILSVRC2012 lists")
+    with watched_case("imagenet lists") as (root, run, ready):
+        (root / "out.JPEG").write_bytes(b"\xff\xd8 not an image")
+        ready()
+        outcome("hardening: ILSVRC2012 synsets and val.txt", load_imagenet, *case, root, run)
+
+
 # -- class 4: ONNX external data ------------------------------------------------------------------
 LOCATIONS = ["../outside.bin", "{ROOT}/outside.bin", "link.bin", "fifo.bin", "missing.bin",
              "sub/../../outside.bin", "in.bin", "./in.bin", "sub/in.bin", "in.bin\x00x", "",

@@ -39,6 +39,7 @@ LONG_RUN = EXAMPLES >= 5000
 OUTCOMES = collections.defaultdict(collections.Counter)
 CASES = collections.Counter()
 SLOWEST = {}                 # stage -> seconds of its slowest case
+SLOWEST_REFUSAL = {}         # stage -> seconds of its slowest case that ended in an N2D2Error
 ESCAPED = collections.Counter()   # kind -> files written outside the run folder
 
 
@@ -102,6 +103,7 @@ def outcome(test, function, *args, **kwargs):
             result = function(*args, **kwargs)
     except N2D2Error as exc:
         _timed(test, started)
+        SLOWEST_REFUSAL[test] = max(SLOWEST_REFUSAL.get(test, 0.0), time.perf_counter() - started)
         OUTCOMES[test]["N2D2Error"] += 1
         assert str(exc).strip(), f"{type(exc).__name__} with an empty message"
         assert exc.where or _names_node(exc), \
@@ -179,6 +181,8 @@ def pytest_terminal_summary(terminalreporter):
     for stage, counter in sorted(OUTCOMES.items()):
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
         slowest = f"; slowest {SLOWEST[stage]:.2f} s" if stage in SLOWEST else ""
+        if stage in SLOWEST_REFUSAL:
+            slowest += f" (slowest refusal {SLOWEST_REFUSAL[stage]:.2f} s)"
         terminalreporter.write_line(f"  {stage}: {detail}{slowest}")
     if ESCAPED or any(k.startswith("hardening") for k in CASES):
         terminalreporter.write_line(f"files written outside the run folder (watched roots): "
@@ -187,4 +191,8 @@ def pytest_terminal_summary(terminalreporter):
     scale = 1 if sys.platform == "darwin" else 1024     # bytes on macOS, KiB on Linux
     terminalreporter.write_line(f"peak memory of the fuzzing process (ru_maxrss): "
                                 f"{peak * scale / 2 ** 20:.0f} MiB")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if children:
+        terminalreporter.write_line(f"peak memory of its largest child process (n2d2py commands "
+                                    f"it started): {children * scale / 2 ** 20:.0f} MiB")
 

@@ -48,7 +48,8 @@ def export_everything(text, root, run):
     from n2d2py.ini import parse_ini_text
     from n2d2py.onnx.export import export_onnx
     from n2d2py.qat import fuse_qat
-    from n2d2py.qat.export import export_c, export_weights_quantized
+    from n2d2py.qat.export import export_weights_quantized
+    from n2d2py.qat.export_c import export_c
     net = DeepNet.from_ini(parse_ini_text(text, str(root / "inputs" / "net.ini")),
                            load_data=False, seed=1)
     net.export_weights(run / "weights", histograms=False)

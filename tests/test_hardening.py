@@ -102,7 +102,7 @@ def test_file_stems_are_confined_injective_and_reversible(names_drawn):
 @cases(200)
 @given(st.lists(hostile.hostile_names(long=False), min_size=2, max_size=5, unique=True))
 def test_c_identifiers_are_unique_or_the_clash_names_both(names_drawn):
-    from n2d2py.qat.export import C_SUFFIXES
+    from n2d2py.qat.export_c import C_SUFFIXES
     try:
         identifiers = names.c_identifiers(names_drawn, suffixes=C_SUFFIXES)
     except N2D2Error as exc:

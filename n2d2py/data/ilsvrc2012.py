@@ -43,7 +43,7 @@ class ILSVRC2012_Database(ImageFileDatabase):
         train = os.path.join(root, "train")
         for synset in read_synsets(labels):
             folder = path_inside(train, synset, links_inside=False)
-            if folder is None or "/" in synset.replace("\\", "/"):
+            if folder is None or "/" in synset.replace("\\", "/") or synset == ".":
                 raise DataError(f"synset '{printable(synset)[:80]}' is not a folder name inside "
                                 f"{train}", file=labels)
             self.load_dir(folder, synset)
@@ -83,7 +83,8 @@ class ILSVRC2012_Database(ImageFileDatabase):
                 raise DataError(f"validation image '{printable(fields[0])[:80]}' is not a path "
                                 f"inside {folder}", file=listing, line=number)
             if fields[0] not in present and not os.path.isfile(path):
-                raise DataError(f"validation image '{fields[0]}' not found in {folder}",
+                raise DataError(f"validation image '{printable(fields[0])[:80]}' not found in "
+                                f"{folder}",
                                 file=listing, line=number)
             paths.append(path)
             labels.append(label)

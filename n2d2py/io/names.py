@@ -156,7 +156,7 @@ def path_inside(folder, relative, links_inside=True):
     relative = str(relative)
     parts = relative.replace("\\", "/").split("/")
     if not relative or "\x00" in relative or os.path.isabs(relative) or ".." in parts \
-            or ":" in parts[0]:
+            or re.match(r"[A-Za-z]:", relative):          # a Windows drive
         return None
     full = os.path.join(os.fspath(folder), relative)
     return full if not links_inside or _inside(folder, full) else None

@@ -11,8 +11,11 @@ the codes is the clipping), or None: no integer form, the layer is refused. ``wi
 ``LogisticWithLoss``: the DeepNet then uses a sigmoid cross-entropy on the pre-activation
 (``cell.last_logits``) instead of back-propagating through the sigmoid (spec §2.6).
 """
+import math
+
 from .. import functions as F
-from ..ini.convert import to_float
+from ..functions.activation_ext import GELU_CUBIC, SQRT_2_OVER_PI
+from ..ini.convert import enum, to_float
 from ..params import Key, Parameterizable, Registry
 
 ACTIVATIONS = Registry("activation function")
@@ -154,3 +157,59 @@ class Swish(ActivationFunction):
     def export_onnx(self, onnx, cell, y):
         n = cell.name
         return onnx.node("Mul", [y, onnx.node("Sigmoid", [y], f"{n}/sigmoid")], f"{n}/swish")
+
+
+# ---------------------------------------------------------------- n2d2py extensions
+# N2D2 has no activation of the three below; PyTorch models bring them (MobileNet-v3's h-swish
+# and h-sigmoid, ConvNeXt's and the transformers' GELU). Their ONNX operators import as them.
+@ACTIVATIONS.register("HardSigmoid")
+class HardSigmoid(ActivationFunction):
+    """**n2d2py extension, not in N2D2**: ``clip(Alpha·x + Beta, 0, 1)`` (PyTorch's
+    ``hardsigmoid``: Alpha=1/6, Beta=0.5, the defaults; ONNX's HardSigmoid defaults to 0.2)."""
+    alpha = Key("Alpha", to_float, 1.0 / 6.0)
+    beta = Key("Beta", to_float, 0.5)
+
+    def __call__(self, x):
+        return F.hard_sigmoid(x, self.alpha, self.beta)
+
+    def export_onnx(self, onnx, cell, y):
+        return onnx.node("HardSigmoid", [y], f"{cell.name}/hardsigmoid", alpha=float(self.alpha),
+                         beta=float(self.beta))
+
+
+@ACTIVATIONS.register("HardSwish")
+class HardSwish(ActivationFunction):
+    """**n2d2py extension, not in N2D2**: ``x · clip(x/6 + 1/2, 0, 1)`` (MobileNet-v3's h-swish)."""
+
+    def __call__(self, x):
+        return F.hard_swish(x)
+
+    def export_onnx(self, onnx, cell, y):
+        return onnx.node("HardSwish", [y], f"{cell.name}/hardswish")
+
+
+@ACTIVATIONS.register("GELU")
+class GELU(ActivationFunction):
+    """**n2d2py extension, not in N2D2**: ``x · Φ(x)`` (Φ: the standard normal CDF), or with
+    ``Approximate=Tanh`` ``0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`` (PyTorch's ``gelu``)."""
+    approximate = Key("Approximate", enum("None", "Tanh"), "None")
+
+    def __call__(self, x):
+        return F.gelu(x, self.approximate.lower())
+
+    def export_onnx(self, onnx, cell, y):
+        """Erf (or Tanh) and arithmetic: ONNX has a Gelu operator only from opset 20."""
+        n = cell.name
+        if self.approximate == "Tanh":
+            cube = onnx.node("Mul", [y, onnx.node("Mul", [y, y], f"{n}/square")], f"{n}/cube")
+            inner = onnx.node("Add", [y, onnx.node("Mul", [cube, onnx.const(
+                f"{n}/cubic", GELU_CUBIC)], f"{n}/cubic_term")], f"{n}/inner")
+            t = onnx.node("Tanh", [onnx.node("Mul", [inner, onnx.const(
+                f"{n}/sqrt_2_over_pi", SQRT_2_OVER_PI)], f"{n}/scaled")],
+                f"{n}/tanh")
+        else:
+            t = onnx.node("Erf", [onnx.node("Mul", [y, onnx.const(
+                f"{n}/rsqrt2", 1.0 / math.sqrt(2.0))], f"{n}/scaled")], f"{n}/erf")
+        half = onnx.node("Mul", [y, onnx.const(f"{n}/half", 0.5)], f"{n}/half_x")
+        return onnx.node("Mul", [half, onnx.node("Add", [t, onnx.const(f"{n}/one", 1.0)],
+                                                 f"{n}/one_plus")], f"{n}/gelu")

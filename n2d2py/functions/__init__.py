@@ -15,3 +15,7 @@ from .normalization import *  # noqa: F401,F403
 from .softmax import *        # noqa: F401,F403
 from .loss import *           # noqa: F401,F403
 from .ste import *            # noqa: F401,F403
+from .activation_ext import *  # noqa: F401,F403
+from .layer_norm import *     # noqa: F401,F403
+from .gather import *         # noqa: F401,F403
+from .pool_dilated import *   # noqa: F401,F403

@@ -7,12 +7,14 @@ numbers: zero padding can win a max over negative inputs, and ONNX's default
 pools become an ``OnnxPoolCell``, a ``PoolCell`` (same ``Type=Pool``, same keys; ``PaddingDims``
 holds the leading pads) with ``pads`` (top, bottom, left, right), ``ceil_mode`` and
 ``count_include_pad`` handed to ``F.max_pool2d``/``F.avg_pool2d``, which match ONNX exactly.
+So do pools with ``dilations`` (``F.dilated_pool2d``; N2D2's pools have none) and pools of a
+1x1 input (N2D2 refuses them: "2D input expected"; GoogLeNet's last Inception block at 32 px).
 Pools N2D2 can express keep the plain ``PoolCell``.
 """
 import numpy
 
 from .. import functions as F
-from ..backend import to_device
+from ..backend import asnumpy, to_device
 from ..cells.base import Cell, concat_inputs
 from ..cells.conv import DeconvCell
 from ..cells.pool import PoolCell
@@ -24,24 +26,29 @@ class OnnxPoolCell(PoolCell):
     """``Type=Pool`` with ONNX's asymmetric padding, ceil mode and count_include_pad."""
 
     def __init__(self, name="", parents=("env",), pads=(0, 0, 0, 0), ceil_mode=False,
-                 count_include_pad=True, **values):
+                 count_include_pad=True, dilations=(1, 1), **values):
         super().__init__(name, parents, **values)
         self.pads, self.ceil_mode = tuple(int(p) for p in pads), bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)
+        self.dilations = tuple(int(d) for d in dilations)   # (dh, dw): n2d2py extension
 
     def compute_out_shape(self, in_shapes):
         hw = {tuple(s[1:]) for s in in_shapes}
         if len(hw) != 1:
             raise self.error(f"inputs {', '.join(self.parents)} have different sizes {in_shapes}")
         (h, w), = hw
-        oh, ow = F.pool_output_size((h, w), self.hw(self.pool_dims), self.hw(self.stride_dims),
-                                    self.pads, self.ceil_mode)
+        kernel = [(k - 1) * d + 1 for k, d in zip(self.hw(self.pool_dims), self.dilations)]
+        oh, ow = F.pool_output_size((h, w), kernel, self.hw(self.stride_dims), self.pads,
+                                    self.ceil_mode)
         return (self.nb_outputs, oh, ow)
 
     def forward(self, xs, training=False):
         x = concat_inputs(self, xs)
         kernel, stride = self.hw(self.pool_dims), self.hw(self.stride_dims)
-        if self.pooling == "Max":
+        if self.dilations != (1, 1):
+            y = F.dilated_pool2d(x, self.pooling, kernel, stride, self.dilations, self.pads,
+                                 self.ceil_mode, self.count_include_pad)
+        elif self.pooling == "Max":
             y = F.max_pool2d(x, kernel, stride, self.pads, self.ceil_mode)
         else:
             y = F.avg_pool2d(x, kernel, stride, self.pads, self.ceil_mode, self.count_include_pad)
@@ -51,8 +58,20 @@ class OnnxPoolCell(PoolCell):
         t, b, l, r = self.pads
         return [t, l, b, r], int(self.ceil_mode), int(self.count_include_pad)
 
-    fusion_refusal = ("ONNX pool geometry (asymmetric pads, ceil mode, count_include_pad=0) is "
-                      "not part of the integer engine")
+    def export_onnx(self, onnx, xs):
+        if self.dilations == (1, 1):
+            return super().export_onnx(onnx, xs)
+        pads, ceil_mode, count_include_pad = self.onnx_geometry()
+        attrs = dict(kernel_shape=list(self.hw(self.pool_dims)),
+                     strides=list(self.hw(self.stride_dims)), pads=pads, ceil_mode=ceil_mode,
+                     dilations=list(self.dilations))
+        if self.pooling == "Max":
+            return onnx.node("MaxPool", [onnx.concat(self, xs)], f"{self.name}/pool", **attrs)
+        return onnx.node("AveragePool", [onnx.concat(self, xs)], f"{self.name}/pool",
+                         count_include_pad=count_include_pad, **attrs)
+
+    fusion_refusal = ("ONNX pool geometry (asymmetric pads, ceil mode, count_include_pad=0, "
+                      "dilations, a 1x1 input) is not part of the integer engine")
     fuse = Cell.fuse
 
 
@@ -113,7 +132,6 @@ class OnnxTensorCell(Cell):
     type_name = "OnnxOp"
     solver_roles = ("Weights",)
     keeps_precision = False
-    onnx_refusal = "n2d2py's ONNX-extension cells have no ONNX export yet"
     fusion_refusal = "n2d2py's ONNX-extension cells are not part of N2D2's QAT fusion"
 
     def __init__(self, name="", parents=("env",), op="Unary", options=None, in_dims=(),
@@ -168,6 +186,50 @@ class OnnxTensorCell(Cell):
                 y = binary(o["kind"], y, z)
         y = F.reshape(y, (y.shape[0],) + cell_shape((1,) + self.out_dims))
         return self.activate(y, training)
+
+
+    def export_onnx(self, onnx, xs):
+        """The ONNX operator on the inputs reshaped to their ONNX shapes, then ``Reshape``
+        to the cell's (N, C, H, W)."""
+        n, o, op = self.name, self.options, self.op
+        xs = [onnx.node("Reshape", [x, onnx.const(f"{n}/in{k}_shape", [0, *dims], numpy.int64)],
+                        f"{n}/in{k}") for k, (x, dims) in enumerate(zip(xs, self.in_dims))]
+        if op == "Unary":
+            y = self.export_unary(onnx, xs[0])
+        elif op == "PRelu":
+            y = onnx.node("PRelu", [xs[0], onnx.const(f"{n}/slope", asnumpy(self.slope.data))],
+                          f"{n}/prelu")
+        elif op == "LogSoftmax":
+            y = onnx.node("LogSoftmax", xs, f"{n}/logsoftmax", axis=int(o["axis"]))
+        elif op == "Reduce":
+            y = onnx.node(f"Reduce{o['kind']}", [xs[0], onnx.const(f"{n}/axes", list(o["axes"]),
+                                                                  numpy.int64)],
+                          f"{n}/reduce", keepdims=int(o["keepdims"]))
+        else:
+            operands = list(xs)
+            for k in sorted(self.constants):
+                operands.insert(k, onnx.const(f"{n}/c{k}", asnumpy(self.constants[k])))
+            kind = "Add" if o["kind"] == "Sum" else o["kind"]
+            y = operands[0]
+            for k, z in enumerate(operands[1:]):
+                y = onnx.node(kind, [y, z], f"{n}/{kind.lower()}{k}")
+        shape = onnx.const(f"{n}/shape", [0, *self.out_shape], numpy.int64)
+        return onnx.node("Reshape", [y, shape], f"{n}/reshape")
+
+    def export_unary(self, onnx, x):
+        o, n = self.options, self.name
+        kind, alpha, gamma = o["kind"], o.get("alpha"), o.get("gamma")
+        if kind == "Pow":
+            exponent = onnx.const(f"{n}/exponent", 2.0 if alpha is None else alpha)
+            return onnx.node("Pow", [x, exponent], f"{n}/pow")
+        attrs = {}
+        if kind in ("Elu", "Selu", "HardSigmoid") and alpha is not None:
+            attrs["alpha"] = float(alpha)
+        if kind == "Selu" and gamma is not None:
+            attrs["gamma"] = float(gamma)
+        if kind == "HardSigmoid" and gamma is not None:
+            attrs["beta"] = float(gamma)
+        return onnx.node(kind, [x], f"{n}/{kind.lower()}", **attrs)
 
 
 def binary(kind, a, b):

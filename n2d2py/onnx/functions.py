@@ -4,7 +4,9 @@ backward, so an imported graph stays trainable (``tests/onnx/test_onnx_extension
 every backward with ``check_backward``).
 
 * ``unary(x, kind, alpha, gamma)``: Elu, Selu, Exp, Log, Neg, Abs, Sqrt, Reciprocal, Softsign,
-  HardSigmoid (ONNX definitions; ``alpha``/``gamma`` are the ONNX attributes).
+  HardSigmoid, Erf, and Pow by a constant exponent ``alpha`` (ONNX definitions;
+  ``alpha``/``gamma`` are the ONNX attributes). (An imported HardSigmoid is the activation
+  function of ``cells/activation_functions.py``; the kind stays for cells built before.)
 * ``prelu(x, slope)``: ``x >= 0 ? x : slope * x``, ``slope`` broadcast (a learnable Parameter).
 * ``minimum(a, b)`` / ``maximum(a, b)``: element-wise with NumPy broadcasting; the gradient goes
   to the first operand on ties (as ``numpy.argmin``).
@@ -16,22 +18,23 @@ import numpy
 
 from ..autograd.function import Function
 from ..errors import expect
+from ..functions.activation_ext import erf_array
 from ..functions.arith import unbroadcast
 
 UNARY = ("Elu", "Selu", "Exp", "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Softsign",
-         "HardSigmoid")
+         "HardSigmoid", "Erf", "Pow")
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
 
 
 class Unary(Function):
     """One of ``UNARY``; ``alpha``/``gamma`` as in ONNX (Elu alpha=1; Selu alpha, gamma;
-    HardSigmoid alpha=0.2, beta=``gamma``=0.5)."""
+    HardSigmoid alpha=0.2, beta=``gamma``=0.5; Pow: the exponent ``alpha``, default 2)."""
 
     def __init__(self, kind, alpha=None, gamma=None):
         expect(kind in UNARY, f"unary: unknown operation {kind!r}; known: {', '.join(UNARY)}")
         self.kind = kind
         defaults = {"Elu": (1.0, 0.0), "Selu": (SELU_ALPHA, SELU_GAMMA),
-                    "HardSigmoid": (0.2, 0.5)}.get(kind, (0.0, 0.0))
+                    "HardSigmoid": (0.2, 0.5), "Pow": (2.0, 0.0)}.get(kind, (0.0, 0.0))
         self.alpha = defaults[0] if alpha is None else float(alpha)
         self.gamma = defaults[1] if gamma is None else float(gamma)
 
@@ -55,6 +58,10 @@ class Unary(Function):
             y = 1 / x
         elif k == "Softsign":
             y = x / (1 + xp.abs(x))
+        elif k == "Erf":
+            y = erf_array(xp, x)
+        elif k == "Pow":
+            y = x * x if a == 2.0 else xp.power(x, x.dtype.type(a))
         else:   # HardSigmoid
             y = xp.clip(a * x + g, 0, 1)
         y = y.astype(x.dtype, copy=False)
@@ -83,6 +90,10 @@ class Unary(Function):
             d = -y * y
         elif k == "Softsign":
             d = 1 / (1 + xp.abs(x)) ** 2
+        elif k == "Erf":
+            d = (2.0 / numpy.sqrt(numpy.pi)) * xp.exp(-x * x)
+        elif k == "Pow":
+            d = 2 * x if a == 2.0 else a * xp.power(x, x.dtype.type(a - 1))
         else:
             d = xp.where((y > 0) & (y < 1), a, 0)
         return ((gy * d).astype(gy.dtype, copy=False),)

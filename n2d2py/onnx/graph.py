@@ -193,14 +193,56 @@ def fold_node(node, inputs, opset):
 class Value:
     """A non-constant tensor: ``source`` is the cell (or graph input) name holding its data,
     ``shape`` its ONNX shape (import-time batch first). The data of ``source`` has the same
-    per-sample element order as the ONNX tensor (views are free), unless ``Transpose=1``."""
-    __slots__ = ("source", "shape")
+    per-sample element order as the ONNX tensor (views are free), unless ``Transpose=1``.
 
-    def __init__(self, source, shape):
+    ``index`` (None or an ``IndexMap``): a tensor that layout operators (Slice, Split, Gather,
+    Transpose across the batch...) made of the elements of ``source`` (``ops_layout.py``)."""
+    __slots__ = ("source", "shape", "index")
+
+    def __init__(self, source, shape, index=None):
         self.source, self.shape = source, tuple(int(d) for d in shape)
+        self.index = index
 
     def __repr__(self):
-        return f"Value({self.source!r}, {self.shape})"
+        return f"Value({self.source!r}, {self.shape}{'' if self.index is None else ', index'})"
+
+
+class IndexMap:
+    """Where each element of a tensor comes from: ``positions`` (int64, the tensor's ONNX shape)
+    holds positions in the data of a source of ``batch`` samples of ``size`` values each
+    (sample n, value k: ``n * size + k``). The batch axis may be moved or merged on the way
+    (Transpose, Reshape to [-1]); ``per_sample()`` says whether it is back in front."""
+    __slots__ = ("positions", "batch", "size", "_sample")
+
+    def __init__(self, positions, batch, size):
+        self.positions, self.batch, self.size = positions, int(batch), int(size)
+        self._sample = False      # per_sample() not computed yet
+
+    @classmethod
+    def identity(cls, shape):
+        """The map of a plain tensor of ONNX ``shape`` (batch first) onto its own data."""
+        batch, size = int(shape[0]), int(numpy.prod(shape[1:], dtype=numpy.int64))
+        return cls(numpy.arange(batch * size, dtype=numpy.int64).reshape(shape), batch, size)
+
+    def per_sample(self):
+        """The (per-sample size,) positions within one sample when every sample n of the
+        tensor (its first axis, of ``batch`` samples) reads sample n of the source only, at the
+        same positions; else None."""
+        if self._sample is False:
+            self._sample = self._per_sample()
+        return self._sample
+
+    def _per_sample(self):
+        p = self.positions
+        if p.ndim == 0 or p.shape[0] != self.batch or not p.size:
+            return None
+        flat = p.reshape(self.batch, -1)
+        base = flat[0]
+        if base.min() < 0 or base.max() >= self.size:
+            return None
+        offsets = numpy.arange(self.batch, dtype=numpy.int64)[:, None] * self.size
+        return base if numpy.array_equal(flat - offsets, numpy.broadcast_to(base, flat.shape)) \
+            else None
 
 
 def cell_shape(shape, transpose=False):
@@ -219,5 +261,5 @@ def cell_shape(shape, transpose=False):
     return (c, w, h) if transpose else (c, h, w)
 
 
-__all__ = ["load_model", "check_external_data", "all_tensors", "external_tensors", "opset_of", "attributes", "to_array",
-           "fold_node", "Value", "cell_shape"]
+__all__ = ["load_model", "check_external_data", "all_tensors", "external_tensors", "opset_of",
+           "attributes", "to_array", "fold_node", "Value", "IndexMap", "cell_shape"]

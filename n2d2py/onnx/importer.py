@@ -40,7 +40,7 @@ def type_name(elem):
 def operators():
     """The table ``{op_type: handler}`` of every supported ONNX operator (importing the handler
     modules fills ``ops.OPS``)."""
-    from . import ops_conv, ops_elementwise, ops_extension, ops_shape  # noqa: F401
+    from . import ops_conv, ops_elementwise, ops_extension, ops_layout, ops_shape  # noqa: F401
     from .ops import OPS
     return OPS
 
@@ -176,13 +176,14 @@ class Importer:
                     self.consts[name] = value
                 continue
             dispatch(table, self, node)
-        for name in self.graph.inputs:
-            pass
         for out in self.model.graph.output:
             self.graph.outputs.append(out.name)
             if out.name in self.consts:
                 self.graph.output_values[out.name] = self.consts[out.name]
             else:
+                if self.value(out.name, layout=True).index is not None:
+                    from .ops_layout import materialize
+                    materialize(self, out.name, self.values[out.name], None)
                 self.graph.output_values[out.name] = self.value(out.name)
         for name, cell in self.graph.cells.items():
             self.graph.parents[name] = list(cell.parents)
@@ -211,12 +212,18 @@ class Importer:
                                    f"constant subgraph)")
         return self.consts[name]
 
-    def value(self, name, node=None):
+    def value(self, name, node=None, layout=False):
+        """The Value of tensor ``name``; unless ``layout`` (the layout operators of
+        ``ops_layout.py``), its samples must be along its first axis."""
         if name not in self.values:
             where = f" (node '{node.output[0]}' {node.op_type})" if node is not None else ""
             raise OnnxError(f"tensor '{name}'{where} has no value: is its producer missing?",
                             file=self.path)
-        return self.values[name]
+        v = self.values[name]
+        if not layout and v.index is not None and v.index.per_sample() is None:
+            from .ops_layout import batch_moved
+            raise batch_moved(self, node, name, v)
+        return v
 
     def physical(self, source):
         return self.shapes[source]
@@ -228,6 +235,9 @@ class Importer:
             raise self.error(node, f"input '{name}' is a constant where a computed tensor is "
                                    f"expected")
         v = self.value(name, node)
+        if v.index is not None:   # elements picked by layout operators: a Gather cell
+            from .ops_layout import materialize
+            return materialize(self, name, v, node)
         want = cell_shape(v.shape, self.transpose)
         if not exact or self.physical(v.source) == want:
             return v.source
@@ -243,8 +253,8 @@ class Importer:
             self.reshape_cells[key] = cell_name
         return self.reshape_cells[key]
 
-    def set_value(self, name, source, shape):
-        self.values[name] = Value(source, shape)
+    def set_value(self, name, source, shape, index=None):
+        self.values[name] = Value(source, shape, index)
 
     def add_cell(self, cell, node, kind=None, before_build=None):
         """Configure (the cell's section, ``overrides.py``; ``kind`` defaults to the cell's

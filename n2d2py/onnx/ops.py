@@ -10,9 +10,11 @@ The table ``OPS`` (``@op`` registers a handler) and the shared helpers live here
 are in ``ops_conv.py`` (Conv, Gemm/MatMul, pools), ``ops_elementwise.py``
 (BatchNorm, Dropout, LRN, Add/Sub/Mul/Div/Sum/Max, Concat, activations, Clip) and
 ``ops_shape.py`` (Softmax, Flatten, Reshape, Squeeze/Unsqueeze, Identity/Cast, Shape, Slice,
-Transpose, Pad, Resize/Upsample) and ``ops_extension.py`` (operators outside N2D2's set:
-ConvTranspose, LogSoftmax, Elu/Selu/Exp/Neg/Abs/Sqrt..., PRelu, Min, broadcasting arithmetic,
-ReduceSum/ReduceMean over non-batch axes — **n2d2py extension, not in N2D2**);
+Transpose, Pad, Resize/Upsample), ``ops_extension.py`` (operators outside N2D2's set:
+ConvTranspose, LogSoftmax, Elu/Selu/Exp/Neg/Abs/Sqrt/Erf/Pow..., PRelu, Min, broadcasting
+arithmetic, ReduceSum/ReduceMean over non-batch axes, HardSwish/HardSigmoid/Gelu,
+LayerNormalization, MatMul on N-D tensors) and ``ops_layout.py`` (Split, Gather, GatherND,
+Expand, Tile..., and whatever moves the batch axis) — **n2d2py extension, not in N2D2**;
 ``importer.operators()`` imports them all, which fills the table. ``check_arity`` refuses a
 node whose input/output count its schema does not allow.
 """
@@ -169,13 +171,23 @@ def set_data(param, array):
     param.data[...] = numpy.asarray(array, dtype=param.data.dtype).reshape(param.data.shape)
 
 
-def view(imp, node, shape):
-    """Shape-only operators: the output shares the input's data (spec §5.3 "ignored")."""
-    x = imp.value(node.input[0], node)
+def view(imp, node, shape, name=None):
+    """Shape-only operators: the output shares the data of the input ``name`` (default the
+    first) (spec §5.3 "ignored"). One that moves or merges the batch axis (or reads a tensor
+    made by layout operators) goes through ``ops_layout.py``'s positions."""
+    x = imp.value(node.input[0] if name is None else name, node, layout=True)
     shape = tuple(int(d) for d in shape)
-    if not shape or shape[0] != x.shape[0]:
-        raise imp.error(node, f"reshapes {x.shape} to {shape}: the batch dimension must be kept")
-    imp.set_value(node.output[0], x.source, shape)
+    if x.index is None and shape and shape[0] == x.shape[0]:
+        return imp.set_value(node.output[0], x.source, shape)
+    from .ops_layout import positions, set_positions
+    check_layout(imp, node)
+    set_positions(imp, node.output[0], x, positions(imp, x).positions.reshape(shape), shape)
+
+
+def check_layout(imp, node):
+    """Layout operators read the ONNX element order, which ``Transpose=1`` does not keep."""
+    if imp.transpose:
+        raise imp.error(node, "moving elements across axes is not supported with Transpose=1")
 
 
 __all__ = ["OPS", "dispatch"]

@@ -123,19 +123,42 @@ def matmul(imp, node, a):
     B = imp.const(node, node.input[1], "the second operand (the weights: N2D2 makes an Fc)")
     if B.ndim != 2:
         raise imp.error(node, f"weights of shape {B.shape}: expected 2-D (K, O)")
+    x = imp.value(node.input[0], node)
+    if len(x.shape) > 2:   # n2d2py extension, not in N2D2: a Fc on every row of the last axis
+        return matmul_rows(imp, node, x, B)
     make_fc(imp, node, node.input[0], B.T, None)
 
 
+def matmul_rows(imp, node, x, B):
+    """MatMul of an (N, ..., K) tensor by a constant (K, O): an ``OnnxMatMulCell``."""
+    from .tensor_cells import OnnxMatMulCell
+    if imp.transpose:
+        raise imp.error(node, "a MatMul on an N-D tensor is not supported with Transpose=1")
+    if x.shape[-1] != B.shape[0]:
+        raise imp.error(node, f"input of shape {x.shape} by weights of shape {B.shape}: the "
+                              f"last axis must match B's first")
+    out = node.output[0]
+    cell = OnnxMatMulCell(name=out, parents=[imp.source(node.input[0], node, exact=False)],
+                          in_dims=x.shape[1:], nb_outputs=B.shape[1], no_bias=True)
+    imp.add_cell(cell, node, "Fc")
+    if init(imp):
+        set_data(cell.weights[0], B.T.astype(numpy.float32))
+    imp.set_value(out, out, x.shape[:-1] + (B.shape[1],))
+
+
 # ---------------------------------------------------------------- pools
-def pool_cell(imp, node, src, pooling, kernel, strides, pads, ceil_mode, count_include_pad):
+def pool_cell(imp, node, src, pooling, kernel, strides, pads, ceil_mode, count_include_pad,
+              dilations=(1, 1)):
     from .. import functions as F
     c, h, w = imp.physical(src)
     t, b, l, r = pads
-    if ceil_mode and F.pool_output_size((h, w), kernel, strides, pads, True) == \
-            F.pool_output_size((h, w), kernel, strides, pads, False):
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    if ceil_mode and F.pool_output_size((h, w), span, strides, pads, True) == \
+            F.pool_output_size((h, w), span, strides, pads, False):
         ceil_mode = False
     plain = t == b and l == r and not ceil_mode and \
-        (pooling == "Max" or count_include_pad or not any(pads))
+        (pooling == "Max" or count_include_pad or not any(pads)) and \
+        tuple(dilations) == (1, 1) and (h, w) != (1, 1)
     keys = dict(name=node.output[0], parents=[src], mapping=unit_map(), nb_outputs=c,
                 pooling=pooling, pool_dims=(kernel[1], kernel[0]), stride_dims=strides[::-1],
                 padding_dims=(l, t))
@@ -143,7 +166,7 @@ def pool_cell(imp, node, src, pooling, kernel, strides, pads, ceil_mode, count_i
         cell = cells().PoolCell(**keys)
     else:
         cell = OnnxPoolCell(pads=pads, ceil_mode=ceil_mode,
-                            count_include_pad=count_include_pad, **keys)
+                            count_include_pad=count_include_pad, dilations=dilations, **keys)
     return imp.add_cell(cell, node, "Pool")
 
 
@@ -153,15 +176,16 @@ def pool(imp, node, a):
     rank = spatial_rank(imp, node, x)
     if any(imp.consumers.get(o, 0) for o in node.output[1:] if o):
         raise imp.error(node, "the Indices output of MaxPool is not supported")
-    if any(d != 1 for d in attr_ints(imp, node, a, "dilations", rank - 2, [1] * (rank - 2))):
-        raise imp.error(node, f"dilations={list(a['dilations'])}: N2D2 pools have no dilation")
+    # dilations: n2d2py extension, not in N2D2 (whose pools have none): an OnnxPoolCell
+    dilations = hw(imp, attr_ints(imp, node, a, "dilations", rank - 2, [1] * (rank - 2), 1),
+                   rank, 1)
     kernel = hw(imp, attr_ints(imp, node, a, "kernel_shape", rank - 2, minimum=1), rank, 1)
     strides = hw(imp, attr_ints(imp, node, a, "strides", rank - 2, [1] * (rank - 2), 1), rank, 1)
     src = imp.source(node.input[0], node)
-    pads = pads4(imp, node, a, rank, imp.physical(src)[1:], kernel, strides, (1, 1))
+    pads = pads4(imp, node, a, rank, imp.physical(src)[1:], kernel, strides, dilations)
     pooling = "Max" if node.op_type == "MaxPool" else "Average"
     cell = pool_cell(imp, node, src, pooling, kernel, strides, pads, bool(a.get("ceil_mode", 0)),
-                     bool(a.get("count_include_pad", 0)))
+                     bool(a.get("count_include_pad", 0)), dilations)
     imp.set_value(node.output[0], cell.name, onnx_shape(imp, rank, x.shape[0], cell.out_shape))
 
 

@@ -135,7 +135,9 @@ def constant_operand(imp, node, names, constant):
         kind = "Add" if kind == "Sub" else "Mul"
     identity = 0.0 if kind == "Add" else 1.0
     if numpy.all(c == identity):   # all-zero Add (spec §5.3) or all-one Mul: removed
-        return view(imp, node, x.shape)
+        return view(imp, node, x.shape, x_name)
+    if kind == "Add" and fold_row_bias(imp, node, x, c):
+        return imp.set_value(node.output[0], x.source, x.shape)
     if c.size == 1:
         value = float(c.ravel()[0])
         weights, shifts = ((1.0,), (value,)) if kind == "Add" else ((value,), (0.0,))
@@ -178,6 +180,24 @@ def fold_bias(imp, node, src, vector):
         set_data(cell.bias, cell.bias.data + vector)
         return True
     return False
+
+
+def fold_row_bias(imp, node, x, c):
+    """Add a constant that varies along the last axis only into the bias of the N-D MatMul
+    cell producing ``x`` (PyTorch's Linear on an N-D tensor exports MatMul then Add): exact
+    when nothing else reads the MatMul and it has no activation yet. n2d2py extension."""
+    from .tensor_cells import OnnxMatMulCell
+    cell = imp.graph.cells.get(x.source)
+    if not isinstance(cell, OnnxMatMulCell) or x.index is not None or x.source != imp.last_cell \
+            or imp.uses(x.source) != 1 or cell.qact is not None or cell.activation is not None \
+            or c.size != cell.nb_outputs or c.ndim == 0 or c.shape[-1] != c.size:
+        return False
+    if cell.bias is None:
+        cell.no_bias = False
+        cell.bias = cell.new_parameter(numpy.zeros(cell.nb_outputs, numpy.float32), "Bias",
+                                       "biases")
+    set_data(cell.bias, cell.bias.data + c.reshape(-1))
+    return True
 
 
 @op("Concat")

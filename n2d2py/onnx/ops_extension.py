@@ -7,8 +7,15 @@ exactly, each with a backward (the imported graph stays trainable):
   ``output_padding`` adds rows/columns at the end); ``output_shape`` and ``auto_pad`` SAME_*
   give the pads as ONNX's reference does.
 * ``Elu``, ``Selu``, ``Exp``, ``Log``, ``Neg``, ``Abs``, ``Sqrt``, ``Reciprocal``, ``Softsign``,
-  ``HardSigmoid``; ``PRelu`` with a constant slope that does not vary along the batch axis
-  (learnable); ``LogSoftmax`` over a non-batch axis: an ``OnnxTensorCell``.
+  ``Erf``, ``Pow`` by a constant scalar exponent; ``PRelu`` with a constant slope that does not
+  vary along the batch axis (learnable); ``LogSoftmax`` over a non-batch axis: an
+  ``OnnxTensorCell``.
+* ``HardSwish``, ``HardSigmoid``, ``Gelu`` (opset 20, ``approximate`` none or tanh): the
+  activation functions ``HardSwish``, ``HardSigmoid``, ``GELU`` (``cells/activation_functions
+  .py``), attached to the cell before them as N2D2 attaches a Relu.
+* ``LayerNormalization`` over trailing axes: an ``OnnxLayerNormCell`` (learnable scale and
+  bias); the decomposed form of older opsets (ReduceMean, Sub, Pow, Sqrt, Div...) imports node
+  by node.
 * Two-tensor ``Add``/``Sub``/``Mul``/``Div``/``Min``/``Max``/``Sum`` with NumPy broadcasting,
   and constant operands that are neither scalar nor per-channel (kept fixed in the cell), as
   long as the batch axis is a computed tensor's and no constant varies along it
@@ -24,8 +31,9 @@ import numpy
 
 from .cells import OnnxDeconvCell, OnnxTensorCell
 from .functions import UNARY
-from .ops import attr_float, attr_int, attr_ints, cells, hw, init, onnx_shape, op, set_data, \
-    spatial_rank, view
+from .ops import attr_float, attr_int, attr_ints, cells, hw, init, make_activation, onnx_shape, \
+    op, set_data, spatial_rank, view
+from .ops_elementwise import attach
 
 
 def tensor_cell(imp, node, kind, options, names, out_shape, constants=None, in_dims=None,
@@ -46,7 +54,7 @@ def tensor_cell(imp, node, kind, options, names, out_shape, constants=None, in_d
 
 
 # ---------------------------------------------------------------- unary, PRelu, LogSoftmax
-@op(*UNARY)
+@op(*(kind for kind in UNARY if kind not in ("Pow", "HardSigmoid")))
 def unary(imp, node, a):
     x = imp.value(node.input[0], node)
     options = {"kind": node.op_type}
@@ -58,6 +66,84 @@ def unary(imp, node, a):
     if node.op_type == "HardSigmoid":
         options["gamma"] = attr_float(imp, node, a, "beta", 0.5)
     tensor_cell(imp, node, "Unary", options, [node.input[0]], x.shape, layout_free=True)
+
+
+@op("Pow")
+def power(imp, node, a):
+    """A computed base to a constant scalar exponent (LayerNorm's and tanh-GELU's decomposed
+    forms write ``Pow(x, 2)`` and ``Pow(x, 3)``)."""
+    x = imp.value(node.input[0], node)
+    exponent = numpy.asarray(imp.const(node, node.input[1], "the exponent"))
+    if exponent.size != 1 or exponent.dtype.kind not in "fiu":
+        raise imp.error(node, f"exponent of shape {exponent.shape} and type {exponent.dtype}: "
+                              f"one number is supported")
+    tensor_cell(imp, node, "Unary", {"kind": "Pow", "alpha": float(exponent.ravel()[0])},
+                [node.input[0]], x.shape, layout_free=True)
+
+
+# ---------------------------------------------------------------- PyTorch's activations
+@op("HardSwish")
+def hard_swish(imp, node, a):
+    attach(imp, node, make_activation("HardSwish"))
+
+
+@op("HardSigmoid")
+def hard_sigmoid(imp, node, a):
+    attach(imp, node, make_activation("HardSigmoid", alpha=attr_float(imp, node, a, "alpha", 0.2),
+                                      beta=attr_float(imp, node, a, "beta", 0.5)))
+
+
+@op("Gelu")
+def gelu(imp, node, a):
+    """Gelu (opset 20; the dynamo exporter writes it); older opsets spell it with Erf or Tanh
+    and arithmetic, which import node by node."""
+    kind = a.get("approximate", b"none")
+    kind = kind.decode(errors="replace") if isinstance(kind, bytes) else kind
+    if kind not in ("none", "tanh"):
+        raise imp.error(node, f"approximate={kind!r}: expected 'none' or 'tanh'")
+    attach(imp, node, make_activation("GELU", approximate=kind.capitalize()))
+
+
+# ---------------------------------------------------------------- LayerNormalization
+@op("LayerNormalization")
+def layer_normalization(imp, node, a):
+    """An ``OnnxLayerNormCell`` over the axes from ``axis`` on (not the batch axis)."""
+    from .tensor_cells import OnnxLayerNormCell
+    if any(imp.consumers.get(o, 0) for o in node.output[1:] if o):
+        raise imp.error(node, "the Mean and InvStdDev outputs are not supported")
+    x = imp.value(node.input[0], node)
+    rank = len(x.shape)
+    axis = attr_int(imp, node, a, "axis", -1)
+    if not -rank <= axis < rank or axis % rank == 0:
+        raise imp.error(node, f"axis={axis} on shape {x.shape}: the normalised axes must leave "
+                              f"the batch axis out")
+    count = rank - axis % rank
+    norm = tuple(x.shape[rank - count:])
+    params = []
+    for k, what in ((1, "the scale"), (2, "the bias B")):
+        value = None
+        if len(node.input) > k and node.input[k]:
+            value = numpy.asarray(imp.const(node, node.input[k], what), numpy.float32)
+            try:
+                fits = numpy.broadcast_shapes(value.shape, norm) == norm
+            except ValueError:
+                fits = False
+            if not fits:
+                raise imp.error(node, f"{what} of shape {value.shape} does not broadcast to the "
+                                      f"normalised shape {norm}")
+        params.append(value)
+    if imp.transpose and rank > 2:
+        raise imp.error(node, "LayerNormalization (n2d2py extension) is not supported with "
+                              "Transpose=1")
+    scale, bias = params
+    if not init(imp):   # ONNX_init=0: scales 1, biases 0 (a bias only where the node has one)
+        scale, bias = None, None if bias is None else numpy.zeros(norm, numpy.float32)
+    src = imp.source(node.input[0], node, exact=False)
+    cell = OnnxLayerNormCell(name=node.output[0], parents=[src], in_dims=x.shape[1:],
+                             count=count, scale=scale, bias=bias,
+                             epsilon=attr_float(imp, node, a, "epsilon", 1e-5))
+    imp.add_cell(cell, node)
+    imp.set_value(node.output[0], cell.name, x.shape)
 
 
 @op("PRelu")

@@ -5,7 +5,9 @@ import math
 
 import numpy
 
+from .graph import fold_node
 from .ops import attr_int, attr_ints, cells, hw, op, spatial_rank, view
+from .ops_layout import layout, set_positions
 
 
 # ---------------------------------------------------------------- Softmax
@@ -69,7 +71,7 @@ def softmax(imp, node, a):
 # ---------------------------------------------------------------- shape operators
 @op("Flatten")
 def flatten(imp, node, a):
-    x = imp.value(node.input[0], node)
+    x = imp.value(node.input[0], node, layout=True)
     axis = attr_int(imp, node, a, "axis", 1)
     if not -len(x.shape) <= axis <= len(x.shape):
         raise imp.error(node, f"axis={axis} on shape {x.shape}: expected "
@@ -80,7 +82,7 @@ def flatten(imp, node, a):
 
 @op("Reshape")
 def reshape(imp, node, a):
-    x = imp.value(node.input[0], node)
+    x = imp.value(node.input[0], node, layout=True)
     if len(node.input) > 1:
         target = [int(d) for d in imp.const(node, node.input[1], "the shape")]
     else:
@@ -115,7 +117,7 @@ def axes_of(imp, node, a, rank):
 
 @op("Squeeze")
 def squeeze(imp, node, a):
-    x = imp.value(node.input[0], node)
+    x = imp.value(node.input[0], node, layout=True)
     rank = len(x.shape)
     axes = axes_of(imp, node, a, rank)
     axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else axes
@@ -127,7 +129,7 @@ def squeeze(imp, node, a):
 
 @op("Unsqueeze")
 def unsqueeze(imp, node, a):
-    x = imp.value(node.input[0], node)
+    x = imp.value(node.input[0], node, layout=True)
     if "axes" in a:
         count = len(attr_ints(imp, node, a, "axes", None))
     elif len(node.input) > 1 and node.input[1]:
@@ -148,13 +150,13 @@ def unsqueeze(imp, node, a):
 def identity(imp, node, a):
     if node.op_type == "Cast" and int(a.get("to", 1)) not in (1, 10, 11, 16):
         raise imp.error(node, "Cast of a computed tensor to a non-float type is not supported")
-    view(imp, node, imp.value(node.input[0], node).shape)
+    view(imp, node, imp.value(node.input[0], node, layout=True).shape)
 
 
 @op("Shape")
 def shape_op(imp, node, a):
     """Of a computed tensor: its static shape (import-time batch) as a constant."""
-    shape = numpy.array(imp.value(node.input[0], node).shape, numpy.int64)
+    shape = numpy.array(imp.value(node.input[0], node, layout=True).shape, numpy.int64)
     start, end = attr_int(imp, node, a, "start", 0), a.get("end")
     end = None if end is None else attr_int(imp, node, a, "end", 0)
     imp.consts[node.output[0]] = shape[start:end]
@@ -162,22 +164,21 @@ def shape_op(imp, node, a):
 
 @op("Slice")
 def slice_op(imp, node, a):
-    """N2D2 ignores Slice; n2d2py keeps whole-tensor Slices as views and turns a crop of the
+    """N2D2 ignores Slice; n2d2py keeps whole-tensor Slices as views, turns a crop of the
     spatial axes (step 1) into a Padding cell with negative amounts (what ``export_onnx``
-    writes for N2D2's negative padding)."""
-    x = imp.value(node.input[0], node)
-    from .graph import fold_node
+    writes for N2D2's negative padding), and any other slice (channels: ShuffleNet's split,
+    ``torch.chunk``; steps; the batch axis) into positions (``ops_layout.py``)."""
+    x = imp.value(node.input[0], node, layout=True)
     rank = len(x.shape)
-    index = numpy.arange(int(numpy.prod(x.shape)), dtype=numpy.float64).reshape(x.shape)
-    inputs = [index] + [imp.const(node, n, "Slice parameters") if n else None
+    if x.index is not None or rank not in (3, 4) or imp.transpose:
+        return layout(imp, node, "the Slice parameters")
+    index = numpy.arange(int(numpy.prod(x.shape)), dtype=numpy.int64).reshape(x.shape)
+    inputs = [index] + [imp.const(node, n, "the Slice parameters") if n else None
                         for n in node.input[1:]]
     result = fold_node(node, inputs, imp.opset)[0]
-    if result.shape == x.shape and numpy.array_equal(result, index):
-        return view(imp, node, x.shape)
-    crop = _spatial_crop(x.shape, index, result) if rank in (3, 4) and not imp.transpose else None
-    if crop is None:
-        raise imp.error(node, f"slices {x.shape} to {result.shape}: only whole-tensor Slices "
-                              f"(which N2D2 ignores) and crops of the spatial axes are supported")
+    crop = _spatial_crop(x.shape, index, result)
+    if crop is None or not any(crop):
+        return set_positions(imp, node.output[0], x, result, result.shape)
     src = imp.source(node.input[0], node)
     t, b, l, r = crop
     cell = cells().CELLS.get("Padding")(name=node.output[0], parents=[src],
@@ -207,7 +208,7 @@ def _spatial_crop(shape, index, result):
 
 @op("Transpose")
 def transpose(imp, node, a):
-    x = imp.value(node.input[0], node)
+    x = imp.value(node.input[0], node, layout=True)
     rank = len(x.shape)
     perm = attr_ints(imp, node, a, "perm", rank, range(rank - 1, -1, -1))
     if sorted(perm) != list(range(rank)):
@@ -216,15 +217,14 @@ def transpose(imp, node, a):
     moved = [p for p in perm if x.shape[p] != 1]
     if moved == sorted(moved):   # only size-1 axes move: a reshape (spec §5.3)
         return view(imp, node, out_shape)
-    if perm[0] != 0:
-        raise imp.error(node, f"perm={perm} moves the batch axis")
+    if perm[0] != 0 or x.index is not None:    # the batch axis moves, or positions compose
+        return layout(imp, node, "perm")
     shape = list(x.shape)
     while len(perm) > 4 and perm[-1] == len(perm) - 1 and perm[-2] == len(perm) - 2:
         shape[-2:] = [shape[-2] * shape[-1]]     # merge trailing axes kept in place
         perm = perm[:-1]
-    if len(perm) > 4 or len(perm) < 2:
-        raise imp.error(node, f"perm={list(a.get('perm', []))} on {x.shape}: at most 4 axes "
-                              f"can be permuted")
+    if len(perm) > 4 or len(perm) < 2:      # no Transpose cell: positions
+        return layout(imp, node, "perm")
     key = f"{node.input[0]}_as{len(shape)}d"
     if tuple(shape) != x.shape:
         imp.set_value(key, x.source, shape)

@@ -23,6 +23,8 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x"],
         "test": ["pytest>=7", "hypothesis>=6"],
+        # the PyTorch peers of the ONNX tests (optional: those tests skip without them)
+        "pytorch": ["torch", "torchvision", "onnxruntime", "onnxscript"],
     },
     entry_points={"console_scripts": ["n2d2py=n2d2py.cli:main"]},
 )

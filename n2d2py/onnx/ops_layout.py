@@ -68,10 +68,13 @@ def batch_moved(imp, node, name, v):
 def materialize(imp, name, v, node):
     """The cell holding tensor ``name`` (a Value with positions): an OnnxGatherCell named after
     it, or its source when the positions are the identity."""
+    where = node if node is not None else producer(imp, name)
+    if 0 in v.shape:
+        raise imp.error(where, f"tensor '{name}' of shape {list(v.shape)} is empty: a cell "
+                               f"needs at least one value per sample")
     sample = v.index.per_sample()
     if sample is None:
         raise batch_moved(imp, node, name, v)
-    where = node if node is not None else producer(imp, name)
     cell_name = name if name not in imp.shapes else f"{name}_gather"
     cell = OnnxGatherCell(name=cell_name, parents=[v.source], index=sample,
                           out_dims=v.shape[1:])

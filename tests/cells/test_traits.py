@@ -15,6 +15,7 @@ from n2d2py.cells.base import Cost
 from n2d2py.errors import N2D2Error, OnnxError
 from n2d2py.ini import parse_ini_text
 from n2d2py.onnx import cells as onnx_cells
+from n2d2py.onnx import tensor_cells as onnx_tensor_cells
 from n2d2py.onnx.export import Exporter
 from n2d2py.params import Key
 from n2d2py.quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, Grid, Quantizer
@@ -22,7 +23,7 @@ from n2d2py.quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, Grid, Quantizer
 
 def all_cell_classes():
     """Registered cell classes and their subclasses (the ONNX importer's cells included)."""
-    assert onnx_cells.OnnxTensorCell
+    assert onnx_cells.OnnxTensorCell and onnx_tensor_cells.OnnxGatherCell
     found, todo = [], list(Cell.__subclasses__())
     while todo:
         cls = todo.pop()

@@ -25,12 +25,16 @@ OPS = {"Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "AveragePool",
        "Upsample", "ReduceMean", "ReduceMax",
        # n2d2py extensions, not in N2D2 (n2d2py/onnx/ops_extension.py)
        "ConvTranspose", "LogSoftmax", "Elu", "Selu", "Exp", "Log", "Neg", "Abs", "Sqrt",
-       "Reciprocal", "Softsign", "HardSigmoid", "PRelu", "Min", "ReduceSum", "ReduceMin"}
+       "Reciprocal", "Softsign", "HardSigmoid", "PRelu", "Min", "ReduceSum", "ReduceMin",
+       # n2d2py extensions for PyTorch's exports (ops_extension.py, ops_layout.py)
+       "HardSwish", "Gelu", "Erf", "Pow", "LayerNormalization", "Gather", "GatherElements",
+       "GatherND", "Split", "Slice", "Expand", "Tile", "DepthToSpace", "SpaceToDepth"}
 # operand index from which the inputs are parameters (initializers in an exported model)
 FIRST_PARAM = {"Conv": 1, "Gemm": 1, "MatMul": 1, "BatchNormalization": 1, "Reshape": 1,
                "Pad": 1, "Clip": 1, "Dropout": 1, "Squeeze": 1, "Unsqueeze": 1, "Resize": 1,
                "Upsample": 1, "ReduceMean": 1, "ReduceMax": 1, "ConvTranspose": 1, "PRelu": 1,
-               "ReduceSum": 1, "ReduceMin": 1}
+               "ReduceSum": 1, "ReduceMin": 1, "Pow": 1, "LayerNormalization": 1, "Gather": 1,
+               "GatherElements": 1, "GatherND": 1, "Split": 1, "Slice": 1, "Expand": 1, "Tile": 1}
 
 REFUSED = {  # reason: case names (without 'test_'); each must raise an OnnxError
     'non-float input (N2D2 computes in Float32; float64 is cast, an n2d2py extension)': (
@@ -43,7 +47,9 @@ REFUSED = {  # reason: case names (without 'test_'); each must raise an OnnxErro
         'reflect_pad', 'wrap_pad', 'reduce_max_bool_inputs', 'reduce_max_empty_set_bool',
         'sub_int8', 'sub_int16', 'sub_uint8', 'sub_uint16', 'sub_uint32', 'sub_uint64',
         'min_int8', 'min_int16', 'min_int32', 'min_int64', 'min_uint8', 'min_uint16',
-        'min_uint32', 'min_uint64', 'reduce_min_bool_inputs',
+        'min_uint32', 'min_uint64', 'reduce_min_bool_inputs', 'gathernd_example_int32',
+        'gathernd_example_int32_batch_dim1', 'pow_types_int64_float32', 'pow_types_int32_float32',
+        'pow_types_int64_int64', 'pow_types_int32_int32',
     ),
     '3-D spatial input': (
         'averagepool_3d_default', 'averagepool_3d_dilations_small',
@@ -63,9 +69,28 @@ REFUSED = {  # reason: case names (without 'test_'); each must raise an OnnxErro
     'PRelu slope varying along the batch axis': (
         'prelu_example',
     ),
-    'pool dilations': (
-        'averagepool_2d_dilations', 'maxpool_2d_dilations',
+    'elements moved across samples (n2d2py computes sample by sample)': (
+        'expand_dim_changed', 'gather_0', 'gather_negative_indices', 'gather_elements_0',
+        'gather_elements_1', 'gather_elements_negative_indices', 'gathernd_example_float32',
+        'slice', 'slice_start_out_of_bounds', 'slice_neg_steps', 'split_equal_parts_1d_opset13',
+        'split_variable_parts_1d_opset13', 'split_equal_parts_default_axis_opset13',
+        'split_variable_parts_default_axis_opset13', 'split_zero_size_splits_opset13',
+        'split_equal_parts_1d_opset18', 'split_variable_parts_1d_opset18',
+        'split_equal_parts_default_axis_opset18', 'split_variable_parts_default_axis_opset18',
+        'split_zero_size_splits_opset18', 'split_1d_uneven_split_opset18', 'tile',
+        'tile_precomputed',
     ),
+    'Pow by a non-scalar exponent': (
+        'pow_example', 'pow', 'pow_bcast_array', 'pow_types_float32_int64',
+        'pow_types_float32_int32', 'pow_types_float32_uint64', 'pow_types_float32_uint32',
+    ),
+    'LayerNormalization Mean and InvStdDev outputs': tuple(
+        f'layer_normalization_{case}' for case in (
+            '4d_axis0', '4d_axis_negative_4', '4d_axis1', '4d_axis_negative_3', '4d_axis2',
+            '4d_axis_negative_2', '4d_axis3', '4d_axis_negative_1', 'default_axis', '2d_axis0',
+            '2d_axis_negative_2', '2d_axis1', '2d_axis_negative_1', '3d_axis0_epsilon',
+            '3d_axis_negative_3_epsilon', '3d_axis1_epsilon', '3d_axis_negative_2_epsilon',
+            '3d_axis2_epsilon', '3d_axis_negative_1_epsilon')),
     'training-mode outputs': (
         'batchnorm_example_training_mode', 'batchnorm_epsilon_training_mode',
         'training_dropout_default', 'training_dropout', 'training_dropout_zero_ratio',
@@ -187,7 +212,7 @@ REFUSED_CASES = [c for c in CASES if reason(c.name) is not None]
 def test_case_counts():
     listed = [n for names in REFUSED.values() for n in names]
     assert len(listed) == len(set(listed)) == len(REFUSED_CASES)   # no stale name
-    assert len(SUPPORTED) == len(CASES) - len(REFUSED_CASES) == 196
+    assert len(SUPPORTED) == len(CASES) - len(REFUSED_CASES) == 224
 
 
 @pytest.mark.parametrize("case", SUPPORTED, ids=[c.name for c in SUPPORTED])

@@ -522,3 +522,79 @@ def test_gradients_through_imported_cells_match_pytorch(torch, tmp_path):
     conv = graph.cells[next(n for n, c in graph.cells.items() if type(c).__name__ == "ConvCell")]
     numpy.testing.assert_allclose(conv.weights[0].grad, block.conv.weight.grad.numpy(),
                                   rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the cells in a network
+def ini_net(tmp_path, model, extra=""):
+    """A DeepNet of an INI importing ``model`` (saved as m.onnx), with ``extra`` sections."""
+    from n2d2py.ini import parse_ini_text
+    onnx.save(model, tmp_path / "m.onnx")
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    out = model.graph.output[0].name
+    text = (f"DefaultModel=Frame\n[sp]\nSizeX={dims[3]}\nSizeY={dims[2]}\nNbChannels={dims[1]}\n"
+            f"BatchSize={dims[0]}\n[onnx]\nInput=sp\nType=ONNX\nFile={tmp_path / 'm.onnx'}\n"
+            f"{extra}\n[{out}.Target]\n")
+    return DeepNet.from_ini(parse_ini_text(text, str(tmp_path / "net.ini")), load_data=False)
+
+
+def test_activation_functions_in_an_ini(tmp_path):
+    from n2d2py.build import build_cells_from
+    from n2d2py.errors import N2D2Error
+    from n2d2py.ini import parse_ini_text
+    text = ("[c]\nInput=sp\nType=Conv\nKernelDims=1 1\nNbOutputs=3\nActivationFunction=GELU\n"
+            "ActivationFunction.Approximate=Tanh\n[h]\nInput=c\nType=Activation\nNbOutputs=3\n"
+            "ActivationFunction=HardSigmoid\nActivationFunction.Alpha=0.25\n")
+    cells = build_cells_from(parse_ini_text(text, "net.ini"), (2, 3, 3)).cells
+    x = Variable(RNG.standard_normal((2, 2, 3, 3)).astype(numpy.float32))
+    pre = F.conv2d(x, cells["c"].weights[0], cells["c"].bias)
+    y = cells["h"].forward([cells["c"].forward([x])]).data
+    u = pre.data
+    gelu = 0.5 * u * (1 + numpy.tanh((2 / numpy.pi) ** 0.5 * (u + 0.044715 * u ** 3)))
+    numpy.testing.assert_allclose(y, numpy.clip(0.25 * gelu + 0.5, 0, 1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(N2D2Error, match=r"net.ini:7.*Approximate"):
+        build_cells_from(parse_ini_text(text.replace("=Tanh", "=Fast"), "net.ini"), (2, 3, 3))
+
+
+def test_weights_folder_round_trip(tmp_path):
+    """``-w``: LayerNorm scales/biases and the N-D MatMul's weights are written and read
+    back."""
+    net = ini_net(tmp_path, convnext_block(17, False))
+    x = RNG.standard_normal((2, 8, 6, 5)).astype(numpy.float32)
+    before = next(iter(net.forward(x).values())).data.copy()
+    net.export_weights(str(tmp_path / "w"), precision=9)    # float32 exactly
+    for p in net.parameters():
+        p.data[...] = 0
+    net.import_weights(str(tmp_path / "w"))
+    numpy.testing.assert_allclose(next(iter(net.forward(x).values())).data, before, rtol=1e-6,
+                                  atol=1e-7)
+    norm = next(c for c in net.cells.values() if isinstance(c, OnnxLayerNormCell))
+    assert (tmp_path / "w" / "ln_scales.syntxt").exists() and norm.name == "ln"
+
+
+def test_fc_def_quantizes_the_nd_matmul(tmp_path):
+    """``[onnx:Fc_def] QWeight=SAT`` reaches ConvNeXt's Linear layers (N-D MatMul cells); the QDQ
+    export carries their integer weights and computes what n2d2py computes; ``--qat-sat``
+    refuses the network naming the cell it has no rule for."""
+    from n2d2py.errors import N2D2Error
+    from n2d2py.qat import fuse_qat
+    net = ini_net(tmp_path, convnext_block(17, False),
+                  "[onnx:Fc_def]\nQWeight=SAT\nQWeight.Range=15\n"
+                  "[onnx:Conv_def]\nQWeight=SAT\nQWeight.Range=15\n")
+    matmuls = [c for c in net.cells.values() if isinstance(c, OnnxMatMulCell)]
+    assert len(matmuls) == 2 and all(c.qweight is not None for c in matmuls)
+    x = RNG.standard_normal((2, 8, 6, 5)).astype(numpy.float32)
+    ours = next(iter(net.forward(x).values())).data
+    exported = export_onnx(net, tmp_path / "q.onnx")
+    assert sum(n.op_type == "DequantizeLinear" for n in exported.graph.node) == 3
+    got = ReferenceEvaluator(exported).run(None, {"env": x})[0]
+    numpy.testing.assert_allclose(got.reshape(ours.shape), ours, rtol=1e-4, atol=1e-4)
+    with pytest.raises(N2D2Error, match=r"\[dwc\] has no BatchNorm child"):
+        fuse_qat(net)     # --qat-sat needs Conv -> BatchNorm -> SAT activation first
+
+    class Fuser:          # what --qat-sat's fuser answers a cell that declares a refusal
+        @staticmethod
+        def error(cell, message):
+            return N2D2Error(f"[{cell.name}] {message}")
+    for name, words in (("ln", "LayerNorm"), ("m1", "MatMul on an N-D tensor")):
+        with pytest.raises(N2D2Error, match=rf"\[{name}\] .*{words}"):
+            net.cells[name].fuse(Fuser())

@@ -1,16 +1,22 @@
 """torchvision's classification families exported to ONNX by PyTorch, run by n2d2py and by
-onnxruntime on the same seeded input: the model x exporter matrix of docs/ONNX_MODELS.md.
+onnxruntime on the same seeded input: the model x exporter matrix of docs/ONNX.md.
 
-    python tools/torchvision_onnx.py                    # full-size models, 224 px (slow: ~15 min)
+    python tools/torchvision_onnx.py                    # full-size models, 224 px (slow)
     python tools/torchvision_onnx.py --small            # the narrow models the tests use
+    python tools/torchvision_onnx.py --user-path        # + train, export, SAT, --qat-sat
     python tools/torchvision_onnx.py --family resnet18 --exporter 17 --keep out/
 
 Each row: a model built with random weights (``torch.manual_seed``), BatchNorm statistics and
 ConvNeXt's layer scales randomised (so that every block shapes the output), exported by the
-TorchScript exporter at opsets 13 and 17 and by the dynamo exporter (opset 18, needs
+TorchScript exporter at opsets 13 and 17 and by the dynamo exporter (opset 20, needs
 ``onnxscript``), then ``OnnxModel(path).run`` (what ``n2d2py model.onnx --infer`` runs) against
 onnxruntime: ``match`` is ``numpy.allclose(ours, ort, rtol=1e-3, atol=1e-4)``. A refused import
 prints n2d2py's one-line error.
+
+``--user-path`` adds a second table, per family at opset 17 (``user_path``): one training step
+of an INI importing the export, ``--export ONNX`` of the trained network against onnxruntime,
+one step with SAT 4-bit weights and rectifiers (the export with its BatchNorms kept), and
+``--qat-sat``'s fusion of that network.
 
 torchvision: the PyPI wheel for torch 2.13 is torchvision 0.28.0; its compiled operators may not
 load beside a CPU torch ("operator torchvision::nms does not exist"). ``import_torchvision``
@@ -34,24 +40,18 @@ RTOL, ATOL = 1e-3, 1e-4
 
 
 def import_torchvision(path=None):
-    """``(torch, torchvision)``; the two operator schemas are declared when the compiled
+    """``(torch, torchvision)``, by the benchmarks' torchvision peer (``tools/bench/
+    loader_torchvision.py``), which declares the two operator schemas when the compiled
     extension does not load (see the module docstring). ImportError when absent."""
-    if path and path not in sys.path:
-        sys.path.insert(0, path)
-    import torch
-    try:
-        import torchvision
-    except RuntimeError:
-        for name in list(sys.modules):
-            if name.startswith("torchvision"):
-                del sys.modules[name]
-        if not hasattr(import_torchvision, "library"):
-            library = torch.library.Library("torchvision", "DEF")
-            library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            library.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
-            import_torchvision.library = library      # the definitions live as long as it
-        import torchvision
-    return torch, torchvision
+    import importlib.util
+    if "torchvision" in sys.modules:
+        return sys.modules["torch"], sys.modules["torchvision"]
+    spec = importlib.util.spec_from_file_location(
+        "loader_torchvision", os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench",
+                                           "loader_torchvision.py"))
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    return peer.import_torchvision(path)
 
 
 # ---------------------------------------------------------------- the families
@@ -188,9 +188,11 @@ def build(torch, tv, family, small=True, seed=0):
     return model, x
 
 
-def export(torch, model, x, path, exporter):
+def export(torch, model, x, path, exporter, keep_batchnorm=False):
     """Write ``path``: TorchScript exporter at opset ``exporter`` ("13", "17") or the dynamo
-    exporter ("dynamo": its default opset, 18)."""
+    exporter ("dynamo": its default opset, 20). In eval mode the TorchScript exporter folds
+    each BatchNorm into the Conv before it; ``keep_batchnorm`` exports with
+    ``training=TrainingMode.PRESERVE``, which keeps them (what ``--qat-sat`` fuses)."""
     with warnings.catch_warnings(), open(os.devnull, "w") as null:
         warnings.simplefilter("ignore")
         keep = sys.stdout
@@ -200,8 +202,10 @@ def export(torch, model, x, path, exporter):
                 program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
                 program.save(path)
             else:
+                mode = torch.onnx.TrainingMode.PRESERVE if keep_batchnorm else \
+                    torch.onnx.TrainingMode.EVAL
                 torch.onnx.export(model, (x,), path, opset_version=int(exporter), dynamo=False,
-                                  input_names=["input"], output_names=["output"])
+                                  input_names=["input"], output_names=["output"], training=mode)
         finally:
             sys.stdout = keep
     return path
@@ -222,6 +226,78 @@ def compare(path, x):
     return {"ours": ours, "ort": ort, "max_abs": float(numpy.max(numpy.abs(ours - ort))),
             "max_ref": float(numpy.max(numpy.abs(ort))),
             "match": ours.shape == ort.shape and numpy.allclose(ours, ort, RTOL, ATOL)}
+
+
+# ---------------------------------------------------------------- what a user does next
+def ini_text(path, model, quantized):
+    """The INI a user writes to import ``path`` (a batch of 2): with ``quantized``, SAT 4-bit
+    weights on every Conv and Fc (``[onnx:Conv_def]``/``[onnx:Fc_def]``) and a SAT 4-bit
+    rectifier on every Relu and Clip (ReLU6), in the sections named after their outputs."""
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    text = (f"DefaultModel=Frame\n[sp]\nSizeX={dims[3]}\nSizeY={dims[2]}\nNbChannels={dims[1]}\n"
+            f"BatchSize=2\n[onnx]\nInput=sp\nType=ONNX\nFile={path}\n")
+    if quantized:
+        for kind in ("Conv", "Fc"):
+            text += f"[onnx:{kind}_def]\nQWeight=SAT\nQWeight.Range=15\n"
+        for node in model.graph.node:
+            if node.op_type in ("Relu", "Clip"):     # ReLU, ReLU6
+                text += (f"[{node.output[0]}]\nActivationFunction=Rectifier\nQAct=SAT\n"
+                         f"QAct.Range=15\n")
+    return text + f"[{model.graph.output[0].name}.Target]\n"
+
+
+def user_path(path, x, folder, seed=0, quantized_path=None):
+    """After the import: {"train": loss of one ``learn_batch`` step (float, every Parameter
+    finite and the weights moved) or why not, "export": max |n2d2py - onnxruntime| of
+    ``--export ONNX``'s file after that step, "sat": loss of one step with SAT 4-bit weights and
+    rectifiers on ``quantized_path`` (default ``path``: a file with its BatchNorms kept), "qat":
+    "fused" (``--qat-sat``'s fusion of that network) or its one-line refusal}."""
+    import onnx
+    import onnxruntime
+    from n2d2py.deepnet import DeepNet
+    from n2d2py.errors import N2D2Error
+    from n2d2py.ini import parse_ini_text
+    from n2d2py.onnx.export import export_onnx
+    from n2d2py.qat import fuse_qat
+    from n2d2py.target import Target
+    labels = numpy.random.default_rng(seed).integers(0, 10, len(x))
+    out = {}
+
+    def step(quantized):
+        source = quantized_path if quantized and quantized_path else path
+        text = ini_text(source, onnx.load(source, load_external_data=False), quantized)
+        net = DeepNet.from_ini(parse_ini_text(text, os.path.join(folder, "net.ini")),
+                               load_data=False, require_target=False)
+        if not net.targets:     # the output is a view of the last cell (SqueezeNet's Flatten)
+            last = list(net.cells)[-1]
+            net.targets.append(Target(name=f"{last}.Target", cell=last))
+        before = [p.data.copy() for p in net.parameters()]
+        loss, _ = net.learn_batch(x, labels)
+        moved = sum(not numpy.array_equal(b, p.data) for b, p in zip(before, net.parameters()))
+        if not numpy.isfinite(loss) or moved == 0:
+            raise N2D2Error(f"loss {loss}, {moved} parameters moved")
+        return net, loss
+
+    try:
+        net, out["train"] = step(False)
+        exported = os.path.join(folder, "export.onnx")
+        export_onnx(net, exported)
+        ours = next(iter(net.forward(x).values())).data
+        session = onnxruntime.InferenceSession(exported, providers=["CPUExecutionProvider"])
+        ort = session.run(None, {session.get_inputs()[0].name: x})[0]
+        out["export"] = float(numpy.max(numpy.abs(ort.reshape(ours.shape) - ours)))
+        out["export_match"] = bool(numpy.allclose(ort.reshape(ours.shape), ours, RTOL, ATOL))
+    except N2D2Error as exc:
+        out.setdefault("train", f"refused: {exc}")
+        out.setdefault("export", f"refused: {exc}")
+    try:
+        net, out["sat"] = step(True)
+        fuse_qat(net)
+        out["qat"] = "fused"
+    except N2D2Error as exc:
+        out.setdefault("sat", f"refused: {exc}")
+        out["qat"] = f"refused: {exc}"
+    return out
 
 
 def row(torch, tv, family, exporter, small, folder, seed=0):
@@ -245,6 +321,44 @@ def row(torch, tv, family, exporter, small, folder, seed=0):
     return family, exporter, status, result["max_abs"], result["max_ref"], seconds
 
 
+def user_row(torch, tv, family, small, folder, seed=0, exporter="17"):
+    """``user_path`` on ``family`` exported at opset ``exporter`` (the SAT step on the same
+    export with its BatchNorms kept; the dynamo exporter keeps them anyway)."""
+    model, x = build(torch, tv, family, small, seed)
+    path = export(torch, model, x, os.path.join(folder, f"{family}_{exporter}.onnx"), exporter)
+    kept = path
+    if exporter != "dynamo":
+        kept = export(torch, model, x, os.path.join(folder, f"{family}_{exporter}_bn.onnx"),
+                      exporter, keep_batchnorm=True)
+    return user_path(path, x.numpy(), folder, seed, quantized_path=kept)
+
+
+def short(text, width=110):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def print_user_table(torch, tv, families, small, folder, seed):
+    print("\n| model | train one step (loss) | --export ONNX vs onnxruntime after it | "
+          "SAT 4-bit step (loss) | --qat-sat fusion | s |")
+    print("|---|---|---|---|---|---|")
+    counts = dict.fromkeys(("train", "export", "sat", "qat"), 0)
+    for family in families:
+        start = time.perf_counter()
+        r = user_row(torch, tv, family, small, folder, seed)
+        cells = []
+        for key in ("train", "export", "sat", "qat"):
+            value = r[key]
+            ok = (value == "fused" if key == "qat" else r.get("export_match", False)
+                  if key == "export" else not isinstance(value, str))
+            counts[key] += ok
+            text = short(value) if isinstance(value, str) else f"{value:.3g}"
+            cells.append(("✓ " if ok else "✗ ") + text)
+        print(f"| {family} | {' | '.join(cells)} | {time.perf_counter() - start:.1f} |",
+              flush=True)
+    print(f"\nof {len(families)}: {counts['train']} train, {counts['export']} export and match, "
+          f"{counts['sat']} train with SAT, {counts['qat']} fuse")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="the tests' narrow models")
@@ -253,6 +367,9 @@ def main(argv=None):
     parser.add_argument("--keep", metavar="DIR", help="write the ONNX files there")
     parser.add_argument("--torchvision-path", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--user-path", action="store_true",
+                        help="also: one training step, --export ONNX, a SAT 4-bit step and "
+                             "--qat-sat on each family (opset 17)")
     args = parser.parse_args(argv)
     torch, tv = import_torchvision(args.torchvision_path)
     torch.set_num_threads(1)
@@ -276,6 +393,9 @@ def main(argv=None):
                 numbers = "| |" if diff is None else f"| {diff:.2e} | {ref:.3g} |"
                 print(f"| {f} | {e} | {status} {numbers} {seconds:.1f} |", flush=True)
     print(f"\n{matched} of {total} rows match (rtol {RTOL}, atol {ATOL})")
+    if args.user_path:
+        with tempfile.TemporaryDirectory() as tmp:
+            print_user_table(torch, tv, families, args.small, args.keep or tmp, args.seed)
     return 0 if matched == total else 1
 
 

@@ -52,9 +52,18 @@ def test_families_are_the_issue_list(tv):
     assert list(tool().full_models(torch, torchvision)) == FAMILIES
 
 
+# CI's share of the matrix: every family at opset 17, and the three exporters on the families
+# whose operators change with them (HardSwish, Split/Slice, LayerNormalization/GELU/MatMul).
+# The other rows run with N2D2PY_TORCHVISION_MATRIX=1 (or ``tools/torchvision_onnx.py --small``).
+EXPORTER_FAMILIES = ("mobilenet_v3_small", "shufflenet_v2", "convnext_tiny")
+FULL_MATRIX = os.environ.get("N2D2PY_TORCHVISION_MATRIX") == "1"
+
+
 @pytest.mark.parametrize("exporter", ["13", "17", "dynamo"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_matches_onnxruntime(tv, family, exporter, tmp_path):
+    if exporter != "17" and family not in EXPORTER_FAMILIES and not FULL_MATRIX:
+        pytest.skip("the whole matrix: N2D2PY_TORCHVISION_MATRIX=1")
     if exporter == "dynamo":
         pytest.importorskip("onnxscript")
     torch, torchvision = tv
@@ -85,3 +94,17 @@ def test_adaptive_pool_below_its_size_dynamo(tv, family, size, tmp_path):
     assert result.get("match"), result
     with torch.no_grad():
         numpy.testing.assert_allclose(result["ours"], model(x).numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["resnet18", "mobilenet_v3_small", "squeezenet1_1",
+                                    "convnext_tiny"])
+def test_user_path(tv, family, tmp_path):
+    """What a user does after the import (docs/ONNX.md's second table): one training step
+    through an INI importing the export (every parameter finite, the weights move), ``--export
+    ONNX`` of the trained network equal to n2d2py on onnxruntime, one step with SAT 4-bit
+    weights and rectifiers, and ``--qat-sat`` fusing it or refusing in one line naming a cell."""
+    torch, torchvision = tv
+    r = tool().user_row(torch, torchvision, family, True, str(tmp_path))
+    assert isinstance(r["train"], float) and isinstance(r["sat"], float), r
+    assert r["export_match"], r
+    assert r["qat"] == "fused" or (r["qat"].startswith("refused: [") and "\n" not in r["qat"]), r

@@ -99,6 +99,12 @@ class _Pool(Function):
         return xp.ascontiguousarray(gxpad[:, :, t:t + H, l:l + W])
 
 
+def lowest(xp, dtype):
+    """The padding a max never picks: -inf, or the integer type's minimum (the integer engine
+    runs ONNX max pools on codes, ``onnx/cells.py``)."""
+    return xp.iinfo(dtype).min if xp.issubdtype(dtype, xp.integer) else -xp.inf
+
+
 def _max_windows(xp, pool, x):
     """Running max over the kernel offsets: (y, index of the first maximum in (kh, kw) order).
 
@@ -106,7 +112,7 @@ def _max_windows(xp, pool, x):
     data): y is a running ``maximum`` (a NaN propagates, as in PyTorch); the index counts the
     offsets before the first one equal to y (``notyet`` stays true until a window value hits).
     """
-    xpad, out_hw, pads = pool.padded(xp, x, -xp.inf)
+    xpad, out_hw, pads = pool.padded(xp, x, lowest(xp, x.dtype))
     offsets = pool.offsets()
     y = xp.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
     idx = xp.zeros(y.shape, dtype=xp.uint8 if len(offsets) <= 256 else xp.int32)

@@ -11,7 +11,7 @@ counted part of each window: its input pixels, plus the declared padding with
 from ..autograd.function import Function
 from ..errors import expect
 from ._im2col import pads4, pair, window
-from .pool import _axis_geometry
+from .pool import _axis_geometry, lowest
 
 __all__ = ["dilated_pool2d", "DilatedPool2d"]
 
@@ -61,7 +61,7 @@ class DilatedPool2d(Function):
 
     def forward(self, xp, x):
         out_hw, pads = self.geometry(x.shape[2], x.shape[3])
-        fill = -xp.inf if self.kind == "Max" else 0
+        fill = lowest(xp, x.dtype) if self.kind == "Max" else 0
         views = self.views(self.padded(xp, x, pads, fill), out_hw)
         if self.kind == "Max":
             y = views[0].copy()

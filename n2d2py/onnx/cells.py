@@ -70,9 +70,14 @@ class OnnxPoolCell(PoolCell):
         return onnx.node("AveragePool", [onnx.concat(self, xs)], f"{self.name}/pool",
                          count_include_pad=count_include_pad, **attrs)
 
-    fusion_refusal = ("ONNX pool geometry (asymmetric pads, ceil mode, count_include_pad=0, "
-                      "dilations, a 1x1 input) is not part of the integer engine")
-    fuse = Cell.fuse
+    fusion_refusal = ("an average pool with ONNX geometry (asymmetric pads, ceil mode, "
+                      "count_include_pad=0, dilations, a 1x1 input) is not part of the integer "
+                      "engine (max pools are)")
+
+    def fuse(self, fuser):
+        if self.pooling == "Max":      # the max of integer codes is exact whatever the windows
+            return fuser.move(self)
+        return Cell.fuse(self, fuser)
 
 
 class OnnxDeconvCell(DeconvCell):

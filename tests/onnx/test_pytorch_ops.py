@@ -598,3 +598,56 @@ def test_fc_def_quantizes_the_nd_matmul(tmp_path):
     for name, words in (("ln", "LayerNorm"), ("m1", "MatMul on an N-D tensor")):
         with pytest.raises(N2D2Error, match=rf"\[{name}\] .*{words}"):
             net.cells[name].fuse(Fuser())
+
+
+# ---------------------------------------------------------------- --qat-sat through ONNX pools
+@pytest.mark.parametrize("pooling", ["Max", "Average"])
+def test_qat_sat_fuses_onnx_max_pools(tmp_path, pooling):
+    """A max pool with ONNX geometry (dilated, asymmetric pads) in a 4-bit SAT LeNet
+    (ini_examples/LeNet_SAT4.ini's pool1 replaced): ``--qat-sat`` moves bn1's integer codes
+    through it, equal to ONNX's MaxPool run on them by onnx.reference, and the integer ONNX
+    export computes the same codes; an average pool of that geometry (counts vary by window)
+    is refused naming the cell."""
+    import pathlib
+    from n2d2py.errors import N2D2Error
+    from n2d2py.ini import parse_ini_text
+    from n2d2py.onnx.cells import OnnxPoolCell
+    from n2d2py.onnx.export_integer import export_integer_onnx
+    from n2d2py.onnx.ops import unit_map
+    from n2d2py.qat import fuse_qat
+    ini = pathlib.Path(__file__).resolve().parents[2] / "ini_examples" / "LeNet_SAT4.ini"
+    net = DeepNet.from_ini(parse_ini_text(ini.read_text(), str(tmp_path / "net.ini")),
+                           load_data=False)
+    old = net.cells["pool1"]
+    pool = OnnxPoolCell(name="pool1", parents=list(old.parents), mapping=unit_map(),
+                        nb_outputs=old.nb_outputs, pooling=pooling, pool_dims=(2, 2),
+                        stride_dims=(2, 2), padding_dims=(0, 0), pads=(0, 1, 0, 1),
+                        dilations=(2, 2))
+    pool.build([net.cells[p].out_shape for p in pool.parents], None)
+    assert tuple(pool.out_shape) == tuple(old.out_shape)
+    net.cells["pool1"] = pool
+    norm = net.cells["bn1"]        # statistics that spread bn1's codes over SAT's 16 levels
+    norm.mean[...], norm.variance[...] = 0, 0.05
+    norm.bias.data[...] = RNG.uniform(0, 4, norm.bias.data.shape)
+    if pooling == "Average":
+        with pytest.raises(N2D2Error, match=r"\[pool1\].*average pool with ONNX geometry"):
+            fuse_qat(net)
+        return
+    fused = fuse_qat(net)
+    x = RNG.integers(0, 256, (3, 1, 32, 32)).astype(numpy.float32) / 255
+    codes = fused.forward(fused.input_codes(x), keep="all")
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                            pads=[0, 0, 1, 1], dilations=[2, 2])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, None)],
+                              [helper.make_tensor_value_info("y", 1, None)])
+    bn1 = codes[fused.alias["bn1"]]
+    expected = ReferenceEvaluator(helper.make_model(graph)).run(
+        None, {"x": bn1.astype(numpy.float32)})[0]
+    assert numpy.array_equal(codes["pool1"], expected)
+    assert len(numpy.unique(codes["pool1"])) > 8            # the codes are not all equal
+    assert not numpy.array_equal(codes["pool1"], bn1[:, :, ::2, ::2])     # max, not a pick
+    model = export_integer_onnx(fused, None, all_outputs=True)
+    names = [o.name for o in model.graph.output]
+    got = dict(zip(names, ReferenceEvaluator(model).run(
+        None, {"env": fused.input_codes(x).astype(numpy.uint8)})))
+    assert numpy.array_equal(got["pool1"].astype(numpy.int64), codes["pool1"].astype(numpy.int64))

@@ -243,7 +243,12 @@ def ini_text(path, model, quantized):
             if node.op_type in ("Relu", "Clip"):     # ReLU, ReLU6
                 text += (f"[{node.output[0]}]\nActivationFunction=Rectifier\nQAct=SAT\n"
                          f"QAct.Range=15\n")
-    return text + f"[{model.graph.output[0].name}.Target]\n"
+    output = model.graph.output[0]
+    classes = output.type.tensor_type.shape.dim[1].dim_value
+    # PyTorch's output is the logits: a Softmax with its loss after the import's last cell
+    # (``Input=onnx,<output>`` names no cell where the output is a view: SqueezeNet's Flatten)
+    return text + (f"[softmax]\nInput=onnx\nType=Softmax\nNbOutputs={classes}\n"
+                   f"WithLoss=1\n[softmax.Target]\n")
 
 
 def user_path(path, x, folder, seed=0, quantized_path=None):
@@ -259,7 +264,6 @@ def user_path(path, x, folder, seed=0, quantized_path=None):
     from n2d2py.ini import parse_ini_text
     from n2d2py.onnx.export import export_onnx
     from n2d2py.qat import fuse_qat
-    from n2d2py.target import Target
     labels = numpy.random.default_rng(seed).integers(0, 10, len(x))
     out = {}
 
@@ -267,10 +271,7 @@ def user_path(path, x, folder, seed=0, quantized_path=None):
         source = quantized_path if quantized and quantized_path else path
         text = ini_text(source, onnx.load(source, load_external_data=False), quantized)
         net = DeepNet.from_ini(parse_ini_text(text, os.path.join(folder, "net.ini")),
-                               load_data=False, require_target=False)
-        if not net.targets:     # the output is a view of the last cell (SqueezeNet's Flatten)
-            last = list(net.cells)[-1]
-            net.targets.append(Target(name=f"{last}.Target", cell=last))
+                               load_data=False)
         before = [p.data.copy() for p in net.parameters()]
         loss, _ = net.learn_batch(x, labels)
         moved = sum(not numpy.array_equal(b, p.data) for b, p in zip(before, net.parameters()))

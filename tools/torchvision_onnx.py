@@ -277,6 +277,10 @@ def user_path(path, x, folder, seed=0, quantized_path=None):
         moved = sum(not numpy.array_equal(b, p.data) for b, p in zip(before, net.parameters()))
         if not numpy.isfinite(loss) or moved == 0:
             raise N2D2Error(f"loss {loss}, {moved} parameters moved")
+        y = next(iter(net.forward(x).values())).data
+        if not numpy.isfinite(y).all():
+            raise N2D2Error(f"diverged: loss {loss:.3g}, then non-finite outputs (the default "
+                            f"learning rate on outputs of this size)")
         return net, loss
 
     try:
@@ -334,7 +338,7 @@ def user_row(torch, tv, family, small, folder, seed=0, exporter="17"):
     return user_path(path, x.numpy(), folder, seed, quantized_path=kept)
 
 
-def short(text, width=110):
+def short(text, width=160):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 

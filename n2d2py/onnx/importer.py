@@ -228,6 +228,13 @@ class Importer:
     def physical(self, source):
         return self.shapes[source]
 
+    def reshape_positions(self, node, x, shape):
+        """A view that moves or merges the batch axis (``ops.view``): its element positions."""
+        from .ops_layout import check_layout, positions, set_positions
+        check_layout(self, node)
+        set_positions(self, node.output[0], x, positions(self, x).positions.reshape(shape),
+                      shape)
+
     def source(self, name, node, exact=True):
         """The cell (or input) name holding tensor ``name``; with ``exact``, its data must have
         the (C, H, W) of the ONNX shape: a Reshape cell is inserted when a view changed it."""

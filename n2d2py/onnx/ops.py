@@ -179,15 +179,7 @@ def view(imp, node, shape, name=None):
     shape = tuple(int(d) for d in shape)
     if x.index is None and shape and shape[0] == x.shape[0]:
         return imp.set_value(node.output[0], x.source, shape)
-    from .ops_layout import positions, set_positions
-    check_layout(imp, node)
-    set_positions(imp, node.output[0], x, positions(imp, x).positions.reshape(shape), shape)
-
-
-def check_layout(imp, node):
-    """Layout operators read the ONNX element order, which ``Transpose=1`` does not keep."""
-    if imp.transpose:
-        raise imp.error(node, "moving elements across axes is not supported with Transpose=1")
+    imp.reshape_positions(node, x, shape)
 
 
 __all__ = ["OPS", "dispatch"]

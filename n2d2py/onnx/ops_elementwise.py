@@ -6,7 +6,7 @@ Concat, and the activations (Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Clip). Re
 import numpy
 
 from ..errors import OnnxError
-from .ops import REQUIRED, attr_int, cells, init, make_activation, op, set_data, view
+from .ops import REQUIRED, attr_float, attr_int, cells, init, make_activation, op, set_data, view
 from .ops_shape import identity
 
 BIG = 1e30   # |bound| above which a Clip bound is "no bound" (FLT_MAX defaults of opset 6)
@@ -298,3 +298,27 @@ def clip(imp, node, a):
         return attach(imp, node, make_activation("Linear", clipping=hi))
     raise imp.error(node, f"Clip to [{lo}, {hi}]: only [0, max] (clipped ReLU) and [-c, c] "
                           f"(clipped Linear) map onto N2D2 activations")
+
+
+# ---------------------------------------------------------------- PyTorch's activations
+# n2d2py extension, not in N2D2 (ops_extension.py's docstring)
+@op("HardSwish")
+def hard_swish(imp, node, a):
+    attach(imp, node, make_activation("HardSwish"))
+
+
+@op("HardSigmoid")
+def hard_sigmoid(imp, node, a):
+    attach(imp, node, make_activation("HardSigmoid", alpha=attr_float(imp, node, a, "alpha", 0.2),
+                                      beta=attr_float(imp, node, a, "beta", 0.5)))
+
+
+@op("Gelu")
+def gelu(imp, node, a):
+    """Gelu (opset 20; the dynamo exporter writes it); older opsets spell it with Erf or Tanh
+    and arithmetic, which import node by node."""
+    kind = a.get("approximate", b"none")
+    kind = kind.decode(errors="replace") if isinstance(kind, bytes) else kind
+    if kind not in ("none", "tanh"):
+        raise imp.error(node, f"approximate={kind!r}: expected 'none' or 'tanh'")
+    attach(imp, node, make_activation("GELU", approximate=kind.capitalize()))

@@ -12,7 +12,8 @@ exactly, each with a backward (the imported graph stays trainable):
   ``OnnxTensorCell``.
 * ``HardSwish``, ``HardSigmoid``, ``Gelu`` (opset 20, ``approximate`` none or tanh): the
   activation functions ``HardSwish``, ``HardSigmoid``, ``GELU`` (``cells/activation_functions
-  .py``), attached to the cell before them as N2D2 attaches a Relu.
+  .py``), attached to the cell before them as N2D2 attaches a Relu (their handlers live with
+  the other activations in ``ops_elementwise.py``).
 * ``LayerNormalization`` over trailing axes: an ``OnnxLayerNormCell`` (learnable scale and
   bias); the decomposed form of older opsets (ReduceMean, Sub, Pow, Sqrt, Div...) imports node
   by node.
@@ -31,9 +32,8 @@ import numpy
 
 from .cells import OnnxDeconvCell, OnnxTensorCell
 from .functions import UNARY
-from .ops import attr_float, attr_int, attr_ints, cells, hw, init, make_activation, onnx_shape, \
-    op, set_data, spatial_rank, view
-from .ops_elementwise import attach
+from .ops import attr_float, attr_int, attr_ints, cells, hw, init, onnx_shape, op, set_data, \
+    spatial_rank, view
 
 
 def tensor_cell(imp, node, kind, options, names, out_shape, constants=None, in_dims=None,
@@ -79,29 +79,6 @@ def power(imp, node, a):
                               f"one number is supported")
     tensor_cell(imp, node, "Unary", {"kind": "Pow", "alpha": float(exponent.ravel()[0])},
                 [node.input[0]], x.shape, layout_free=True)
-
-
-# ---------------------------------------------------------------- PyTorch's activations
-@op("HardSwish")
-def hard_swish(imp, node, a):
-    attach(imp, node, make_activation("HardSwish"))
-
-
-@op("HardSigmoid")
-def hard_sigmoid(imp, node, a):
-    attach(imp, node, make_activation("HardSigmoid", alpha=attr_float(imp, node, a, "alpha", 0.2),
-                                      beta=attr_float(imp, node, a, "beta", 0.5)))
-
-
-@op("Gelu")
-def gelu(imp, node, a):
-    """Gelu (opset 20; the dynamo exporter writes it); older opsets spell it with Erf or Tanh
-    and arithmetic, which import node by node."""
-    kind = a.get("approximate", b"none")
-    kind = kind.decode(errors="replace") if isinstance(kind, bytes) else kind
-    if kind not in ("none", "tanh"):
-        raise imp.error(node, f"approximate={kind!r}: expected 'none' or 'tanh'")
-    attach(imp, node, make_activation("GELU", approximate=kind.capitalize()))
 
 
 # ---------------------------------------------------------------- LayerNormalization

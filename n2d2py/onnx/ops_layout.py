@@ -16,8 +16,14 @@ tensor whose batch axis was moved.
 import numpy
 
 from .graph import IndexMap, fold_node
-from .ops import check_layout, op
+from .ops import op
 from .tensor_cells import OnnxGatherCell
+
+
+def check_layout(imp, node):
+    """Layout operators read the ONNX element order, which ``Transpose=1`` does not keep."""
+    if imp.transpose:
+        raise imp.error(node, "moving elements across axes is not supported with Transpose=1")
 
 
 def positions(imp, x):

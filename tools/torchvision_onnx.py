@@ -15,8 +15,8 @@ prints n2d2py's one-line error.
 
 ``--user-path`` adds a second table, per family at opset 17 (``user_path``): one training step
 of an INI importing the export, ``--export ONNX`` of the trained network against onnxruntime,
-one step with SAT 4-bit weights and rectifiers (the export with its BatchNorms kept), and
-``--qat-sat``'s fusion of that network.
+``--calib`` (8-bit post-training quantization) of it, one step with SAT 4-bit weights and
+rectifiers (the export with its BatchNorms kept), and ``--qat-sat``'s fusion of that network.
 
 torchvision: the PyPI wheel for torch 2.13 is torchvision 0.28.0; its compiled operators may not
 load beside a CPU torch ("operator torchvision::nms does not exist"). ``import_torchvision``
@@ -254,7 +254,7 @@ def ini_text(path, model, quantized):
 def user_path(path, x, folder, seed=0, quantized_path=None):
     """After the import: {"train": loss of one ``learn_batch`` step (float, every Parameter
     finite and the weights moved) or why not, "export": max |n2d2py - onnxruntime| of
-    ``--export ONNX``'s file after that step, "sat": loss of one step with SAT 4-bit weights and
+    ``--export ONNX``'s file after that step, "ptq": ``post_training``'s top-1 agreement, "sat": loss of one step with SAT 4-bit weights and
     rectifiers on ``quantized_path`` (default ``path``: a file with its BatchNorms kept), "qat":
     "fused" (``--qat-sat``'s fusion of that network) or its one-line refusal}."""
     import onnx
@@ -296,6 +296,10 @@ def user_path(path, x, folder, seed=0, quantized_path=None):
         out.setdefault("train", f"refused: {exc}")
         out.setdefault("export", f"refused: {exc}")
     try:
+        out["ptq"] = post_training(net if "export_match" in out else None, path, folder, x, seed)
+    except N2D2Error as exc:
+        out["ptq"] = f"refused: {exc}"
+    try:
         net, out["sat"] = step(True)
         fuse_qat(net)
         out["qat"] = "fused"
@@ -326,6 +330,33 @@ def row(torch, tv, family, exporter, small, folder, seed=0):
     return family, exporter, status, result["max_abs"], result["max_ref"], seconds
 
 
+def post_training(net, path, folder, x, seed=0, images=16):
+    """``--calib`` at 8 bits (post-training quantization) of the float network ``net`` (the
+    import of ``path`` when None) on ``images`` seeded random inputs: the fraction of them on
+    which the integer network's top-1 class is the float network's."""
+    import types
+    import onnx
+    from n2d2py.deepnet import DeepNet
+    from n2d2py.ini import parse_ini_text
+    from n2d2py.ptq import PTQOptions, calibrate
+    if net is None:
+        text = ini_text(path, onnx.load(path, load_external_data=False), False)
+        net = DeepNet.from_ini(parse_ini_text(text, os.path.join(folder, "net.ini")),
+                               load_data=False)
+    xs = numpy.random.default_rng(seed + 1).standard_normal((images,) + x.shape[1:])
+    batches = [(xs[i:i + len(x)].astype(numpy.float32), numpy.zeros(len(x), int), None)
+               for i in range(0, images, len(x))]
+    net.sp = types.SimpleNamespace(batches=lambda *args, **kwargs: iter(batches))
+    fused = calibrate(net, PTQOptions(8), set_name="Test")
+    agree = []
+    for batch, _, _ in batches:
+        ours = fused.forward(fused.input_codes(batch))
+        ref = next(iter(net.forward(batch).values())).data
+        agree += list(ours.reshape(len(batch), -1).argmax(1) == ref.reshape(len(batch), -1)
+                      .argmax(1))
+    return float(numpy.mean(agree))
+
+
 def user_row(torch, tv, family, small, folder, seed=0, exporter="17"):
     """``user_path`` on ``family`` exported at opset ``exporter`` (the SAT step on the same
     export with its BatchNorms kept; the dynamo exporter keeps them anyway)."""
@@ -344,14 +375,14 @@ def short(text, width=160):
 
 def print_user_table(torch, tv, families, small, folder, seed):
     print("\n| model | train one step (loss) | --export ONNX vs onnxruntime after it | "
-          "SAT 4-bit step (loss) | --qat-sat fusion | s |")
-    print("|---|---|---|---|---|---|")
-    counts = dict.fromkeys(("train", "export", "sat", "qat"), 0)
+          "--calib 8 bits: top-1 as float | SAT 4-bit step (loss) | --qat-sat fusion | s |")
+    print("|---|---|---|---|---|---|---|")
+    counts = dict.fromkeys(("train", "export", "ptq", "sat", "qat"), 0)
     for family in families:
         start = time.perf_counter()
         r = user_row(torch, tv, family, small, folder, seed)
         cells = []
-        for key in ("train", "export", "sat", "qat"):
+        for key in ("train", "export", "ptq", "sat", "qat"):
             value = r[key]
             ok = (value == "fused" if key == "qat" else r.get("export_match", False)
                   if key == "export" else not isinstance(value, str))
@@ -361,7 +392,7 @@ def print_user_table(torch, tv, families, small, folder, seed):
         print(f"| {family} | {' | '.join(cells)} | {time.perf_counter() - start:.1f} |",
               flush=True)
     print(f"\nof {len(families)}: {counts['train']} train, {counts['export']} export and match, "
-          f"{counts['sat']} train with SAT, {counts['qat']} fuse")
+          f"{counts['ptq']} calibrate, {counts['sat']} train with SAT, {counts['qat']} fuse")
 
 
 def cpu_model():

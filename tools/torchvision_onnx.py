@@ -236,13 +236,12 @@ def ini_text(path, model, quantized):
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     text = (f"DefaultModel=Frame\n[sp]\nSizeX={dims[3]}\nSizeY={dims[2]}\nNbChannels={dims[1]}\n"
             f"BatchSize=2\n[onnx]\nInput=sp\nType=ONNX\nFile={path}\n")
-    if quantized:
-        for kind in ("Conv", "Fc"):
-            text += f"[onnx:{kind}_def]\nQWeight=SAT\nQWeight.Range=15\n"
-        for node in model.graph.node:
-            if node.op_type in ("Relu", "Clip"):     # ReLU, ReLU6
-                text += (f"[{node.output[0]}]\nActivationFunction=Rectifier\nQAct=SAT\n"
-                         f"QAct.Range=15\n")
+    if quantized:     # docs/pytorch.md's overrides (ini_examples/PyTorch_SAT4.ini)
+        text += ("[onnx:Conv_def]\nQWeight=SAT\nQWeight.Range=15\nQWeight.ApplyScaling=0\n"
+                 "[onnx:Fc_def]\nQWeight=SAT\nQWeight.Range=15\nQWeight.ApplyScaling=1\n")
+        for kind in ("BatchNorm", "ElemWise"):
+            text += (f"[onnx:{kind}_def]\nActivationFunction=Linear\nQAct=SAT\n"
+                     f"QAct.Range=15\nQAct.Alpha=6\n")
     output = model.graph.output[0]
     classes = output.type.tensor_type.shape.dim[1].dim_value
     # PyTorch's output is the logits: a Softmax with its loss after the import's last cell

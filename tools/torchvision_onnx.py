@@ -15,8 +15,8 @@ prints n2d2py's one-line error.
 
 ``--user-path`` adds a second table, per family at opset 17 (``user_path``): one training step
 of an INI importing the export, ``--export ONNX`` of the trained network against onnxruntime,
-``--calib`` (8-bit post-training quantization) of it, one step with SAT 4-bit weights and
-rectifiers (the export with its BatchNorms kept), and ``--qat-sat``'s fusion of that network.
+``--calib`` (8-bit post-training quantization) of it, one step with SAT 4-bit overrides (the
+export with its BatchNorms kept), and ``--qat-sat``'s fusion of that network.
 
 torchvision: the PyPI wheel for torch 2.13 is torchvision 0.28.0; its compiled operators may not
 load beside a CPU torch ("operator torchvision::nms does not exist"). ``import_torchvision``
@@ -231,8 +231,8 @@ def compare(path, x):
 # ---------------------------------------------------------------- what a user does next
 def ini_text(path, model, quantized):
     """The INI a user writes to import ``path`` (a batch of 2): with ``quantized``, SAT 4-bit
-    weights on every Conv and Fc (``[onnx:Conv_def]``/``[onnx:Fc_def]``) and a SAT 4-bit
-    rectifier on every Relu and Clip (ReLU6), in the sections named after their outputs."""
+    weights on every Conv and Fc and SAT 4-bit activations on every BatchNorm and ElemWise
+    (whose ReLUs merge into them), docs/pytorch.md's ``_def`` blocks."""
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     text = (f"DefaultModel=Frame\n[sp]\nSizeX={dims[3]}\nSizeY={dims[2]}\nNbChannels={dims[1]}\n"
             f"BatchSize=2\n[onnx]\nInput=sp\nType=ONNX\nFile={path}\n")
@@ -253,8 +253,9 @@ def ini_text(path, model, quantized):
 def user_path(path, x, folder, seed=0, quantized_path=None):
     """After the import: {"train": loss of one ``learn_batch`` step (float, every Parameter
     finite and the weights moved) or why not, "export": max |n2d2py - onnxruntime| of
-    ``--export ONNX``'s file after that step, "ptq": ``post_training``'s top-1 agreement, "sat": loss of one step with SAT 4-bit weights and
-    rectifiers on ``quantized_path`` (default ``path``: a file with its BatchNorms kept), "qat":
+    ``--export ONNX``'s file after that step, "ptq": ``post_training``'s top-1 agreement,
+    "sat": loss of one step with ``ini_text``'s SAT overrides on ``quantized_path`` (default
+    ``path``: a file with its BatchNorms kept), "qat":
     "fused" (``--qat-sat``'s fusion of that network) or its one-line refusal}."""
     import onnx
     import onnxruntime

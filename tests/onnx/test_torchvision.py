@@ -102,7 +102,7 @@ def test_user_path(tv, family, tmp_path):
     """What a user does after the import (docs/ONNX.md's second table): one training step
     through an INI importing the export (every parameter finite, the weights move), ``--export
     ONNX`` of the trained network equal to n2d2py on onnxruntime, ``--calib`` at 8 bits, one
-    step with SAT 4-bit weights and rectifiers, and ``--qat-sat`` fusing it or refusing in one
+    step with SAT 4-bit overrides, and ``--qat-sat`` fusing it or refusing in one
     line naming a cell."""
     torch, torchvision = tv
     r = tool().user_row(torch, torchvision, family, True, str(tmp_path))

@@ -115,6 +115,8 @@ def add_arguments(parser):
     add_report_arguments(parser)
     from .lps import add_lps_arguments
     add_lps_arguments(parser)
+    from .distributed.command import add_arguments as add_distributed_arguments
+    add_distributed_arguments(parser)
 
 
 def normalise_argv(argv):
@@ -160,10 +162,14 @@ def parse_args(argv):
 
 
 class Run:
-    """State shared by the stages of one command."""
+    """State shared by the stages of one command (``comm``: the ranks of a data-parallel run,
+    ``distributed.SINGLE`` for one process; only rank 0 prints and writes)."""
 
-    def __init__(self, args, out):
-        self.args, self.out = args, out
+    def __init__(self, args, out, comm=None):
+        from .distributed.communicator import SINGLE
+        from .learn import Discard
+        self.comm = comm if comm is not None else SINGLE
+        self.args, self.out = args, out if self.comm.writer else Discard()
         self.net, self.seed, self.learned, self.rng = None, None, False, None
         self.state = None  # checkpoint.Checkpoint of -l DIR
 
@@ -202,6 +208,16 @@ def read_seed_file(path):
 
 # -- stages (N2D2's main flow, exec/n2d2.cpp, spec/ini.md §6.1) -----------------------------
 def stage_seed(run):
+    if run.comm.size > 1:     # rank 0 chooses (and reads -l DIR), the others receive
+        from .distributed.command import share_seed
+        share_seed(run, choose_seed)
+    else:
+        choose_seed(run)
+    import numpy
+    run.rng = numpy.random.default_rng([run.seed, 1])  # data order; the build uses `seed`
+
+
+def choose_seed(run):
     args = run.args
     learning = bool(args.learn_epoch or args.learn)
     if args.load_state and learning and not args.build_only:
@@ -227,8 +243,6 @@ def stage_seed(run):
     if not args.build_only:   # validated above: a refused seed never reaches the file
         from .folders import replace_file_atomically
         replace_file_atomically(SEED_FILE, lambda f: f.write(f"{run.seed}\n"))
-    import numpy
-    run.rng = numpy.random.default_rng([run.seed, 1])  # data order; the build uses `seed`
 
 
 def stage_build(run):
@@ -259,21 +273,31 @@ def stage_build(run):
     from .scoring import set_size
     for label, name in (("Learning", "Learn"), ("Validation", "Validation"), ("Testing", "Test")):
         run.say(f"{label} database size: {set_size(run.net, name)} images")
-    try:
-        from .report.plots import network_graph_png
-        network_graph_png(run.net, os.path.basename(args.ini) + ".png")
-    except Exception as exc:  # a picture must never stop a run
-        run.say(f"Notice: network picture not written ({exc})")
+    if run.comm.writer:
+        try:
+            from .report.plots import network_graph_png
+            network_graph_png(run.net, os.path.basename(args.ini) + ".png")
+        except Exception as exc:  # a picture must never stop a run
+            run.say(f"Notice: network picture not written ({exc})")
     return None
 
 
 def stage_import(run):
-    """``-w DIR``: missing files are notices, as in N2D2 (spec/ini.md §6.1 item 5)."""
-    if run.args.weights:
+    """``-w DIR``: missing files are notices, as in N2D2 (spec/ini.md §6.1 item 5). Replicas:
+    rank 0 reads, ``stage_replicate`` gives the others its weights."""
+    if run.args.weights and run.comm.writer:
         if os.fspath(run.args.weights) != os.devnull:
             run.say(f"Importing weights from directory '{run.args.weights}'.")
         for notice in run.net.import_weights(run.args.weights, ignore_missing=True):
             run.say(notice)
+
+
+def stage_replicate(run):
+    """A command launched as K processes (mpiexec, srun): the network becomes replica
+    ``rank`` of K (distributed/command.py), starting from rank 0's weights."""
+    if run.comm.size > 1:
+        from .distributed.command import replicate
+        replicate(run)
 
 
 def stage_learn(run):
@@ -292,6 +316,8 @@ def stage_learn(run):
     seconds = time.perf_counter() - start
     run.say(f"Learning done: {history.stimuli} images in {seconds:.2f} s "
             f"({history.stimuli / max(seconds, 1e-9):.0f} img/s)")
+    if run.net.replicas is not None:
+        run.say(run.net.replicas.timing_line(seconds))
     run.learned = True
     return None
 
@@ -320,6 +346,11 @@ def stage_test(run):
             run.say("Nothing to do: give --learn-epoch N, --learn N or --test (see --help)")
         return None
     if args.qat_sat:  # spec/qat.md §5.1: fuse, then test the integer network
+        if run.comm.size > 1:      # rank 0 alone, on the whole sets
+            if not run.comm.writer:
+                return None
+            from .distributed.replicas import detach
+            detach(run.net)
         from .qat import run_qat_sat
         run_qat_sat(run.net, args, run.out)
         return None
@@ -366,49 +397,67 @@ def stage_lps(run):
 
 
 STAGES = [stage_infer, stage_report, stage_seed, stage_build, stage_import, stage_export,
-          stage_lps, stage_learn, stage_reload, stage_calib, stage_test]
+          stage_lps, stage_replicate, stage_learn, stage_reload, stage_calib, stage_test]
 
 
 def main(argv=None):
     """Entry point ``n2d2py``; returns the exit status (0, 2 on a user error, 130 on Ctrl-C,
     143 on SIGTERM: both save weights/ and net_state/ when learning)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from .distributed.command import start
+    comm = start(args)   # launched as K processes: this rank's communicator (docs/DISTRIBUTED.md)
     from .backend import keep_freed_memory
     keep_freed_memory()
-    run = Run(args, sys.stdout)
+    run = Run(args, sys.stdout, comm)
+    import contextlib
     import signal
     import threading
-    from .signals import Terminated, raise_terminated
+    from .signals import Terminated, deferred_signals, raise_terminated
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM acts as Ctrl-C
     from .guard import user_input_errors
     import numpy
+    # replicas hold Ctrl-C/SIGTERM all along: the training loop shares them at every step
+    # (all replicas stop after the same one); outside it they wait for the command's end
+    held = deferred_signals() if comm.size > 1 else contextlib.nullcontext()
     try:
         # anything unexpected: one line, no traceback; NaN and Inf are found and reported by
         # the training loop itself (one line naming the cell), not by NumPy's warnings
-        with user_input_errors(place=args.ini, debug=args.debug), run_folder_lock(args), \
-                numpy.errstate(all="ignore"):
+        with held, user_input_errors(place=args.ini, debug=args.debug), \
+                run_folder_lock(args, comm), numpy.errstate(all="ignore"):
             for stage in STAGES:
                 if stage(run) == "stop":
                     break
     except N2D2Error as exc:
-        return fail(str(exc))
+        return fail(str(exc), comm, exc)
     except OSError as exc:
         place = exc.filename if exc.filename else ""
-        return fail(f"{place}: {exc.strerror or exc}" if place else str(exc))
+        return fail(f"{place}: {exc.strerror or exc}" if place else str(exc), comm)
     except KeyboardInterrupt as exc:
         saved = " (current weights saved in 'weights/')" if run.net is not None and \
             getattr(run.net, "history", None) is not None else ""
         sys.stdout.flush()
         word, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-        sys.stderr.write(f"\nn2d2py: {word}{saved}\n")
+        if comm.writer:
+            sys.stderr.write(f"\nn2d2py: {word}{saved}\n")
         return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         end_data(run)
+        end_ranks(comm)
     return 0
+
+
+def end_ranks(comm):
+    """Replicas leave together (a rank that left early would look dead to the others'
+    watchdogs while rank 0 still writes)."""
+    if comm.size > 1:
+        try:
+            comm.barrier()
+        finally:
+            comm.close()
 
 
 def end_data(run):
@@ -424,17 +473,24 @@ def end_data(run):
                          f"{reason})\n")
 
 
-def run_folder_lock(args):
+def run_folder_lock(args, comm=None):
     """The run folder's lock (``runlock.py``) for a command that writes in it; --build-only,
-    --infer and --report write nothing there and run beside a training."""
+    --infer and --report write nothing there and run beside a training. Of the replicas of a
+    data-parallel run, rank 0 (the one that writes) holds it."""
     import contextlib
-    if args.build_only or args.infer or getattr(args, "report", False):
+    if args.build_only or args.infer or getattr(args, "report", False) or \
+            (comm is not None and not comm.writer):
         return contextlib.nullcontext()
     from .runlock import RunLock
     return RunLock(".")
 
 
-def fail(message):
+def fail(message, comm=None, exc=None):
+    """Print the one error line; a data-parallel rank says it as its own and ends the run
+    (``distributed.command.fail``)."""
+    if comm is not None and comm.size > 1:
+        from .distributed.command import fail as fail_rank
+        return fail_rank(comm, message, exc)
     sys.stdout.flush()
     sys.stderr.write("n2d2py: error: " + " ".join(message.splitlines()) + "\n")
     return 2

@@ -64,6 +64,12 @@ class DeepNet:
         self.timings = None  # {cell: seconds} accumulated by forward() when a dict (--bench)
         self.weight_histograms = True  # export_weights() writes <cell>_weights_quant.distrib.*
         self.check_finite = True         # learn_batch stops on a NaN/Inf loss or gradient
+        self.replicas = None             # distributed.DataParallel: this is one replica of K
+
+    @property
+    def writer(self):
+        """Whether this process writes the run's files (False on data-parallel ranks but 0)."""
+        return self.replicas is None or self.replicas.comm.writer
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -138,11 +144,22 @@ class DeepNet:
 
         With ``check_finite`` (default) a NaN/Inf loss (tested every step) or gradient (one
         reduction per Parameter) raises ``NumericalFault`` before any update: the parameters
-        are left as they were."""
+        are left as they were.
+
+        One replica of a data-parallel run (``self.replicas``) steps on its part of the global
+        batch: its loss is scaled by its share, the gradients are summed over the replicas
+        before the checks and the update, and the loss returned is the global batch's."""
         x = Variable(backend.to_device(x, self.device))
-        outputs = self.forward(x, training=True)
-        value = self.back_propagate(self.training_loss(outputs, labels, x))
-        self.update(len(labels))
+        replicas = self.replicas
+        if replicas is None:
+            outputs = self.forward(x, training=True)
+            value = self.back_propagate(self.training_loss(outputs, labels, x))
+            self.update(len(labels))
+            return value, outputs
+        with replicas.training_step(len(labels)) as part:
+            outputs = self.forward(x, training=True)
+            value = self.back_propagate(self.training_loss(outputs, labels, x), part)
+        self.update(replicas.count)
         return value, outputs
 
     def training_loss(self, outputs, labels, x=None):
@@ -154,14 +171,24 @@ class DeepNet:
         penalty = constraint_loss(self.cells)
         return loss if penalty is None else loss + penalty
 
-    def back_propagate(self, loss):
+    def back_propagate(self, loss, part=None):
         """Gradients of ``loss`` into every Parameter; returns the loss value. With
         ``check_finite``, a NaN/Inf loss or gradient raises ``NumericalFault`` (gradients
-        cleared, nothing updated)."""
+        cleared, nothing updated). ``part``: a data-parallel replica's part of the global batch
+        (``distributed.shard.StepPart``): the loss is scaled by its share, and the gradients,
+        the loss and the checks are the global batch's (``replicas.reduce``)."""
         value = float(backend.asnumpy(loss.data).sum())
-        if self.check_finite and not math.isfinite(value):
-            raise NumericalFault("loss", "NaN" if math.isnan(value) else "Inf")
-        loss.backward()
+        if part is None:
+            if self.check_finite and not math.isfinite(value):
+                raise NumericalFault("loss", "NaN" if math.isnan(value) else "Inf")
+            loss.backward()
+        else:
+            loss.backward(loss.xp.full_like(loss.data, part.count / max(part.total, 1)))
+            value = self.replicas.reduce(self.parameters(), value, part)
+            if self.check_finite and not math.isfinite(value):
+                for param in self.parameters():
+                    param.grad = None
+                raise NumericalFault("loss", "NaN" if math.isnan(value) else "Inf")
         if self.check_finite:
             params = self.parameters()
             fault = _gradient_fault(params, self.cells)
@@ -218,8 +245,10 @@ class DeepNet:
         (``<cell>_quant_weights*.syntxt``); with ``histograms`` (default ``self.weight_histograms``)
         N2D2's ``<cell>_weights_quant.distrib.{dat,png}`` are added (report/histograms.py).
         ``precision`` (significant digits) defaults to N2D2's 6 (10 with a quantizer); 9
-        round-trips float32 exactly."""
+        round-trips float32 exactly. In a data-parallel run only rank 0 writes."""
         from .folders import write_folder_atomically
+        if not self.writer:      # a data-parallel replica but rank 0: rank 0 writes for all
+            return
         if histograms is None:
             histograms = getattr(self, "weight_histograms", True)
 

@@ -10,6 +10,8 @@ validation passes, best weights), ``progress.py`` (progress line, history, ``Suc
 ``folders.py`` (atomic weight folders: ``write_folder_atomically``) and ``signals.py``
 (Ctrl-C/SIGTERM held during a step).
 """
+import contextlib
+import io
 import os
 import sys
 import time
@@ -39,18 +41,32 @@ def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric=HE
     A KeyboardInterrupt (Ctrl-C, SIGTERM: ``Terminated``) saves the current weights to
     ``weights/`` and the state to ``net_state/`` (atomically) and is re-raised. A non-finite
     loss or gradient saves the state before the faulty batch and raises ``NumericalError``.
+
+    A data-parallel replica (``net.replicas``) runs the same loop on its part of every batch;
+    only rank 0 writes (files, and ``out`` unless given), and a signal held by any replica
+    stops all of them after the same step.
     """
+    if out is None:
+        out = sys.stdout if net.writer else Discard()
     loop = TrainingLoop(net, epochs, stimuli, log_epoch, log, valid_metric, stop_valid,
                         rng if rng is not None else numpy.random.default_rng(1),
-                        out if out is not None else sys.stdout, workdir, seed, save_state)
+                        out, workdir, seed, save_state)
     loop.prepare(resume)
     history = loop.run()
     history.seconds = time.perf_counter() - loop.start
     net.export_weights(loop.paths["weights"])
-    write_learning_files(history, loop.paths)
+    if net.writer:
+        write_learning_files(history, loop.paths)
     if reload_best:
         reload_best_weights(net, ignore_missing, workdir)
     return history
+
+
+class Discard(io.TextIOBase):
+    """Where a data-parallel replica other than rank 0 prints: nowhere."""
+
+    def write(self, text):
+        return len(text)
 
 
 def _paths(workdir, target):
@@ -84,6 +100,7 @@ class TrainingLoop:
         self.start = time.perf_counter()
         self.generators = []
         self.nb_learn = net.sp.nb_stimuli("Learn") if net.sp is not None else 0
+        self.replicas = net.replicas
 
     # -- set-up ------------------------------------------------------------------------------
     def prepare(self, resume=None):
@@ -112,15 +129,18 @@ class TrainingLoop:
 
     # -- the loops ------------------------------------------------------------------------------
     def run(self):
-        try:
-            if self.epochs:
-                self.run_epochs()
-            elif self.stimuli:
-                self.run_stimuli()
-        except KeyboardInterrupt:
-            self.net.export_weights(self.paths["weights"])
-            self.save(self.paths["net_state"], self.snapshot)
-            raise
+        # replicas hold Ctrl-C/SIGTERM for the whole run and share them at every step
+        # (DataParallel.reduce): all stop after the same one, and rank 0 saves
+        with deferred_signals() if self.replicas is not None else contextlib.nullcontext():
+            try:
+                if self.epochs:
+                    self.run_epochs()
+                elif self.stimuli:
+                    self.run_stimuli()
+            except KeyboardInterrupt:
+                self.net.export_weights(self.paths["weights"])
+                self.save(self.paths["net_state"], self.snapshot)
+                raise
         return self.history
 
     def run_epochs(self):
@@ -172,8 +192,9 @@ class TrainingLoop:
     def run_plan(self, label):
         """The batches of the current epoch or chunk not done yet."""
         plan, b = self.plan, self.net.sp.batch_size
-        batches = self.net.sp._batches("Learn", plan["order"][plan["next"] * b:], self.rng)
-        self.progress.begin(label, len(plan["order"]), min(plan["next"] * b, len(plan["order"])))
+        done = self.done_in_plan()
+        batches = self.net.sp._batches("Learn", plan["order"][done:], self.rng)
+        self.progress.begin(label, len(plan["order"]), min(done, len(plan["order"])))
         while True:
             with deferred_signals():
                 if not self.step(batches):
@@ -187,20 +208,50 @@ class TrainingLoop:
         if item is None:
             return False
         x, labels, _ = item
+        replicas = self.replicas
+        if replicas is not None:
+            planned = self.planned_batch()
+            if planned < replicas.comm.size:
+                self.skip_small_batch(planned)
+                return True
+            replicas.planned = planned
         try:
             loss, outputs = net.learn_batch(x, labels)
         except NumericalFault as fault:
             self.numerical_fault(fault, x, before)
         self.plan["next"] += 1
         self.steps += 1
-        history.stimuli += len(labels)
+        count = len(labels) if replicas is None else replicas.count
+        history.stimuli += count
         success = None
         if primary.scored:
             success = primary.score(outputs[primary.cell].data, labels)
-            self.window.add(len(labels), success)
+            if replicas is not None:
+                success = replicas.global_success(success, len(labels))
+            self.window.add(count, success)
             primary.reset()  # the learning window is ours; the confusion matrix is per pass
-        self.progress.step(len(labels), loss, success)
+        self.progress.step(count, loss, success)
+        if replicas is not None:
+            replicas.raise_if_stopped()
         return True
+
+    def done_in_plan(self):
+        """Stimuli of the current epoch or chunk already read: ``next`` batches, after the
+        ``offset`` read at another batch size (a run resumed with another replica count)."""
+        return self.plan.get("offset", 0) + self.plan["next"] * self.net.sp.batch_size
+
+    def planned_batch(self):
+        """Stimuli of the global batch the next step reads (data-parallel replicas)."""
+        return int(min(self.net.sp.batch_size, len(self.plan["order"]) - self.done_in_plan()))
+
+    def skip_small_batch(self, planned):
+        """A last batch with fewer stimuli than replicas is left out (every replica would
+        need one): counted as done, said once."""
+        self.plan["next"] += 1
+        if not getattr(self, "_small_said", False):
+            self._small_said = True
+            self.out.write(f"Notice: the last batch of {planned} image(s) is left out: fewer "
+                           f"than the {self.replicas.comm.size} replicas\n")
 
     def log_point(self, label):
         """Learning line, validation (or weights/), then net_state/ (interrupted: redone)."""
@@ -210,6 +261,8 @@ class TrainingLoop:
         trained = self.progress.meter     # the epoch's figures (validation starts a new meter)
         history.learning.append((history.stimuli, self.window.value))
         result, best = None, history.best
+        if self.replicas is not None:
+            self.replicas.check_identical()
         if self.has_validation:
             result = validate_and_keep(self.net, history, self.state, self.metric, self.paths,
                                        self.progress)
@@ -250,9 +303,11 @@ class TrainingLoop:
         epoch, batch = self.position()
         what = "" if fault.where == "loss" else f" in the gradient of {fault.param}"
         saved = " (last good state saved in 'net_state/' and 'weights/')" if self.save_state else ""
-        raise NumericalError(f"[{cell}] produced {kind}{what} at epoch {epoch}, batch {batch} "
-                             f"(step {self.steps + 1}){saved}",
-                             file=getattr(net.document, "path", None))
+        error = NumericalError(f"[{cell}] produced {kind}{what} at epoch {epoch}, batch {batch} "
+                               f"(step {self.steps + 1}){saved}",
+                               file=getattr(net.document, "path", None))
+        error.agreed = self.replicas is not None   # every replica found it in the summed values
+        raise error
 
     def position(self):
         """(epoch, batch) of the step being run, both counted from 1."""
@@ -269,7 +324,9 @@ class TrainingLoop:
             "mode": "epochs" if self.epochs else "stimuli",
             "epoch": self.epoch, "steps": self.steps, "stimuli": h.stimuli,
             "next_log": self.next_log,
-            "plan": None if self.plan is None else {"next": self.plan["next"], "epoch": self.plan["epoch"]},
+            "plan": None if self.plan is None else {k: self.plan[k] for k in ("next", "epoch", "offset")
+                                                    if k in self.plan},
+            "batch": self.net.sp.batch_size if self.net.sp is not None else None,
             "pending_log": self.pending_log if pending_log is None else pending_log,
             "validation": [[int(s), float(v)] for s, v in h.validation],
             "learning": [[int(s), float(v)] for s, v in h.learning], "log": h.log,
@@ -280,7 +337,7 @@ class TrainingLoop:
         }
 
     def save(self, folder, progress=None):
-        if not self.save_state:
+        if not self.save_state or not self.net.writer:
             return
         meta, arrays = checkpoint.net_arrays(self.net)
         if self.plan is not None:
@@ -302,6 +359,13 @@ class TrainingLoop:
         self.restore_progress(p)
         if p["plan"] is not None:
             self.plan = dict(p["plan"], order=numpy.array(ckpt.arrays["loop/order"]))
+            saved, b = p.get("batch"), self.net.sp.batch_size
+            if saved and saved != b:    # another replica count: go on from the same stimulus
+                self.plan["offset"] = self.plan.get("offset", 0) + self.plan["next"] * saved
+                self.plan["next"] = 0
+        if p.get("batch") and p["batch"] != self.net.sp.batch_size:
+            self.out.write(f"Notice: this state was saved with a batch of {p['batch']}, learning "
+                           f"goes on with {self.net.sp.batch_size} (another replica count?)\n")
         checkpoint.restore_generators(self.generators, p["generators"], place)
         self.announce_resume(place)
 

@@ -41,22 +41,32 @@ def set_size(net, set_name):
 
 def run_pass(net, set_name, limit=None, progress=None):
     """Forward the whole set without gradients, scoring every target (``progress``: a
-    ``progress.Progress`` to show it). Returns {"stimuli": n}."""
+    ``progress.Progress`` to show it). Returns {"stimuli": n}.
+
+    A data-parallel replica (``net.replicas``) scores its part of every batch; the replicas'
+    scores are then summed (``DataParallel.reduce_scores``): each holds the whole pass's."""
     for target in net.targets:
         target.reset()
-    count = 0
+    count, sizes = 0, []
     if progress is not None:
         total = set_size(net, set_name)
         progress.begin(set_name.lower(), total if limit is None else min(limit, total))
     with no_grad():
         for x, labels, _ in net.sp.batches(set_name, False, None, limit):
+            sizes.append(len(labels))
+            if not len(labels):       # a replica's empty part of a last, small batch
+                continue
             outputs = net.forward(x, training=False)
             success = [target.score(outputs[target.cell].data, labels) for target in net.targets]
             count += len(labels)
             if progress is not None:
-                progress.step(len(labels), success=success[0] if net.targets[0].scored else None)
+                shown = len(labels) if net.replicas is None else \
+                    min(net.sp.batch_size, progress.total - (len(sizes) - 1) * net.sp.batch_size)
+                progress.step(shown, success=success[0] if net.targets[0].scored else None)
     if progress is not None:
         progress.close()
+    if net.replicas is not None:
+        count = net.replicas.reduce_scores(net.targets, sizes)
     return {"stimuli": count}
 
 
@@ -65,12 +75,13 @@ def test(net, set_name="Test", limit=None, out=None, workdir=None):
     """Score ``set_name`` (spec/ini.md §6.2). With ``out``, print N2D2's final lines; with
     ``workdir``, write ``<target>/ConfusionMatrix_test.{dat,png}``. Returns a TestResult."""
     start = time.perf_counter()
+    out = out if net.writer else None      # data-parallel: rank 0 prints and writes
     progress = Progress(out) if out is not None else None
     info = run_pass(net, set_name, limit, progress)
     result = TestResult(net.targets, time.perf_counter() - start, info["stimuli"])
     if out is not None:
         _write_final_lines(net, out)
-    if workdir is not None:
+    if workdir is not None and net.writer:
         _write_confusion_files(net, set_name, workdir)
     return result
 
@@ -130,6 +141,15 @@ def reload_best_weights(net, ignore_missing=False, workdir="."):
     """spec/ini.md §6.1 item 7: ``weights_validation/`` when the database has a Validation set,
     else ``weights/``. Returns the folder read."""
     folder = os.path.join(workdir, "weights_validation" if set_size(net, "Validation") > 0 else "weights")
+    if net.replicas is not None:     # rank 0 reads, the others get what it read
+        from .distributed.command import on_rank0
+        on_rank0(net.replicas.comm, lambda: _import_best(net, folder, ignore_missing))
+        net.replicas.broadcast_model()
+        return folder
+    return _import_best(net, folder, ignore_missing)
+
+
+def _import_best(net, folder, ignore_missing):
     recover_folder(folder)
     if not os.path.isdir(folder):
         from .errors import WeightsError

@@ -20,6 +20,7 @@ def raise_terminated(signum=None, frame=None):
 
 
 _deferring = [0]   # depth of nested deferred_signals() blocks (main thread)
+_caught = [()]     # the signals the outermost block holds (``held()``)
 
 
 def _on_main_thread():
@@ -48,6 +49,7 @@ def _hold(caught):
 
 def _restore(previous):
     _deferring[0] = 0
+    _caught[0] = ()
     for signum, handler in previous.items():
         signal.signal(signum, handler)
 
@@ -64,6 +66,7 @@ def deferred_signals():
     caught = []
     previous = _hold(caught)
     _deferring[0] = 1
+    _caught[0] = caught
     try:
         yield
     except BaseException:
@@ -74,6 +77,13 @@ def deferred_signals():
         raise Terminated()
     if caught:
         raise KeyboardInterrupt
+
+
+def held():
+    """The signals (SIGINT, SIGTERM) caught and held so far by the enclosing
+    ``deferred_signals()`` block: data-parallel replicas share them at every step, so that all
+    of them stop after the same one (``distributed/replicas.py``)."""
+    return tuple(_caught[0])
 
 
 deferred_sigint = deferred_signals  # the older name

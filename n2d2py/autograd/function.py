@@ -10,10 +10,14 @@ Contract (docs/ARCHITECTURE.md, "Functions"):
                            in order, ``None`` where ``needs_grad[i]`` is False.
 ``apply`` lives only here: it picks ``xp``, links the graph and checks gradient shapes.
 """
+import itertools
 import weakref
 
 from .variable import Variable, as_variable, grad_enabled
 from ..backend import get_xp
+
+
+_created = itertools.count()   # creation order: ties in backward's order are broken by it
 
 
 class Function:
@@ -21,6 +25,7 @@ class Function:
     inputs = ()
     outputs = ()
     rank = 0
+    order = 0
 
     def check_inputs(self, *xs):
         """Override to validate shapes; raise ``n2d2py.errors.ShapeError``."""
@@ -44,6 +49,7 @@ class Function:
             self.inputs = variables
             self.outputs = [weakref.ref(y) for y in outs]
             self.rank = max(v.rank for v in variables) + 1
+            self.order = next(_created)
             for y in outs:
                 y.creator, y.rank = self, self.rank
         return tuple(outs) if multiple else outs[0]

@@ -113,9 +113,11 @@ class Variable:
         heap, seen = [], set()
 
         def push(function):
+            # equal ranks run latest-created first: the same order in every process, so the
+            # replicas of a data-parallel run call their collectives (SyncBatchNorm) alike
             if id(function) not in seen:
                 seen.add(id(function))
-                heapq.heappush(heap, (-function.rank, id(function), function))
+                heapq.heappush(heap, (-function.rank, -function.order, function))
 
         push(self.creator)
         while heap:

@@ -34,6 +34,9 @@ class BatchNormCell(Cell):
     def __init__(self, name="", parents=("env",), **values):
         super().__init__(name, parents, **values)
         self.scale = self.bias = self.mean = self.variance = None
+        # data-parallel training: None, each replica normalises with its own part of the batch;
+        # a distributed.SyncBatchNormGroup: with the global batch's statistics
+        self.statistics_group = None
 
     def compute_out_shape(self, in_shapes):
         return same_hw(self, in_shapes)
@@ -52,8 +55,9 @@ class BatchNormCell(Cell):
         x = concat_inputs(self, xs)
         if not self.back_propagate:
             x = x.detach()
-        y = F.batch_norm(x, self.scale, self.bias, self.mean, self.variance, self.epsilon,
-                         training, self.moving_average_momentum)
+        normalise = F.batch_norm if self.statistics_group is None else self.statistics_group
+        y = normalise(x, self.scale, self.bias, self.mean, self.variance, self.epsilon,
+                      training, self.moving_average_momentum)
         return self.activate(y, training)
 
     # ---------------------------------------------------------------- traits (cells/base.py)

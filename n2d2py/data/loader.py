@@ -112,29 +112,45 @@ def stream(sp, name, order, rng):
 
 
 def batch_positions(sp, order):
-    b = sp.batch_size
-    return [order[start:start + b] for start in range(0, len(order), b)]
+    """``[(positions, keys)]`` of the batches read from ``order``: positions in the set and
+    each stimulus's key (its distance to the end of the stream); a data-parallel replica
+    (``sp.shard``) reads its part of every batch, with the keys the stimuli have in the whole."""
+    b, total = sp.batch_size, len(order)
+    batches = []
+    for start in range(0, total, b):
+        positions = order[start:start + b]
+        keys = total - start - numpy.arange(len(positions))
+        if sp.shard is not None:
+            part = sp.shard.part(len(positions))
+            positions, keys = positions[part], keys[part]
+        batches.append((positions, keys))
+    return batches
+
+
+def batch_rows(sp):
+    """The most stimuli one batch of this process holds."""
+    return sp.batch_size if sp.shard is None else sp.shard.rows(sp.batch_size)
 
 
 def in_process(sp, name, order, base):
     ids_of_set = sp.database.partition(name)
-    total = len(order)
-    done = 0
-    for positions in batch_positions(sp, order):
+    c, h, w = sp.size
+    for positions, keys in batch_positions(sp, order):
         ids = ids_of_set[positions]
         rows, kept = [], []
-        for k, i in enumerate(ids):
+        for k, (i, key) in enumerate(zip(ids, keys)):
             try:
-                rows.append(sample_tensor(sp, name, i, base, total - done - k))
+                rows.append(sample_tensor(sp, name, i, base, key))
                 kept.append(k)
             except N2D2Error as exc:
                 kind, message, path, line = describe_failure(sp, i, exc)
                 if kind != "data" or not sp.skip_bad_images:
                     raise DataError(message, file=path, line=line) from None
                 sp.skipped.setdefault(path, message)
-        done += len(positions)
         if kept:
             yield numpy.stack(rows), sp.database.labels[ids[kept]], ids[kept]
+        elif sp.shard is not None:      # a replica's empty part: the batch still counts
+            yield numpy.zeros((0, c, h, w), numpy.float32), ids[:0], ids[:0]
 
 
 # -- worker processes --------------------------------------------------------------------------
@@ -194,7 +210,7 @@ class WorkerPool:
     def __init__(self, sp, workers, slots):
         self.sp = sp
         c, h, w = sp.size
-        self.shape = (slots, sp.batch_size, c, h, w)
+        self.shape = (slots, batch_rows(sp), c, h, w)
         self.signature = signature(sp, workers)
         self.buffer = mmap.mmap(-1, max(1, int(numpy.prod(self.shape)) * 4))
         self.slots = numpy.frombuffer(self.buffer, numpy.float32).reshape(self.shape)
@@ -250,8 +266,8 @@ class WorkerPool:
         sp = self.sp
         ids_of_set, labels = sp.database.partition(name), sp.database.labels
         batches = batch_positions(sp, order)
-        total, free = len(order), list(range(self.shape[0]))[::-1]
-        chunk = max(1, min(MAX_CHUNK, -(-sp.batch_size // (2 * len(self.processes)))))
+        free = list(range(self.shape[0]))[::-1]
+        chunk = max(1, min(MAX_CHUNK, -(-self.shape[1] // (2 * len(self.processes)))))
         pending = {}                  # batch index -> [slot, chunks left, failures]
         submitted = 0
         for k in range(len(batches)):
@@ -260,9 +276,8 @@ class WorkerPool:
                                    "same StimuliProvider (or its workers were stopped)")
             while free and submitted < len(batches):
                 slot = free.pop()
-                positions = batches[submitted]
+                positions, keys = batches[submitted]
                 ids = ids_of_set[positions]
-                keys = total - submitted * sp.batch_size - numpy.arange(len(positions))
                 parts = range(0, len(positions), chunk)
                 for first in parts:
                     self.tasks.put((generation, slot, name, first, ids[first:first + chunk],
@@ -273,14 +288,14 @@ class WorkerPool:
             while pending[k][1]:
                 self.collect(generation, pending)
             slot, _, failures = pending.pop(k)
-            ids = ids_of_set[batches[k]]
+            ids = ids_of_set[batches[k][0]]
             keep = self.check(sp, failures, len(ids))
             rows = self.slots[slot, :len(ids)]
             x = rows.copy() if keep is None else rows[keep]
             free.append(slot)
             if keep is not None:
                 ids = ids[keep]
-                if not len(ids):
+                if not len(ids) and sp.shard is None:
                     continue          # every image of the batch skipped
             yield x, labels[ids], ids
 
@@ -340,7 +355,7 @@ class WorkerPool:
 
 def signature(sp, workers):
     """What the forked workers copied: a change means new workers."""
-    return (id(sp), workers, sp.batch_size, tuple(sp.size), sp.prefetch,
+    return (id(sp), workers, batch_rows(sp), tuple(sp.size), sp.prefetch,
             tuple(map(id, sp.static)), tuple(map(id, sp.on_the_fly)), len(sp.channels))
 
 

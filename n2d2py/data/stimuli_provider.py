@@ -50,6 +50,8 @@ class StimuliProvider:
         # streaming databases (loader.py): worker processes (None: cores - 1), batches decoded
         # ahead, unreadable images skipped (file -> reason) instead of stopping
         self.workers, self.prefetch, self.skip_bad_images, self.skipped = None, 2, False, {}
+        # data-parallel training (distributed/shard.py): this replica's part of every batch
+        self.shard = None
 
     @classmethod
     def from_ini(cls, document, database, rng=None):
@@ -221,8 +223,23 @@ class StimuliProvider:
         ids = self.database.partition(name) if self.database is not None else order
         for start in range(0, len(order), self.batch_size):
             positions = order[start:start + self.batch_size]
-            batch_ids = ids[positions]
-            yield self.transform(name, positions, rng), self.database.labels[batch_ids], batch_ids
+            if self.shard is None:
+                batch_ids = ids[positions]
+                yield self.transform(name, positions, rng), self.database.labels[batch_ids], batch_ids
+                continue
+            # a replica's part: augmentations are drawn for the whole batch (the generator
+            # moves as for one process, and each stimulus gets the draws it would get there)
+            part = self.shard.part(len(positions))
+            x = self.transform(name, positions, rng)[part] if self.draws_random(name) \
+                else self.transform(name, positions[part], rng)
+            batch_ids = ids[positions[part]]
+            yield x, self.database.labels[batch_ids], batch_ids
+
+    def draws_random(self, name):
+        """Whether transforming set ``name`` at batch time draws random numbers."""
+        _, deferred, on_the_fly = self.plan(name)
+        stages = deferred + on_the_fly + [t for c in self.channels for t in c.stages(name)]
+        return any(t.is_random for t in stages)
 
     def stimulus(self, name, index, rng=None):
         """One stimulus: (x float32 (C, H, W), label) at position ``index`` of set ``name``."""

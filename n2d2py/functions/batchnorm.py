@@ -15,7 +15,14 @@ the cell, not here).
 Inference, and training with ``momentum == 0`` (N2D2's "freezing trick", §8.13), use the running
 statistics; the function is then a per-channel affine map and gradients flow through it as such
 (nothing is updated).
+
+``group`` (a data-parallel communicator, ``distributed/sync_batchnorm.py``): the per-channel
+batch sums are summed over the replicas before use, so each normalises with the global batch's
+statistics (SyncBatchNorm); the gradients of scale and bias stay the replica's own sums (the
+gradient allreduce adds them), the one of x uses the global ones.
 """
+import numpy
+
 from ..autograd.function import Function
 from ..errors import expect
 from ..parallel import added, elementwise, per_thread, split
@@ -32,10 +39,21 @@ class BatchNorm(Function):
 
     fast = False  # set by _fast_forward: backward from the saved x, not x_hat
 
-    def __init__(self, mean, var, eps=1e-5, training=True, momentum=0.1):
+    def __init__(self, mean, var, eps=1e-5, training=True, momentum=0.1, group=None):
         self.mean, self.var = mean, var
         self.eps, self.momentum = float(eps), float(momentum)
         self.batch_stats = bool(training) and self.momentum != 0.0
+        self.group = group
+
+    def _global(self, xp, *sums):
+        """Per-channel sums (and counts) of this batch, summed over ``group`` when given."""
+        if self.group is None:
+            return sums
+        sizes = [s.size for s in sums]
+        flat = self.group.allreduce(xp.concatenate([xp.asarray(s).reshape(-1) for s in sums]))
+        offsets = numpy.cumsum([0] + sizes)
+        return tuple(flat[a:b].reshape(xp.asarray(s).shape).astype(xp.asarray(s).dtype)
+                     for s, a, b in zip(sums, offsets[:-1], offsets[1:]))
 
     def check_inputs(self, x, scale, bias):
         expect(x.ndim >= 2, f"batch_norm: x must be (N, C, ...), got shape {x.shape}")
@@ -55,9 +73,11 @@ class BatchNorm(Function):
             fast = self._fast_forward(xp, x, x3, scale, bias, n)
             if fast is not None:
                 return fast
-            mu = xp.einsum("nci->c", x3) / dt(n)
+            if self.group is not None:
+                n = int(self._global(xp, xp.asarray([float(n)]))[0][0])
+            mu = self._global(xp, xp.einsum("nci->c", x3))[0] / dt(n)
             d = x3 - mu[:, None]
-            var = xp.einsum("nci,nci->c", d, d) / dt(n)
+            var = self._global(xp, xp.einsum("nci,nci->c", d, d))[0] / dt(n)
             self._update_running(xp, mu, var, n)
         else:
             mu, var = self.mean.astype(x.dtype), self.var.astype(x.dtype)
@@ -80,7 +100,7 @@ class BatchNorm(Function):
         Backward then needs x (kept by the graph anyway), not a saved x̂, and takes x̂ as
         (x − μ)·inv_std inside its per-channel coefficients.
         """
-        if not (n > 1 and x.dtype == xp.float32 and x3.shape[2] > 0):
+        if not ((n > 1 or self.group is not None) and x.dtype == xp.float32 and x3.shape[2] > 0):
             return None
         f64 = xp.float64
 
@@ -90,6 +110,9 @@ class BatchNorm(Function):
                     _row_dots(xp, part, part).sum(axis=0, dtype=f64))
         parts = split(xp, len(x3), sums, per_thread(x3))
         s1, s2 = added([p[0] for p in parts]), added([p[1] for p in parts])
+        if self.group is not None:
+            s1, s2, count = self._global(xp, s1, s2, xp.asarray([float(n)]))
+            n = int(count[0])
         mu = s1 / n
         var = xp.maximum(s2 / n - mu * mu, 0.0)
         if bool((mu * mu > FAST_MEAN_RATIO * var).any()):
@@ -134,9 +157,10 @@ class BatchNorm(Function):
             k = (scale * inv_std)[:, None]
             if self.batch_stats:
                 # closed form of d/dx through μ and σ²: scale/σ · (g - mean(g) - x̂·mean(g·x̂))
-                gx = x_hat * (-g_scale / n)[:, None]
+                total_scale, total_bias = self._global(xp, g_scale, g_bias)
+                gx = x_hat * (-total_scale / n)[:, None]
                 gx += gy3
-                gx -= (g_bias / n)[:, None]
+                gx -= (total_bias / n)[:, None]
                 gx *= k
             else:
                 gx = gy3 * k
@@ -163,8 +187,9 @@ class BatchNorm(Function):
         gx = None
         if needs_grad[0]:
             dt, rest = gy.dtype.type, x3.shape[2]
-            Q = -inv_std * g_scale / n
-            R = -g_bias / n - Q * mu
+            total_scale, total_bias = self._global(xp, g_scale, g_bias)
+            Q = -inv_std * total_scale / n
+            R = -total_bias / n - Q * mu
             x2, gy2 = x3.reshape(x3.shape[0], -1), gy3.reshape(x3.shape[0], -1)
             Q_row, R_row = _row(xp, Q, rest, dt), _row(xp, R, rest, dt)
             K_row = _row(xp, scale.astype(f64) * inv_std, rest, dt)
@@ -199,7 +224,8 @@ def _row(xp, per_channel, rest, dt):
     return xp.repeat(per_channel.astype(dt), rest)
 
 
-def batch_norm(x, scale, bias, mean, var, eps=1e-5, training=True, momentum=0.1):
+def batch_norm(x, scale, bias, mean, var, eps=1e-5, training=True, momentum=0.1, group=None):
     """N2D2 BatchNorm on (N, C, ...) ``x``; ``scale``/``bias`` (C,) Parameters or arrays,
-    ``mean``/``var`` (C,) arrays updated in place when ``training and momentum != 0``."""
-    return BatchNorm(mean, var, eps, training, momentum).apply(x, scale, bias)
+    ``mean``/``var`` (C,) arrays updated in place when ``training and momentum != 0``;
+    ``group``: the replicas whose batches share their statistics (SyncBatchNorm)."""
+    return BatchNorm(mean, var, eps, training, momentum, group).apply(x, scale, bias)

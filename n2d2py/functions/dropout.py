@@ -15,7 +15,18 @@ __all__ = ["dropout"]
 
 def _uniform(xp, rng, shape, dtype):
     """U[0, 1) of ``shape`` on the backend of the data; ``rng`` (a NumPy Generator) drives both
-    backends so that a seeded run is reproducible: on CuPy it seeds a device generator."""
+    backends so that a seeded run is reproducible: on CuPy it seeds a device generator.
+
+    A data-parallel replica (``distributed.shard.current()``) draws for the global batch and
+    keeps its rows: the masks of one process, and the replicas' generators stay equal."""
+    from ..distributed.shard import current
+    part = current()
+    if part is not None and part.count == shape[0] != part.total:
+        return _draw(xp, rng, (part.total,) + tuple(shape[1:]), dtype)[part.lo:part.hi]
+    return _draw(xp, rng, shape, dtype)
+
+
+def _draw(xp, rng, shape, dtype):
     if xp.__name__ == "numpy":
         return rng.random(shape, dtype=dtype)
     seed = int(rng.integers(0, 2 ** 63 - 1))

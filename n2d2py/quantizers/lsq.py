@@ -7,6 +7,7 @@ import math
 
 from ..autograd import Function, Variable
 from ..backend import DTYPE
+from ..distributed.shard import current as current_part
 from ..errors import expect
 from ..ini.convert import to_bool, to_float, to_uint
 from ..io.names import cell_file
@@ -71,10 +72,15 @@ def lsq_weight_range(R):
     return -((R + 1) // 2), (R - 1) // 2
 
 
-def init_step(xp, x, qp):
+def init_step(xp, x, qp, part=None):
     """s0 = 2·mean|x|/sqrt(Qp): mean accumulated in float64, quotient cast to float32, then
-    doubled in float32 (N2D2's ``2.0f * float(mean(true) / sqrt(Qp))``)."""
-    mean = float(xp.mean(xp.abs(x), dtype=xp.float64))
+    doubled in float32 (N2D2's ``2.0f * float(mean(true) / sqrt(Qp))``). ``part``: a
+    data-parallel replica's part of the batch (``distributed.shard``): the global batch's mean."""
+    if part is None:
+        mean = float(xp.mean(xp.abs(x), dtype=xp.float64))
+    else:
+        total, count = part.sum([float(xp.abs(x).sum(dtype=xp.float64)), x.size])
+        mean = total / count
     return F32(2.0) * F32(mean / math.sqrt(qp))
 
 
@@ -105,10 +111,10 @@ class _LSQStep(RangeBits):
         s = self.step_size
         return Grid(s, qn, qp, qp * s)
 
-    def _initialize(self, xp, x, qp):
+    def _initialize(self, xp, x, qp, part=None):
         if not self._initialized:
             if self.set_opt_init_step_size:
-                self.step_param.data[...] = init_step(xp, x, qp)
+                self.step_param.data[...] = init_step(xp, x, qp, part)
             self._initialized = True
 
     def export_state(self, folder, cell_name):
@@ -176,8 +182,10 @@ class LSQActQuantizer(_LSQStep, ActQuantizer):
         R = self.range
         step = follow_device(self.step_param, x)
         data = x.data if isinstance(x, Variable) else x
-        self._initialize(step.xp, data, R)
-        g = float(F32(1.0 / math.sqrt(data.size * R)))
+        part = current_part() if training else None    # data-parallel: the global batch's
+        self._initialize(step.xp, data, R, part)
+        size = data.size if part is None else part.global_size(data.size)
+        g = float(F32(1.0 / math.sqrt(size * R)))
         return LSQQuantize(0, R, g, self.rounding).apply(x, step)
 
     @staticmethod

@@ -1,0 +1,113 @@
+"""Started by ``mpiexec``/``srun``: which rank this is, the communicator, and the rank supervisor.
+
+``launched()`` reads the rank and size a launcher gives its processes (MPICH/Intel MPI: PMI_*,
+Open MPI: OMPI_COMM_WORLD_*, Slurm's ``srun``: SLURM_PROCID/SLURM_STEP_NUM_TASKS) without
+importing MPI, so a plain ``n2d2py`` pays nothing; ``N2D2PY_DISTRIBUTED=0`` ignores them.
+
+``init()`` makes the communicator: MPI for processes and CPU arrays, and (when CuPy sees a GPU)
+the GPU of this rank's index on its machine.
+
+``supervise()`` makes this process the supervisor of the rank: it forks, the child runs the
+command, the parent waits, forwards the signals it receives (the launcher's Ctrl-C) and, when
+the child was killed outright (SIGKILL, the kernel's out-of-memory killer, a crash), prints the
+one line that names the rank and the signal before the launcher tears the job down; MPICH's
+``mpiexec`` kills the other ranks within a second of one dying, too fast for them to say
+anything. ``N2D2PY_SUPERVISOR=0`` turns it off.
+"""
+import os
+import signal
+import socket
+import sys
+
+_RANK_SIZE = (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+              ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS"))
+
+
+def launched(environ=None):
+    """(rank, size) given by the launcher that started this process, else (0, 1)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("N2D2PY_DISTRIBUTED", "1") == "0":
+        return 0, 1
+    for rank, size in _RANK_SIZE:
+        if environ.get(rank, "").isdigit() and environ.get(size, "").isdigit():
+            return int(environ[rank]), int(environ[size])
+    return 0, 1
+
+
+def init(timeout=None, supervised=False):
+    """The MPI communicator of this launch (selects this rank's GPU when CuPy sees any)."""
+    try:
+        from mpi4py import MPI  # noqa: F401
+    except ImportError:
+        from ..errors import N2D2Error
+        raise N2D2Error("this command was started as several processes (mpiexec, srun), which "
+                        "needs mpi4py: pip install 'n2d2py[mpi]'") from None
+    from .mpi import DEFAULT_TIMEOUT, MPICommunicator
+    comm = MPICommunicator(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+                           supervised=supervised)
+    from .. import backend
+    if backend.cupy_available:
+        import cupy
+        cupy.cuda.Device(comm.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+    return comm
+
+
+# -- the supervisor ---------------------------------------------------------------------------------
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def supervise(rank, size):
+    """Fork; return True in the child (which runs the command), never in the parent (which
+    exits with the child's status). False when not available (no fork, or turned off)."""
+    if not hasattr(os, "fork") or os.environ.get("N2D2PY_SUPERVISOR", "1") == "0":
+        return False
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        _die_with(parent)
+        return True
+    for signum in FORWARDED:
+        signal.signal(signum, lambda s, f: _forward(child, s))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            os._exit(1)
+    os._exit(_report(status, rank, size, child))
+
+
+def _forward(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _die_with(parent):
+    """The child is killed with its supervisor (the launcher kills supervisors)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _report(status, rank, size, pid):
+    """The exit status of the supervisor; a line on stderr when the rank was killed."""
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    signum = os.WTERMSIG(status)
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    hint = " (killed by hand, or by the kernel when memory ran out)" if signum == signal.SIGKILL \
+        else " (a crash)" if signum in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL) else ""
+    os.write(2, f"n2d2py: error: rank {rank} of {size} (pid {pid} on {socket.gethostname()}) "
+                f"ended by {name}{hint}: the run stops\n".encode())
+    return 128 + signum

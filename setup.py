@@ -22,6 +22,8 @@ setup(
     ],
     extras_require={
         "gpu": ["cupy-cuda12x"],
+        # data-parallel training (docs/DISTRIBUTED.md): mpi4py over the MPICH wheel, no system MPI
+        "mpi": ["mpi4py>=4.0", "mpich"],
         "test": ["pytest>=7", "hypothesis>=6"],
         # the PyTorch peers of the ONNX tests (optional: those tests skip without them)
         "pytorch": ["torch", "torchvision", "onnxruntime", "onnxscript"],

@@ -167,7 +167,7 @@ class Run:
 
     def __init__(self, args, out, comm=None):
         from .distributed.communicator import SINGLE
-        from .learn import Discard
+        from .progress import Discard
         self.comm = comm if comm is not None else SINGLE
         self.args, self.out = args, out if self.comm.writer else Discard()
         self.net, self.seed, self.learned, self.rng = None, None, False, None
@@ -405,7 +405,10 @@ def main(argv=None):
     143 on SIGTERM: both save weights/ and net_state/ when learning)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from .distributed.command import start
-    comm = start(args)   # launched as K processes: this rank's communicator (docs/DISTRIBUTED.md)
+    try:
+        comm = start(args)   # launched as K processes: this rank's communicator (DISTRIBUTED.md)
+    except N2D2Error as exc:
+        return fail(str(exc))
     from .backend import keep_freed_memory
     keep_freed_memory()
     run = Run(args, sys.stdout, comm)

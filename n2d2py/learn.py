@@ -11,7 +11,6 @@ validation passes, best weights), ``progress.py`` (progress line, history, ``Suc
 (Ctrl-C/SIGTERM held during a step).
 """
 import contextlib
-import io
 import os
 import sys
 import time
@@ -22,8 +21,8 @@ from . import checkpoint
 from .autograd import no_grad
 from .errors import N2D2Error, NumericalError, NumericalFault
 from .io.names import cell_file
-from .progress import (HEADLINE, LearnHistory, Progress, SuccessWindow, record_log_point,
-                       write_learning_files)
+from .progress import (HEADLINE, Discard, LearnHistory, Progress, SuccessWindow,
+                       record_log_point, write_learning_files)
 from .scoring import reload_best_weights, set_size, validate_and_keep
 from .signals import deferred_signals
 
@@ -60,13 +59,6 @@ def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric=HE
     if reload_best:
         reload_best_weights(net, ignore_missing, workdir)
     return history
-
-
-class Discard(io.TextIOBase):
-    """Where a data-parallel replica other than rank 0 prints: nowhere."""
-
-    def write(self, text):
-        return len(text)
 
 
 def _paths(workdir, target):

@@ -10,6 +10,7 @@ label) unless ``--valid-metric`` names another one for validation.
 Also here: the ``LearnHistory`` a run returns, N2D2's running learn success (``-ws`` window) and
 the ``Success_*.dat`` files with the learning curves.
 """
+import io
 import os
 import shutil
 import time
@@ -20,6 +21,13 @@ from .folders import output_atomically, replace_file_atomically
 SUCCESS_WINDOW = 10000
 #: The validation score that is the recognition rate (the headline score).
 HEADLINE = "RecognitionRate"
+
+
+class Discard(io.TextIOBase):
+    """Where a data-parallel replica other than rank 0 prints: nowhere."""
+
+    def write(self, text):
+        return len(text)
 
 
 class LearnHistory:

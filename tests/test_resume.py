@@ -26,7 +26,7 @@ import numpy
 import pytest
 from cli_runner import start
 from tiny_nets import CONV_BN_SAT_12 as NET
-from tiny_nets import write_ini
+from tiny_nets import quick_runs, write_ini
 
 from n2d2py import checkpoint, cli
 from n2d2py.deepnet import DeepNet
@@ -38,11 +38,7 @@ BATCHES_PER_EPOCH = 100   # 3200 Learn stimuli / 32
 
 @pytest.fixture(autouse=True)
 def bundled_mnist(monkeypatch):
-    monkeypatch.setenv("N2D2_DATA", "/nonexistent")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    from n2d2py.report import plots      # pictures take most of a tiny run's time
-    for name in ("network_graph_png", "confusion_matrix_png", "learning_curves_png"):
-        monkeypatch.setattr(plots, name, lambda *a, **k: None)
+    quick_runs(monkeypatch)
 
 
 def folder_with_net(path, text=NET):

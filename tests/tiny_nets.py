@@ -128,3 +128,13 @@ def write_ini(folder, text, name="net.ini"):
     path = folder / name
     path.write_text(text)
     return path
+
+
+def quick_runs(monkeypatch):
+    """The bundled MNIST subset and no pictures (they take most of a tiny run's time): for an
+    autouse fixture of tests that train tiny nets."""
+    monkeypatch.setenv("N2D2_DATA", "/nonexistent")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    from n2d2py.report import plots
+    for name in ("network_graph_png", "confusion_matrix_png", "learning_curves_png"):
+        monkeypatch.setattr(plots, name, lambda *a, **k: None)

@@ -12,8 +12,5 @@ sys.path.insert(0, str(HERE.parent / "data"))      # image_folders
 
 @pytest.fixture(autouse=True)
 def bundled_mnist(monkeypatch):
-    monkeypatch.setenv("N2D2_DATA", "/nonexistent")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    from n2d2py.report import plots
-    for name in ("network_graph_png", "confusion_matrix_png", "learning_curves_png"):
-        monkeypatch.setattr(plots, name, lambda *a, **k: None)
+    from tiny_nets import quick_runs
+    quick_runs(monkeypatch)

@@ -333,3 +333,18 @@ def test_bucket_slices_give_the_same_sums_and_diverged_replicas_are_found(tmp_pa
         return net.sp.batch_size, net.sp.shard, net.replicas
 
     assert run_replicas(2, diverged) == [(16, None, None)] * 2
+
+
+def test_learn_n_stimuli_drawn_with_replacement_as_one_process(tmp_path):
+    def run(folder, text, comm=None):
+        net = build(folder, text, comm)
+        history = net.learn(stimuli=1000, log=400, rng=numpy.random.default_rng(9),
+                            out=io.StringIO(), workdir=str(folder), reload_best=False)
+        return net, history
+
+    single, history = run(tmp_path / "s", with_batch(CONV_FC_12, 32))
+    runs = run_replicas(2, lambda comm: run(tmp_path / f"r{comm.rank}", CONV_FC_12, comm))
+    assert_replicas_equal([n for n, _ in runs])
+    assert_close(single, runs[0][0], 1e-6)
+    assert runs[0][1].validation == history.validation and len(history.validation) == 3
+    assert runs[0][1].stimuli == history.stimuli == 1000

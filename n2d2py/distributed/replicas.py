@@ -71,7 +71,7 @@ class DataParallel:
         self.planned = None        # global stimuli of the next step's batch (learn.py tells)
         self.count = 0             # global stimuli of the last step
         self.stop = None           # KeyboardInterrupt class to raise after the step, or None
-        self.seconds = {"allreduce": 0.0, "steps": 0}
+        self.seconds = {"allreduce": 0.0, "steps": 0, "each": []}
         self._before = {}
         net.replicas = self
 
@@ -85,11 +85,14 @@ class DataParallel:
                 f"global batch {self.batch} = {rule}; BatchNorm statistics {bn}")
 
     def timing_line(self, seconds):
-        """Rank 0's gradient allreduce time per step over a learning run of ``seconds``."""
-        steps, spent = self.seconds["steps"], self.seconds["allreduce"]
+        """Rank 0's gradient allreduce time per step over a learning run of ``seconds``: the
+        mean (waiting for the slowest replica included), the median and the least (about the
+        transfer alone)."""
+        steps, spent, each = self.seconds["steps"], self.seconds["allreduce"], self.seconds["each"]
         if not steps:
             return "Gradient allreduce: no step"
-        return (f"Gradient allreduce (rank 0): {1e3 * spent / steps:.2f} ms per step "
+        return (f"Gradient allreduce (rank 0): {1e3 * spent / steps:.2f} ms per step, median "
+                f"{1e3 * float(numpy.median(each)):.2f} ms, least {1e3 * min(each):.2f} ms "
                 f"({100 * spent / max(seconds, 1e-9):.1f}% of the learning time, {steps} steps)")
 
     # -- one training step -------------------------------------------------------------------------
@@ -144,8 +147,10 @@ class DataParallel:
         start = time.perf_counter()
         self.allreduce_flat(flat)
         tail = backend.asnumpy(flat[flat.size - len(numbers):]).astype(numpy.float64)
-        self.seconds["allreduce"] += time.perf_counter() - start
+        spent = time.perf_counter() - start
+        self.seconds["allreduce"] += spent
         self.seconds["steps"] += 1
+        self.seconds["each"].append(spent)
         has_grad, (loss_sum, count, replicas, interrupted, terminated) = tail[:len(params)], tail[len(params):]
         self.count = int(round(count))
         rescale = part.total / count if count and round(count) != part.total else None

@@ -2,7 +2,8 @@
 mpi4py or mpiexec is missing or MPI cannot start two processes here.
 
 * ``mpiexec -n 2 n2d2py net.ini --learn-epoch 1`` == one process on the global batch (1e-6
-  relative; the same validation and test lines), rank 0 alone prints and writes;
+  relative; the same validation and test lines), and bit for bit one process that sums the
+  gradients of the two parts before each update; rank 0 alone prints and writes;
 * a rank killed outright mid-epoch: the run ends within seconds with one line naming the rank
   and the signal, ``net_state/`` of the last save is intact and ``-l`` resumes it;
 * Ctrl-C (SIGINT to mpiexec): saved once, by rank 0, mid-epoch; ``-l`` on two ranks then ends
@@ -86,11 +87,13 @@ def errors(stderr):
 
 
 def test_two_ranks_learn_as_one_process_on_the_global_batch(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, two, parts = tmp_path / "one", tmp_path / "two", tmp_path / "parts"
     write_ini(one, CONV_FC_12.replace("BatchSize=16", "BatchSize=32"))
     write_ini(two, CONV_FC_12)
+    write_ini(parts, CONV_FC_12.replace("[common.config]\n", "[common.config]\nSolvers.IterationSize=2\n"))
     status, single, _ = run(one, "net.ini", "--learn-epoch", "1", "--seed", "3", ranks=0)
     assert status == 0
+    assert run(parts, "net.ini", "--learn-epoch", "1", "--seed", "3", ranks=0)[0] == 0
     status, out, err = run(two, "net.ini", "--learn-epoch", "1", "--seed", "3")
     assert status == 0, err
     assert out.count("Data-parallel training: 2 replicas over MPI") == 1
@@ -103,6 +106,9 @@ def test_two_ranks_learn_as_one_process_on_the_global_batch(tmp_path):
     params = [k for k in a if k.startswith("param/")]
     worst = max(float(numpy.abs(a[k] - b[k]).max() / numpy.abs(a[k]).max()) for k in params)
     assert 0 < worst < 1e-6
+    # one process summing the two parts' gradients (IterationSize=2): the same bits
+    c = arrays(parts)
+    assert not [k for k in params if not numpy.array_equal(b[k], c[k])]
     assert "Gradient allreduce (rank 0):" in out
     assert not [name for name in os.listdir(two) if ".tmp-" in name or ".old-" in name]
 

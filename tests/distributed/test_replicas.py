@@ -100,6 +100,28 @@ def test_two_replicas_learn_as_one_process_on_the_global_batch(tmp_path):
     assert not (tmp_path / "rank1" / "net_state").exists() and not (tmp_path / "rank1" / "weights").exists()
 
 
+def accumulating(text):
+    """One process reading the replicas' parts one after the other, summing their gradients
+    before each update (N2D2's IterationSize): the sums of K replicas, in the same order."""
+    return text.replace("[common.config]\n", "[common.config]\nSolvers.IterationSize=2\n")
+
+
+DROPOUT_NET = CONV_FC_12.replace("[fc]\nInput=conv1", "[drop]\nInput=conv1\nType=Dropout\n"
+                                 "NbOutputs=4\n[fc]\nInput=drop").replace(
+    "Solvers.Momentum=0.9", "Solvers.Momentum=0.9\nWeightsSolver.Decay=0.0005\nSolvers.Clamping=-1:1")
+
+
+def test_two_replicas_are_one_process_accumulating_their_parts_bit_for_bit(tmp_path):
+    # where the order of the additions is the same, the results are the same bits: the loss
+    # scale 1/2 and the sum of two parts are exact; only the split of the batch sum differs
+    # from one process on the whole batch
+    assert "Type=Dropout" in DROPOUT_NET and "Decay" in DROPOUT_NET
+    single, history = train(tmp_path / "single", accumulating(DROPOUT_NET))
+    runs = run_replicas(2, lambda comm: train(tmp_path / f"rank{comm.rank}", DROPOUT_NET, comm))
+    assert_replicas_equal([single] + [net for net, _ in runs])
+    assert runs[0][1].validation == history.validation
+
+
 def test_three_replicas_and_the_global_batch_rule(tmp_path):
     # BatchSize=16 is the global batch: parts of 6, 5, 5 (array_split), last batch 3200 % 16 = 0
     compare(tmp_path, CONV_FC_12, size=3, global_batch=True)

@@ -9,7 +9,9 @@ folders under a temporary directory, on the bundled MNIST subset.
              ``net_state/``, ||a-b||/||a|| over all of them, how many tensors are bitwise equal,
              and the validation and test lines of both runs. ``--control``: one process whose
              initial weights are perturbed by 1e-7 (relative), against the same reference:
-             what the training itself makes of a last-bit difference. Models: ``lenet`` (models/LeNet.ini), ``resnet20-nobn`` (models/ResNet-20.ini
+             what the training itself makes of a last-bit difference. Also against one
+             process on half batches accumulating 2 per update (``Solvers.IterationSize=2``):
+             the same sums in the same order as 2 replicas, so bitwise equal. Models: ``lenet`` (models/LeNet.ini), ``resnet20-nobn`` (models/ResNet-20.ini
              on 32x32 MNIST, every BatchNorm taken out, convolutions with biases, lr 0.01) and
              ``resnet20-sync`` (the same with its BatchNorm cells, ``--sync-batchnorm``).
   throughput 2 ranks x 1 BLAS thread against 1 process x 2 BLAS threads, one epoch each, the
@@ -123,10 +125,11 @@ def lines(out, *prefixes):
 
 
 def learning_rate(out):
-    """(images/s of the "Learning done" line, allreduce ms per step or None)."""
+    """(images/s of the "Learning done" line, allreduce (mean, median, least) ms per step or None)."""
     rate = float(re.search(r"Learning done: .* \((\d+) img/s\)", out).group(1))
-    match = re.search(r"Gradient allreduce \(rank 0\): ([\d.]+) ms per step", out)
-    return rate, float(match.group(1)) if match else None
+    match = re.search(r"Gradient allreduce \(rank 0\): ([\d.]+) ms per step, median ([\d.]+) ms, "
+                      r"least ([\d.]+) ms", out)
+    return rate, tuple(map(float, match.groups())) if match else None
 
 
 # -- the measures -------------------------------------------------------------------------------
@@ -156,6 +159,14 @@ def perturbed_run(folder, perturbation=1e-7):
     return {p.name: p.data.copy() for p in net.parameters()}
 
 
+def accumulating(text):
+    """The same training as 2 replicas on the INI's global batch, in one process: half the
+    batch, gradients of 2 batches summed before each update (``Solvers.IterationSize=2``)."""
+    text = re.sub(r"BatchSize=(\d+)", lambda m: f"BatchSize={int(m.group(1)) // 2}", text, count=1)
+    text = text.replace("$BATCH_SIZE=128", "$BATCH_SIZE=64")
+    return text.replace("[common.config]\n", "[common.config]\nSolvers.IterationSize=2\n")
+
+
 def equality(model, base, control):
     text, options = network(model)
     one, _ = command(base / model / "one", text, options, ranks=1, threads=1)
@@ -165,6 +176,11 @@ def equality(model, base, control):
     print(f"\n== {model}: 1 epoch, 2 ranks (--global-batch) against 1 process, seed 3")
     print(f"parameter tensors: {len(a)}, bitwise equal: {bitwise}; max over tensors of "
           f"max|a-b|/max|a|: {worst:.3g}; ||a-b||/||a||: {norm:.3g}")
+    if model != "resnet20-sync":       # per-half BatchNorm statistics in one process: no twin
+        command(base / model / "acc", accumulating(text), options, ranks=1, threads=1)
+        worst, norm, bitwise = differences(state(base / model / "acc"), b)
+        print(f"against 1 process on half batches, 2 accumulated per update (IterationSize=2): "
+              f"bitwise equal {bitwise}/{len(a)} tensors; max relative difference {worst:.3g}")
     if control:
         (base / model / "one" / "control").mkdir(exist_ok=True)
         c = perturbed_run(base / model / "one")
@@ -188,9 +204,11 @@ def throughput(model, base, repeat):
         two, _ = command(base / f"{model}-t{k}" / "two", text, options, ranks=2, threads=1)
         (r1, _), (r2, allreduce) = learning_rate(one), learning_rate(two)
         steps = re.search(r"(\d+) steps\)", two).group(1)
+        seconds = float(re.search(r"Learning done: \d+ images in ([\d.]+) s", two).group(1))
         print(f"  run {k + 1}: 1 process x 2 threads {r1:.0f} img/s | 2 ranks x 1 thread "
-              f"{r2:.0f} img/s (ratio {r2 / r1:.2f}) | allreduce {allreduce:.2f} ms/step over "
-              f"{steps} steps | load {os.getloadavg()[0]:.1f}")
+              f"{r2:.0f} img/s (ratio {r2 / r1:.2f}) | {1e3 * seconds / int(steps):.1f} ms per "
+              f"step | allreduce per step: mean {allreduce[0]:.2f} ms, median {allreduce[1]:.2f}, "
+              f"least {allreduce[2]:.2f} ({steps} steps) | load {os.getloadavg()[0]:.1f}")
 
 
 ALLREDUCE = r"""

@@ -138,9 +138,23 @@ def replicate(run):
     table = getattr(getattr(comm, "host", comm), "rank_table", None)
     if table is not None:
         run.say(f"Ranks: {table()}")
-    if run.net.sp is not None and run.net.sp.workers is None:
-        from ..data.loader import default_workers
-        run.net.sp.workers = max(0, (default_workers() + 1) // comm.local_size - 1)
+    share_cores(run.net, comm)
+
+
+def share_cores(net, comm):
+    """The ranks of one machine share its cores: each computes with cores / ranks threads and
+    streams with cores / ranks - 1 loader workers, unless the environment (N2D2PY_THREADS,
+    OMP_NUM_THREADS) or --workers says otherwise."""
+    import os
+
+    from .. import parallel
+    from ..data.loader import default_workers
+    cores = default_workers() + 1
+    if not any(os.environ.get(name, "").strip() for name in
+               ("N2D2PY_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")):
+        parallel.set_threads(max(1, cores // comm.local_size))
+    if net.sp is not None and net.sp.workers is None:
+        net.sp.workers = max(0, cores // comm.local_size - 1)
 
 
 def fail(comm, message, exc=None):

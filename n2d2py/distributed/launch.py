@@ -64,24 +64,30 @@ def supervise(rank, size):
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
-    child = os.fork()
-    if child == 0:
+    # forwarding is in place before the fork: a signal sent to the supervisor as soon as the
+    # child runs must not kill it; the child gets the handlers it had back
+    child = []
+    previous = {signum: signal.signal(signum, lambda s, f: _forward(child, s)) for signum in FORWARDED}
+    pid = os.fork()
+    if pid == 0:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _die_with(parent)
         return True
-    for signum in FORWARDED:
-        signal.signal(signum, lambda s, f: _forward(child, s))
+    child.append(pid)
     while True:
         try:
-            _, status = os.waitpid(child, 0)
+            _, status = os.waitpid(pid, 0)
             break
         except ChildProcessError:
             os._exit(1)
-    os._exit(_report(status, rank, size, child))
+    os._exit(_report(status, rank, size, pid))
 
 
-def _forward(pid, signum):
+def _forward(child, signum):
     try:
-        os.kill(pid, signum)
+        if child:
+            os.kill(child[0], signum)
     except ProcessLookupError:
         pass
 

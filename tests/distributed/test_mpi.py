@@ -192,3 +192,31 @@ def test_a_stopped_rank_is_reported_after_the_timeout(tmp_path):
     assert time.monotonic() - stopped < 10
     line, = errors(proc.stderr.read())
     assert line.startswith("n2d2py: error: rank 0 of 2: waited 2 s in allreduce for the other ranks")
+
+
+API_SCRIPT = """
+import sys, zlib
+import n2d2py as n2d2
+from n2d2py import distributed
+from n2d2py.cells import DeepNetCell
+n2d2.global_variables.seed = 3
+net = DeepNetCell.load_from_INI("net.ini")
+comm = distributed.init() if distributed.launched()[1] > 1 else None
+if comm is not None:
+    distributed.data_parallel(net.get_embedded_deepnet().N2D2(), comm, global_batch=True)
+history = net.fit(1, valid_metric="RecognitionRate")
+if comm is None or comm.rank == 0:
+    sys.stdout.write(f"<validation {history.validation}>")
+"""
+
+
+def test_the_n2d2_python_api_trains_replicas_too(tmp_path):
+    write_ini(tmp_path, CONV_FC_12.replace("BatchSize=16", "BatchSize=32"))
+    (tmp_path / "fit.py").write_text(API_SCRIPT)
+    results = []
+    for argv in ([sys.executable, "fit.py"], [MPIEXEC, "-n", "2", sys.executable, "fit.py"]):
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env=mpi_env())
+        assert proc.returncode == 0, proc.stderr
+        results.append(proc.stdout.split("<validation ")[1].split(">")[0])
+    assert results[0] == results[1] and results[0].startswith("[(3200, ")

@@ -14,9 +14,12 @@ folders under a temporary directory, on the bundled MNIST subset.
              the same sums in the same order as 2 replicas, so bitwise equal. Models: ``lenet`` (models/LeNet.ini), ``resnet20-nobn`` (models/ResNet-20.ini
              on 32x32 MNIST, every BatchNorm taken out, convolutions with biases, lr 0.01) and
              ``resnet20-sync`` (the same with its BatchNorm cells, ``--sync-batchnorm``).
-  throughput 2 ranks x 1 BLAS thread against 1 process x 2 BLAS threads, one epoch each, the
-             same INI and global batch: learning images/s (the command's "Learning done"
-             line, validation included) and rank 0's gradient allreduce time per step.
+  throughput 2 ranks x 1 thread against 1 process x 2 threads (n2d2py's batch threads, BLAS on
+             one thread each: n2d2py/parallel.py), and 1 process x 1 thread for reference, one
+             epoch each, the same INI and global batch: learning images/s (the command's
+             "Learning done" line, validation included) and rank 0's gradient allreduce time
+             per step (mean, median and least: the least is about the transfer alone, the
+             rest is waiting for the other rank).
   allreduce  MPI_Allreduce of float32 buffers from 4 B to 64 MiB on 2 ranks here, and the
              alpha (latency) and beta (bandwidth) fitted to T = 2(K-1)/K n/beta + 2(K-1) alpha.
   model      the ring-allreduce time and the expected efficiency of ResNet-18 and MobileNet-v2
@@ -200,12 +203,14 @@ def throughput(model, base, repeat):
     print(f"\n== {model}: learning images/s over one epoch (validation included), global batch "
           f"as the INI's")
     for k in range(repeat):
+        alone, _ = command(base / f"{model}-t{k}" / "alone", text, options, ranks=1, threads=1)
         one, _ = command(base / f"{model}-t{k}" / "one", text, options, ranks=1, threads=2)
         two, _ = command(base / f"{model}-t{k}" / "two", text, options, ranks=2, threads=1)
-        (r1, _), (r2, allreduce) = learning_rate(one), learning_rate(two)
+        (r0, _), (r1, _), (r2, allreduce) = learning_rate(alone), learning_rate(one), learning_rate(two)
         steps = re.search(r"(\d+) steps\)", two).group(1)
         seconds = float(re.search(r"Learning done: \d+ images in ([\d.]+) s", two).group(1))
-        print(f"  run {k + 1}: 1 process x 2 threads {r1:.0f} img/s | 2 ranks x 1 thread "
+        print(f"  run {k + 1}: 1 process x 1 thread {r0:.0f} img/s | 1 process x 2 threads "
+              f"{r1:.0f} img/s | 2 ranks x 1 thread "
               f"{r2:.0f} img/s (ratio {r2 / r1:.2f}) | {1e3 * seconds / int(steps):.1f} ms per "
               f"step | allreduce per step: mean {allreduce[0]:.2f} ms, median {allreduce[1]:.2f}, "
               f"least {allreduce[2]:.2f} ({steps} steps) | load {os.getloadavg()[0]:.1f}")

@@ -11,9 +11,14 @@ folders under a temporary directory, on the bundled MNIST subset.
              initial weights are perturbed by 1e-7 (relative), against the same reference:
              what the training itself makes of a last-bit difference. Also against one
              process on half batches accumulating 2 per update (``Solvers.IterationSize=2``):
-             the same sums in the same order as 2 replicas, so bitwise equal. Models: ``lenet`` (models/LeNet.ini), ``resnet20-nobn`` (models/ResNet-20.ini
-             on 32x32 MNIST, every BatchNorm taken out, convolutions with biases, lr 0.01) and
-             ``resnet20-sync`` (the same with its BatchNorm cells, ``--sync-batchnorm``).
+             the same sums in the same order as 2 replicas, so bitwise equal. ``--steps S ...``:
+             also after S steps (``--learn``, batches drawn with replacement);
+             ``--learning-rate R``: R instead of the INI's. Models: ``lenet``
+             (models/LeNet.ini), ``lenet-bn-sync`` (the same with a BatchNorm cell behind each
+             of its first two convolutions, ``--sync-batchnorm``), ``resnet20-nobn``
+             (models/ResNet-20.ini on 32x32 MNIST, every BatchNorm taken out, convolutions with
+             biases, residual branches starting at zero, lr 0.05) and ``resnet20-sync`` (the
+             same with its BatchNorm cells, lr 0.1, ``--sync-batchnorm``).
   throughput 2 ranks x 1 thread against 1 process x 2 threads (n2d2py's batch threads, BLAS on
              one thread each: n2d2py/parallel.py), and 1 process x 1 thread for reference, one
              epoch each, the same INI and global batch: learning images/s (the command's
@@ -26,7 +31,8 @@ folders under a temporary directory, on the bundled MNIST subset.
              gradients over 8-256 GPUs on 100 Gb/s links (assumptions printed with the table).
 
 Usage: python tools/bench/data_parallel.py [equality|throughput|allreduce|model|all]
-           [--model lenet|resnet20-nobn|resnet20-sync|all] [--repeat N] [--keep DIR]
+           [--model lenet|lenet-bn-sync|resnet20-nobn|resnet20-sync|all] [--repeat N]
+           [--control] [--steps S ...] [--learning-rate R] [--keep DIR]
 The CPU model and the load average are printed first: the machine is shared.
 """
 import argparse
@@ -43,7 +49,8 @@ import time
 import numpy
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODELS = ("lenet", "resnet20-nobn", "resnet20-sync")
+BATCH = 128        # the global batch of every model here (BatchSize, $BATCH_SIZE)
+MODELS = ("lenet", "lenet-bn-sync", "resnet20-nobn", "resnet20-sync")
 
 # -- the networks -------------------------------------------------------------------------------
 MNIST_32 = """[database]
@@ -87,10 +94,35 @@ def resnet20(batchnorm):
     return text
 
 
-def network(model):
-    if model == "lenet":
-        return (ROOT / "models" / "LeNet.ini").read_text(), []
-    return resnet20(model == "resnet20-sync"), (["--sync-batchnorm"] if model == "resnet20-sync" else [])
+def lenet_batchnorm():
+    """models/LeNet.ini with a BatchNorm cell (ReLU after it) behind each of its first two
+    convolutions, whose ReLU moves into the BatchNorm cell."""
+    text = (ROOT / "models" / "LeNet.ini").read_text()
+    for conv, pool in (("conv1", "pool1"), ("conv2", "pool2")):
+        start = text.index(f"[{conv}]")
+        end = text.index(f"[{pool}]")
+        text = text[:start] + text[start:end].replace("ActivationFunction=Rectifier",
+                                                      "ActivationFunction=Linear") + text[end:]
+        text = text.replace(f"[{pool}]\nInput={conv}\n",
+                            f"[{conv}.bn]\nInput={conv}\nType=BatchNorm\nNbOutputs=[{conv}]NbOutputs\n"
+                            f"ActivationFunction=Rectifier\n\n[{pool}]\nInput={conv}.bn\n")
+    assert text.count("Type=BatchNorm") == 2
+    return text
+
+
+def network(model, learning_rate=None):
+    """(INI text, command options) of ``model``; ``learning_rate`` replaces the INI's."""
+    if model.startswith("lenet"):
+        text = lenet_batchnorm() if model == "lenet-bn-sync" else \
+            (ROOT / "models" / "LeNet.ini").read_text()
+        before = "WeightsSolver.LearningRate=0.05"
+    else:
+        text = resnet20(model == "resnet20-sync")
+        before = re.search(r"\$LR=[\d.]+", text).group(0)
+    if learning_rate is not None:
+        assert text.count(before) == 1
+        text = text.replace(before, before.split("=")[0] + f"={learning_rate}")
+    return text, (["--sync-batchnorm"] if model.endswith("-sync") else [])
 
 
 # -- running the command ------------------------------------------------------------------------
@@ -102,11 +134,12 @@ def environment(threads):
     return env
 
 
-def command(folder, text, options, ranks, threads, seed=3):
+def command(folder, text, options, ranks, threads, seed=3, stimuli=None):
+    """The command in ``folder``: one epoch, or ``--learn stimuli``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "net.ini").write_text(text)
-    argv = [sys.executable, "-m", "n2d2py.cli", "net.ini", "--learn-epoch", "1", "--seed",
-            str(seed), *options]
+    length = ["--learn-epoch", "1"] if stimuli is None else ["--learn", str(stimuli)]
+    argv = [sys.executable, "-m", "n2d2py.cli", "net.ini", *length, "--seed", str(seed), *options]
     if ranks > 1:
         argv = [shutil.which("mpiexec"), "-n", str(ranks), *argv, "--global-batch"]
     start = time.perf_counter()
@@ -145,7 +178,7 @@ def differences(a, b):
     return worst, (diff / norm) ** 0.5, sum(bool(numpy.array_equal(a[k], b[k])) for k in a)
 
 
-def perturbed_run(folder, perturbation=1e-7):
+def perturbed_run(folder, stimuli=None, perturbation=1e-7):
     """The control: one process, in this process, every initial weight times (1 + 1e-7 N(0,1)):
     how far the training itself carries a last-bit difference in one epoch."""
     import io
@@ -157,7 +190,7 @@ def perturbed_run(folder, perturbation=1e-7):
     for p in net.parameters():
         p.data[...] = p.data * (1 + perturbation * rng.standard_normal(p.data.shape)).astype(p.data.dtype)
     net.weight_histograms = False
-    net.learn(epochs=1, rng=numpy.random.default_rng([3, 1]), out=io.StringIO(), seed=3,
+    net.learn(epochs=None if stimuli else 1, stimuli=stimuli, rng=numpy.random.default_rng([3, 1]), out=io.StringIO(), seed=3,
               workdir=str(folder / "control"), reload_best=False)
     return {p.name: p.data.copy() for p in net.parameters()}
 
@@ -170,28 +203,33 @@ def accumulating(text):
     return text.replace("[common.config]\n", "[common.config]\nSolvers.IterationSize=2\n")
 
 
-def equality(model, base, control):
-    text, options = network(model)
-    one, _ = command(base / model / "one", text, options, ranks=1, threads=1)
-    two, _ = command(base / model / "two", text, options, ranks=2, threads=1)
+def equality(model, base, control, steps=None, learning_rate=None):
+    text, options = network(model, learning_rate)
+    stimuli = None if steps is None else steps * BATCH
+    base = base / (f"{steps}-steps" if steps else "epoch")
+    one, _ = command(base / model / "one", text, options, ranks=1, threads=1, stimuli=stimuli)
+    two, _ = command(base / model / "two", text, options, ranks=2, threads=1, stimuli=stimuli)
     a, b = state(base / model / "one"), state(base / model / "two")
     worst, norm, bitwise = differences(a, b)
-    print(f"\n== {model}: 1 epoch, 2 ranks (--global-batch) against 1 process, seed 3")
+    print(f"\n== {model}{f', learning rate {learning_rate}' if learning_rate else ''}: "
+          f"{f'{steps} steps' if steps else '1 epoch'}, 2 ranks (--global-batch) against 1 "
+          f"process, seed 3")
     print(f"parameter tensors: {len(a)}, bitwise equal: {bitwise}; max over tensors of "
           f"max|a-b|/max|a|: {worst:.3g}; ||a-b||/||a||: {norm:.3g}")
-    if model != "resnet20-sync":       # per-half BatchNorm statistics in one process: no twin
-        command(base / model / "acc", accumulating(text), options, ranks=1, threads=1)
+    if not model.endswith("-sync"):    # per-half BatchNorm statistics in one process: no twin
+        command(base / model / "acc", accumulating(text), options, ranks=1, threads=1,
+                stimuli=stimuli)
         worst, norm, bitwise = differences(state(base / model / "acc"), b)
         print(f"against 1 process on half batches, 2 accumulated per update (IterationSize=2): "
               f"bitwise equal {bitwise}/{len(a)} tensors; max relative difference {worst:.3g}")
     if control:
         (base / model / "one" / "control").mkdir(exist_ok=True)
-        c = perturbed_run(base / model / "one")
+        c = perturbed_run(base / model / "one", stimuli)
         worst, norm, _ = differences(a, c)
         print(f"control, 1 process with its initial weights perturbed by 1e-7 (relative): "
               f"{worst:.3g}; ||a-b||/||a||: {norm:.3g}")
     for label, out in (("1 process", one), ("2 ranks  ", two)):
-        for line in lines(out, "epoch 1/1: loss", "Final recognition rate"):
+        for line in lines(out, "epoch 1/1: loss", "Final recognition rate", "Learning done"):
             print(f"  {label}: {line}")
     same = lines(one, "epoch 1/1: loss", "Final recognition") == \
         lines(two, "epoch 1/1: loss", "Final recognition")
@@ -283,6 +321,10 @@ def main(argv=None):
                    choices=["equality", "throughput", "allreduce", "model", "all"])
     p.add_argument("--model", choices=[*MODELS, "all"], default="all")
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--steps", type=int, nargs="*", default=[],
+                   help="equality: also after these numbers of steps (--learn), not only 1 epoch")
+    p.add_argument("--learning-rate", type=float,
+                   help="equality: this learning rate instead of the INI's")
     p.add_argument("--control", action="store_true",
                    help="equality: also train one process from weights perturbed by 1e-7")
     p.add_argument("--keep", type=pathlib.Path, help="run in this folder and keep it")
@@ -295,7 +337,8 @@ def main(argv=None):
     try:
         if args.what in ("equality", "all"):
             for model in models:
-                equality(model, base, args.control)
+                for steps in [*args.steps, None]:
+                    equality(model, base, args.control, steps, args.learning_rate)
         if args.what in ("throughput", "all"):
             for model in models:
                 throughput(model, base, args.repeat)

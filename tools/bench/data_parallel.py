@@ -12,7 +12,7 @@ folders under a temporary directory, on the bundled MNIST subset.
              what the training itself makes of a last-bit difference. Also against one
              process on half batches accumulating 2 per update (``Solvers.IterationSize=2``):
              the same sums in the same order as 2 replicas, so bitwise equal. ``--steps S ...``:
-             also after S steps (``--learn``, batches drawn with replacement);
+             after S steps instead (``--learn``, batches drawn with replacement);
              ``--learning-rate R``: R instead of the INI's. Models: ``lenet``
              (models/LeNet.ini), ``lenet-bn-sync`` (the same with a BatchNorm cell behind each
              of its first two convolutions, ``--sync-batchnorm``), ``resnet20-nobn``
@@ -135,10 +135,12 @@ def environment(threads):
 
 
 def command(folder, text, options, ranks, threads, seed=3, stimuli=None):
-    """The command in ``folder``: one epoch, or ``--learn stimuli``."""
+    """The command in ``folder``: one epoch, or ``--learn stimuli`` validated once, at the end
+    (a log point cuts a batch, and one process accumulating half batches would cut it elsewhere)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "net.ini").write_text(text)
-    length = ["--learn-epoch", "1"] if stimuli is None else ["--learn", str(stimuli)]
+    length = ["--learn-epoch", "1"] if stimuli is None else \
+        ["--learn", str(stimuli), "--log", str(stimuli)]
     argv = [sys.executable, "-m", "n2d2py.cli", "net.ini", *length, "--seed", str(seed), *options]
     if ranks > 1:
         argv = [shutil.which("mpiexec"), "-n", str(ranks), *argv, "--global-batch"]
@@ -190,7 +192,7 @@ def perturbed_run(folder, stimuli=None, perturbation=1e-7):
     for p in net.parameters():
         p.data[...] = p.data * (1 + perturbation * rng.standard_normal(p.data.shape)).astype(p.data.dtype)
     net.weight_histograms = False
-    net.learn(epochs=None if stimuli else 1, stimuli=stimuli, rng=numpy.random.default_rng([3, 1]), out=io.StringIO(), seed=3,
+    net.learn(epochs=None if stimuli else 1, stimuli=stimuli, log=stimuli or 1000, rng=numpy.random.default_rng([3, 1]), out=io.StringIO(), seed=3,
               workdir=str(folder / "control"), reload_best=False)
     return {p.name: p.data.copy() for p in net.parameters()}
 
@@ -322,7 +324,7 @@ def main(argv=None):
     p.add_argument("--model", choices=[*MODELS, "all"], default="all")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--steps", type=int, nargs="*", default=[],
-                   help="equality: also after these numbers of steps (--learn), not only 1 epoch")
+                   help="equality: after these numbers of steps (--learn) instead of 1 epoch")
     p.add_argument("--learning-rate", type=float,
                    help="equality: this learning rate instead of the INI's")
     p.add_argument("--control", action="store_true",
@@ -337,7 +339,7 @@ def main(argv=None):
     try:
         if args.what in ("equality", "all"):
             for model in models:
-                for steps in [*args.steps, None]:
+                for steps in args.steps or [None]:
                     equality(model, base, args.control, steps, args.learning_rate)
         if args.what in ("throughput", "all"):
             for model in models:

@@ -65,9 +65,11 @@ def supervise(rank, size):
     sys.stderr.flush()
     parent = os.getpid()
     # forwarding is in place before the fork: a signal sent to the supervisor as soon as the
-    # child runs must not kill it; the child gets the handlers it had back
-    child = []
-    previous = {signum: signal.signal(signum, lambda s, f: _forward(child, s)) for signum in FORWARDED}
+    # child runs must not kill it, and one that comes before the child's pid is known is
+    # forwarded once it is; the child gets the handlers it had back
+    child, early = [], []
+    previous = {signum: signal.signal(signum, lambda s, f: _forward(child, early, s))
+                for signum in FORWARDED}
     pid = os.fork()
     if pid == 0:
         for signum, handler in previous.items():
@@ -75,6 +77,8 @@ def supervise(rank, size):
         _die_with(parent)
         return True
     child.append(pid)
+    while early:
+        _forward(child, [], early.pop(0))
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -84,10 +88,12 @@ def supervise(rank, size):
     os._exit(_report(status, rank, size, pid))
 
 
-def _forward(child, signum):
+def _forward(child, early, signum):
+    if not child:               # between the fork and the pid's arrival in the list
+        early.append(signum)
+        return
     try:
-        if child:
-            os.kill(child[0], signum)
+        os.kill(child[0], signum)
     except ProcessLookupError:
         pass
 

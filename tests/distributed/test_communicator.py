@@ -120,6 +120,13 @@ def test_the_supervisor_names_a_rank_killed_outright_and_passes_exit_codes_on():
         time.sleep(20)
     """)
     assert forwarded.returncode == 143 and forwarded.stderr == ""
+    # a signal that reaches the supervisor before it knows the child's pid waits for it (the
+    # child above can signal before the parent runs again after the fork: a lost signal was a
+    # rank sleeping on, exit 0)
+    from n2d2py.distributed.launch import _forward
+    early = []
+    _forward([], early, signal.SIGTERM)
+    assert early == [signal.SIGTERM]
 
 
 def test_a_plain_command_imports_no_mpi(tmp_path):

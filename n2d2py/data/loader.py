@@ -169,8 +169,6 @@ def _worker(sp, tasks, results, buffer, shape, parent):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    import cv2
-    cv2.setNumThreads(1)
     slots = numpy.frombuffer(buffer, numpy.float32).reshape(shape)
     while True:
         try:
@@ -220,8 +218,17 @@ class WorkerPool:
                                           args=(sp, self.tasks, self.results, self.buffer,
                                                 self.shape, os.getpid()))
                           for k in range(workers)]
-        for process in self.processes:
-            process.start()
+        # OpenCV's thread pool must not cross the fork: a child calling into a pool whose threads
+        # stayed behind waits forever on its locks (seen as a hung worker). One thread while
+        # forking: the workers keep one, this process gets its own count back.
+        import cv2
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for process in self.processes:
+                process.start()
+        finally:
+            cv2.setNumThreads(threads)
         self.inflight = {}             # generation -> chunks submitted, not reported yet
         self.generation = 0
         self.closed = False

@@ -306,8 +306,11 @@ def check_progress(progress, arrays, place, mode, nb_learn, batch_size):
     fields = ("mode", "epoch", "steps", "stimuli", "next_log", "plan", "pending_log",
               "validation", "learning", "best", "best_step", "stopped_early", "since_best",
               "window", "generators")
-    p = c.dict(progress, "progress",
-               fields + ("log",) if isinstance(progress, dict) and "log" in progress else fields)
+    # optional: "log" (the log points' lines), "batch" (the global batch it was saved with)
+    optional = tuple(k for k in ("log", "batch") if isinstance(progress, dict) and k in progress)
+    p = c.dict(progress, "progress", fields + optional)
+    if p.get("batch") is not None:
+        c.count(p["batch"], "progress.batch")
     for j, entry in enumerate(c.list(p.get("log", []), "progress.log")):
         field = f"progress.log[{j}]"
         c.dict(entry, field, ("label", "step", "loss", "training", "validation", "best"))

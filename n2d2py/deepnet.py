@@ -53,6 +53,8 @@ class DeepNet:
     without its database); ``input_shape`` (C, H, W) of ``env``.
     """
 
+    replicas = None      # a class default too: a DeepNet made without __init__ is one process
+
     def __init__(self, document, cells, targets, sp, database, input_shape, device, model,
                  levels, notices=()):
         self.document, self.cells, self.targets = document, cells, targets

@@ -8,8 +8,10 @@ import struct
 import warnings
 
 import numpy
-import torch
-from torch import nn
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 MNIST5K = pathlib.Path(__file__).resolve().parents[2] / "n2d2py" / "data" / "mnist5k"
 

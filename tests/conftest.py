@@ -2,6 +2,7 @@
 (skips the test when PyTorch is not installed), and ``n2d2_ini``: N2D2's files copied into
 ``tests/data/n2d2/`` (INI corpus, trained QAT weights, per-layer outputs; see its README)."""
 import pathlib
+import signal
 
 import numpy
 import pytest
@@ -10,6 +11,13 @@ from n2d2py import backend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 N2D2_INI = ROOT / "tests" / "data" / "n2d2"
+
+# A suite started in the background by a shell without job control (``sh -c 'pytest ... &'``,
+# ``nohup``) inherits Ctrl-C ignored, as POSIX asks, and so would every n2d2py command a test
+# starts: the Ctrl-C tests would then see a training run to its end. Those tests stand for a user
+# at a terminal, so the suite takes Ctrl-C back (the commands it starts inherit the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):

@@ -6,10 +6,12 @@ spec/ini.md §1.7 (global keys: ``read_global_keys``, ``choose_device``), §2.1 
 ``build_cells_from(document, input_shape)`` runs the order and the build alone (tests, tools).
 
 A section's ``Type`` names a cell class (``cells.CELLS``) or a *section builder* registered in
-``SECTION_BUILDERS``: a function ``(section, parents, in_shapes, rng) -> (cells, targets)`` that
-makes several cells at once (``onnx/section.py`` registers ``Type=ONNX``). The names of the
-cells such a section makes are known only once it is built: other sections may name them as
-parents, and a parent naming the section itself reads its last cell (spec/ini.md §2.2).
+``SECTION_BUILDERS``: a function ``(section, parents, in_shapes, rng) -> (cells, targets,
+aliases)`` that makes several cells at once (``onnx/section.py`` registers ``Type=ONNX``);
+``aliases`` ({name: cell name}) are other names for a cell's output with the same layout (an
+ONNX graph output that only flattens a cell's output). The names of the cells such a section
+makes are known only once it is built: other sections may name them (or an alias) as parents,
+and a parent naming the section itself reads its last cell (spec/ini.md §2.2).
 
 Where we differ from N2D2 (and say so): a section whose parents never resolve (a cycle) or a
 parent that names no cell is **reported** as an IniError; N2D2 silently drops such sections.
@@ -260,9 +262,10 @@ def build_cells_from(document, input_shape, rng=None):
 def build_cells(document, order, input_shape, rng):
     """Build each section in order (each cell writes its ``_*`` keys, spec/ini.md §2.5), attach
     targets. Returns ({name: Cell}, [Target])."""
-    cells, targets, made = {}, [], {}
+    cells, targets, made, aliases = {}, [], {}, {}
     for section, parents in order:
         parents = resolve_parents(section, parents, made)  # spec/ini.md §2.2
+        parents = [p if p in cells else aliases.get(p, p) for p in parents]
         for parent in parents:
             if parent != "env" and parent not in cells:
                 raise section.error(f"parent '{parent}' is not a cell built so far"
@@ -271,13 +274,15 @@ def build_cells(document, order, input_shape, rng):
                      for p in parents]
         type_name = section.get("Type").strip()
         if type_name in SECTION_BUILDERS:
-            new_cells, new_targets = SECTION_BUILDERS.get(type_name)(section, parents, in_shapes, rng)
+            new_cells, new_targets, new_aliases = \
+                SECTION_BUILDERS.get(type_name)(section, parents, in_shapes, rng)
             for name in new_cells:
                 if name in cells:
                     raise section.error(f"the cell '{name}' this section makes already exists")
             made[section.name] = list(new_cells)
             cells.update(new_cells)
             targets.extend(new_targets)
+            aliases.update(new_aliases)
             continue
         cell = build_cell(section, parents, in_shapes, rng)
         cells[section.name] = cell  # build() wrote the _* keys (spec/ini.md §2.5)

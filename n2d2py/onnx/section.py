@@ -24,8 +24,9 @@ def onnx_file(section):
 @SECTION_BUILDERS.register("ONNX")
 def build_onnx_section(section, parents, in_shapes, rng):
     """Import the section's model on ``parents`` (names, sp/env -> env) of shapes ``in_shapes``
-    (C, H, W); returns ({name: built Cell}, [Target]). Import notes go to the document's
-    warnings."""
+    (C, H, W); returns ({name: built Cell}, [Target], {alias: cell name}). An alias is a graph
+    output that is not a cell but holds a cell's data in its layout (``Flatten`` after a global
+    pool): later sections may name it. Import notes go to the document's warnings."""
     from ..target import TargetScore, target_from_section
     from .importer import import_onnx
     document = section.document
@@ -52,7 +53,21 @@ def build_onnx_section(section, parents, in_shapes, rng):
             targets.append(target)
     for note in graph.warnings:
         document.warn(note, section)
-    return dict(graph.cells), targets
+    return dict(graph.cells), targets, output_aliases(graph)
+
+
+def output_aliases(graph):
+    """{graph output: cell} for the outputs that only reshape a cell's output, keeping its
+    (C, H, W) layout once flattened in N2D2's order (so a cell reading either sees the same data)."""
+    from .graph import cell_shape
+    aliases = {}
+    for name, value in graph.output_values.items():
+        source = getattr(value, "source", None)
+        if name in graph.cells or source not in graph.cells or value.index is not None:
+            continue
+        if cell_shape(value.shape) == tuple(graph.cells[source].out_shape):
+            aliases[name] = source
+    return aliases
 
 
 def onnx_document(path):

@@ -164,3 +164,57 @@ def test_missing_onnx_file_is_one_clear_error(tmp_path, monkeypatch):
         DeepNet.from_ini(doc, device="cpu", load_data=False)
     message = str(info.value)
     assert "small.onnx" in message and "not found" in message and "\n" not in message
+
+
+FLATTENED_OUTPUT = """
+[sp]
+SizeX=8
+SizeY=8
+NbChannels=3
+BatchSize=2
+
+[onnx]
+Input=sp
+Type=ONNX
+File=flat.onnx
+
+[fc]
+Input=onnx,{parent}
+Type=Fc
+NbOutputs=5
+
+[fc.Target]
+"""
+
+
+def flattened_model(rng, pool):
+    """Conv -> Relu (-> GlobalAveragePool) -> Flatten as the graph output ``output``, as PyTorch
+    exports SqueezeNet's head: the output is a view of the last cell, not a cell."""
+    b = GraphBuilder(rng)
+    x = b.node("Relu", [b.conv("x", 3, 4, 3, out="conv")], "relu")
+    if pool:
+        x = b.node("GlobalAveragePool", [x], "pool")
+    return b.model([1, 3, 8, 8], b.node("Flatten", [x], "output", axis=1))
+
+
+def test_a_graph_output_that_flattens_a_pool_is_a_parent(tmp_path, monkeypatch, rng):
+    onnx.save(flattened_model(rng, pool=True), tmp_path / "flat.onnx")
+    monkeypatch.chdir(tmp_path)
+    doc = parse_ini_text(FLATTENED_OUTPUT.format(parent="output"), str(tmp_path / "net.ini"))
+    net = DeepNet.from_ini(doc, device="cpu", load_data=False)
+    assert net.cells["fc"].parents == ["pool"] and net.cells["fc"].in_shapes == [(4, 1, 1)]
+    x = rng.standard_normal((2, 3, 8, 8)).astype(numpy.float32)
+    out = net.forward(x, keep="all")
+    W = net.cells["fc"].weights[0].data.reshape(5, -1)
+    expected = out["pool"].data.reshape(2, 4) @ W.T + net.cells["fc"].bias.data.reshape(-1)
+    assert numpy.allclose(out["fc"].data.reshape(2, 5), expected, atol=1e-5)
+
+
+def test_a_graph_output_that_changes_the_layout_stays_unknown(tmp_path, monkeypatch, rng):
+    # Flatten of (4, 8, 8) is (256, 1, 1) for a cell: not the same data layout as [relu]'s output
+    onnx.save(flattened_model(rng, pool=False), tmp_path / "flat.onnx")
+    monkeypatch.chdir(tmp_path)
+    doc = parse_ini_text(FLATTENED_OUTPUT.format(parent="output"), str(tmp_path / "net.ini"))
+    with pytest.raises(N2D2Error) as info:
+        DeepNet.from_ini(doc, device="cpu", load_data=False)
+    assert "parent 'output' is not a cell built so far" in str(info.value)

@@ -117,7 +117,7 @@ def test_build_onnx_section_targets_and_infer_file(model_file, tmp_path, rng, mo
     from n2d2py.onnx.section import build_onnx_section
     monkeypatch.chdir(model_file.parent)
     doc = parse_ini_text(INI + "\n[softmax0.Target]\nTopN=5\n", str(model_file.parent / "n.ini"))
-    cells, targets = build_onnx_section(doc.section("onnx"), ["env"], [(3, 32, 32)], rng)
+    cells, targets, aliases = build_onnx_section(doc.section("onnx"), ["env"], [(3, 32, 32)], rng)
     assert [t.name for t in targets] == ["softmax0.Target"] and targets[0].top_n == 5
     x = rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32)
     numpy.save(tmp_path / "in.npy", x)

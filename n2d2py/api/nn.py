@@ -40,15 +40,19 @@ from .view import without_pure_n2d2
 ROLE_GROUPS = {"Weights": "weights", "Bias": "biases", "Scale": "scales"}
 
 
-class _SolverSlot:
-    """``weights_solver`` / ``bias_solver`` / ``scale_solver``: the role's template; reading
-    gives a view whose changes reach the Parameters' own solvers too."""
+class _RoleSlot:
+    """A cell attribute standing for one parameter role (``Weights``, ``Bias``, ``Scale``)."""
 
     def __init__(self, role):
         self.role = role
 
     def __set_name__(self, owner, name):
         self.name = name
+
+
+class _SolverSlot(_RoleSlot):
+    """``weights_solver`` / ``bias_solver`` / ``scale_solver``: the role's template; reading
+    gives a view whose changes reach the Parameters' own solvers too."""
 
     def __get__(self, cell, owner=None):
         if cell is None:
@@ -59,14 +63,8 @@ class _SolverSlot:
         cell._set_solver(self.name, self.role, solver)
 
 
-class _FillerSlot:
+class _FillerSlot(_RoleSlot):
     """``weights_filler`` / ``bias_filler``: the filler of the next (re)fill."""
-
-    def __init__(self, role):
-        self.role = role
-
-    def __set_name__(self, owner, name):
-        self.name = name
 
     def __get__(self, cell, owner=None):
         if cell is None:

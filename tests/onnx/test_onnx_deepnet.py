@@ -108,13 +108,15 @@ def test_sat_recipe_builds_with_fillers_and_trains(resnet_dir, monkeypatch):
     assert numpy.allclose(y.sum(axis=1), 1.0, atol=1e-5)
 
 
-INPUT_ONNX = """
+SP_8X8 = """
 [sp]
 SizeX=8
 SizeY=8
 NbChannels=3
 BatchSize=2
+"""
 
+INPUT_ONNX = SP_8X8 + """
 [onnx]
 Input=sp
 Type=ONNX
@@ -166,13 +168,7 @@ def test_missing_onnx_file_is_one_clear_error(tmp_path, monkeypatch):
     assert "small.onnx" in message and "not found" in message and "\n" not in message
 
 
-FLATTENED_OUTPUT = """
-[sp]
-SizeX=8
-SizeY=8
-NbChannels=3
-BatchSize=2
-
+FLATTENED_OUTPUT = SP_8X8 + """
 [onnx]
 Input=sp
 Type=ONNX

@@ -1,8 +1,9 @@
 """From an INI document to the parts of a DeepNet, as N2D2's ``generateFromINI`` builds them.
 
-spec/ini.md §1.7 (global keys: ``read_global_keys``, ``choose_device``), §2.1 step 3 (stimuli:
-``build_stimuli``), §2.2 (order: ``cell_order``), §2.5/§2.6 (``build_cells``: each cell writes its
-``_*`` keys, targets attach to their cell). ``deepnet.DeepNet.from_ini`` calls them in that order;
+Global keys (``read_global_keys``, ``choose_device``), the stimuli provider (``build_stimuli``),
+the build order (``cell_order``), then the cells (``build_cells``: each cell writes its ``_*``
+keys, targets attach to their cell); docs/INI.md §5-§6 says what each step reads.
+``deepnet.DeepNet.from_ini`` calls them in that order;
 ``build_cells_from(document, input_shape)`` runs the order and the build alone (tests, tools).
 
 A section's ``Type`` names a cell class (``cells.CELLS``) or a *section builder* registered in
@@ -11,7 +12,7 @@ aliases)`` that makes several cells at once (``onnx/section.py`` registers ``Typ
 ``aliases`` ({name: cell name}) are other names for a cell's output with the same layout (an
 ONNX graph output that only flattens a cell's output). The names of the cells such a section
 makes are known only once it is built: other sections may name them (or an alias) as parents,
-and a parent naming the section itself reads its last cell (spec/ini.md §2.2).
+and a parent naming the section itself reads its last cell (docs/INI.md §6, "Order").
 
 Where we differ from N2D2 (and say so): a section whose parents never resolve (a cycle) or a
 parent that names no cell is **reported** as an IniError; N2D2 silently drops such sections.
@@ -30,7 +31,7 @@ SECTION_BUILDERS = Registry("section builder")
 
 FRAME_MODELS = ("Frame", "Frame_CUDA", "Transcode", "Transcode_CUDA")
 DATA_TYPES = ("Float16", "Float32", "Float64")
-#: Cell types N2D2 has that n2d2py does not implement (spec/ini.md §2.8.1, §7).
+#: Cell types N2D2 has that n2d2py does not implement (detection, spiking, LSTM).
 OUT_OF_SCOPE_CELLS = {
     "Anchor": "Faster R-CNN detection", "RP": "Faster R-CNN detection",
     "ROIPooling": "Faster R-CNN detection", "Proposal": "detection",
@@ -50,7 +51,7 @@ def seed_quantizers(cells, seed):
 
 # -- global keys, device, stimuli ------------------------------------------------------------
 def read_global_keys(document, notices):
-    """Check the section-less keys (spec/ini.md §1.7); returns DefaultModel."""
+    """Check the section-less keys (docs/INI.md §5); returns DefaultModel."""
     section = document.global_section
     model = section.get("DefaultModel", "Transcode").strip()
     if model.startswith(("Spike", "CSpike")):
@@ -89,7 +90,7 @@ def choose_device(device, model, notices):
 
 
 def stimuli_section(document):
-    """``[cenv]`` (spiking), else ``[env]``, else ``[sp]`` (spec/ini.md §2.1 step 3)."""
+    """``[cenv]`` (spiking), else ``[env]``, else ``[sp]``, the order N2D2 looks for them in."""
     if "cenv" in document:
         raise document.section("cenv").error("[cenv] (spiking stimuli) is out of scope for n2d2py")
     for name in ("env", "sp"):
@@ -152,7 +153,7 @@ def _database(document, load_data, rng):
 
 def input_shape_from_keys(document, section):
     """(C, H, W) from the sp size keys; each ``ChannelTransformation`` without ``Channel=``
-    starts a new input channel (spec/ini.md §3.2), as data/sp_ini.py counts them."""
+    starts a new input channel (as in N2D2), as data/sp_ini.py counts them."""
     from .data.sp_ini import KINDS, read_size
     c, h, w = read_size(section)
     new = 0
@@ -180,7 +181,7 @@ def input_names(section):
 
 
 def cell_order(document):
-    """Cell sections in N2D2 build order (spec/ini.md §2.2): level = 1 + max level of the
+    """Cell sections in N2D2 build order: level = 1 + max level of the
     parents that are sections with ``Input`` (env is 0), found by repeated passes in file
     order; then sorted by (level, file order). Returns ([(section, parents)], {name: level}).
 
@@ -260,11 +261,11 @@ def build_cells_from(document, input_shape, rng=None):
 
 
 def build_cells(document, order, input_shape, rng):
-    """Build each section in order (each cell writes its ``_*`` keys, spec/ini.md §2.5), attach
+    """Build each section in order (each cell writes its ``_*`` keys, docs/INI.md §6), attach
     targets. Returns ({name: Cell}, [Target])."""
     cells, targets, made, aliases = {}, [], {}, {}
     for section, parents in order:
-        parents = resolve_parents(section, parents, made)  # spec/ini.md §2.2
+        parents = resolve_parents(section, parents, made)  # onnx builders, aliases
         parents = [p if p in cells else aliases.get(p, p) for p in parents]
         for parent in parents:
             if parent != "env" and parent not in cells:
@@ -285,13 +286,13 @@ def build_cells(document, order, input_shape, rng):
             aliases.update(new_aliases)
             continue
         cell = build_cell(section, parents, in_shapes, rng)
-        cells[section.name] = cell  # build() wrote the _* keys (spec/ini.md §2.5)
+        cells[section.name] = cell  # build() wrote the _* keys ([name]_NbOutputs & co.)
         targets.extend(cell_targets(document, section, cell))
     return cells, targets
 
 
 def resolve_parents(section, parents, made):
-    """spec/ini.md §2.2: ``Input=onnx,<imported cell>`` lists a builder section only to order the
+    """N2D2's rule: ``Input=onnx,<imported cell>`` lists a builder section only to order the
     cell after it; the section name is then dropped. ``made``: {builder section: [its cells]}.
 
     A cell naming *only* builder sections reads each one's last cell (N2D2 would fail on the

@@ -1,4 +1,5 @@
-"""The ``n2d2py`` command: N2D2's ``n2d2`` executable for INI networks (spec/ini.md §6.1-§6.3).
+"""The ``n2d2py`` command: N2D2's ``n2d2`` executable for INI networks: its options, console
+lines and output files.
 
 ``main`` parses the options (N2D2's single-dash spellings are accepted), then runs a list of
 stages over one ``Run`` context: seed, build, import, learn, reload, test. A new option adds its
@@ -206,7 +207,7 @@ def read_seed_file(path):
     return check_seed(int(words[0]), "seed", file=path)
 
 
-# -- stages (N2D2's main flow, exec/n2d2.cpp, spec/ini.md §6.1) -----------------------------
+# -- stages (the order of N2D2's main flow, exec/n2d2.cpp) -------------------------------------
 def stage_seed(run):
     if run.comm.size > 1:     # rank 0 chooses (and reads -l DIR), the others receive
         from .distributed.command import share_seed
@@ -255,7 +256,7 @@ def stage_build(run):
         raise FileNotFoundError(2, "No such file", args.ini)
     device = None if args.device == "auto" else args.device
     from .onnx.cli import build_net, is_onnx
-    if is_onnx(args.ini):  # spec/ini.md §5.1: an .onnx run directly (no database)
+    if is_onnx(args.ini):  # an .onnx run directly, as N2D2 does (no database)
         run.net = build_net(args, device, run.seed)
     else:
         run.net = DeepNet.from_ini(args.ini, device=device, seed=run.seed, load_data=not args.build_only)
@@ -283,7 +284,8 @@ def stage_build(run):
 
 
 def stage_import(run):
-    """``-w DIR``: missing files are notices, as in N2D2 (spec/ini.md §6.1 item 5). Replicas:
+    """``-w DIR``: missing files are notices, as in N2D2 (it imports them with
+    ignoreNotExists). Replicas:
     rank 0 reads, ``stage_replicate`` gives the others its weights."""
     if run.args.weights and run.comm.writer:
         if os.fspath(run.args.weights) != os.devnull:
@@ -323,7 +325,7 @@ def stage_learn(run):
 
 
 def stage_reload(run):
-    """spec/ini.md §6.1 item 7: the best weights after learning; before a bare --test, the
+    """As N2D2 does after its loops: the best weights after learning; before a bare --test, the
     weights of a previous run unless -w was given."""
     from .scoring import reload_best_weights
     if run.learned or (run.args.test and not run.args.weights):
@@ -332,7 +334,8 @@ def stage_reload(run):
 
 
 def stage_calib(run):
-    """``--calib N``: post-training quantization of the weights in hand (spec/ptq.md §1.2)."""
+    """``--calib N``: post-training quantization of the weights in hand (N2D2's
+    ``-calib``; docs/PTQ.md)."""
     if run.args.calib:
         from .ptq.command import run_calibration
         return run_calibration(run)
@@ -345,7 +348,7 @@ def stage_test(run):
         if not args.weights:
             run.say("Nothing to do: give --learn-epoch N, --learn N or --test (see --help)")
         return None
-    if args.qat_sat:  # spec/qat.md §5.1: fuse, then test the integer network
+    if args.qat_sat:  # N2D2's -qat-sat: fuse, then test the integer network
         if run.comm.size > 1:      # rank 0 alone, on the whole sets
             if not run.comm.writer:
                 return None

@@ -1,7 +1,7 @@
 """DeepNet: the network an INI file describes, built as N2D2's ``generateFromINI`` does.
 
 ``DeepNet.from_ini`` reads the global keys, builds the StimuliProvider, orders and builds the
-cells and their targets with ``build.py`` (spec/ini.md §2.1, §2.2, §2.5, §2.6, §1.7); the DeepNet
+cells and their targets with ``build.py`` (docs/INI.md §5-§6); the DeepNet
 then runs them: ``forward``, ``learn_batch`` (the one training step, with its NaN/Inf checks),
 weights I/O. Cells come from ``cells.CELLS`` by ``Type``; the StimuliProvider
 and Database from ``data/``; targets from ``target.py``. Learning and testing loops live in
@@ -76,7 +76,8 @@ class DeepNet:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_ini(cls, source, device=None, seed=1, load_data=True, env=None, require_target=True):
-        """Load ``source`` (path or IniDocument) and build everything (spec/ini.md §2.1).
+        """Load ``source`` (path or IniDocument) and build everything, as N2D2's
+        ``generateFromINI`` does.
 
         ``device``: "cpu", "gpu" or None (None: the INI's DefaultModel decides, a ``_CUDA``
         model runs on the GPU when CuPy is usable, else on the CPU with a notice).
@@ -266,7 +267,7 @@ class DeepNet:
         write_folder_atomically(folder, write)
 
     def import_weights(self, folder, ignore_missing=False):
-        """Read every cell's weights (spec/ini.md §6.4); ``/dev/null`` imports nothing.
+        """Read every cell's ``.syntxt`` weights; ``/dev/null`` imports nothing.
 
         With ``ignore_missing`` (N2D2's ``-w``, or ``-w-ignore``) a missing file keeps the current
         values; returns the list of N2D2's notices for them (``Notice: Could not open synaptic
@@ -287,7 +288,7 @@ class DeepNet:
     # -- description -------------------------------------------------------------------------
     def summary(self):
         """N2D2's build log: ``Layer: name [Type(Model)]`` and synapse counts, dims innermost
-        first (spec/ini.md §6.2), then targets and totals."""
+        first as N2D2 prints them, then targets and totals."""
         from .report.text import network_summary
         return network_summary(self)
 

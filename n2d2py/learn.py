@@ -1,4 +1,4 @@
-"""Learning loops of the ``n2d2`` executable (spec/ini.md §6.1, §6.2, §6.3).
+"""Learning loops of the ``n2d2`` executable: what it trains, prints and writes.
 
 ``learn`` trains by epochs (``-learn-epoch``: Learn shuffled, without replacement) or by a number
 of stimuli (``-learn``: batches drawn at random with replacement), validates at every log point,
@@ -30,7 +30,7 @@ from .signals import deferred_signals
 def learn(net, epochs=None, stimuli=None, log_epoch=1, log=1000, valid_metric=HEADLINE,
           stop_valid=0, rng=None, out=None, workdir=".", reload_best=True, ignore_missing=False,
           resume=None, seed=None, save_state=True):
-    """Train ``net`` (spec/ini.md §6.1 items 6-7, §6.2). ``epochs`` wins over ``stimuli``.
+    """Train ``net`` as N2D2's ``-learn-epoch``/``-learn`` do. ``epochs`` wins over ``stimuli``.
 
     Validation runs every ``log_epoch`` epochs (or ``log`` stimuli) when the database has a
     Validation set; otherwise ``weights/`` is written at each log point. At each log point the

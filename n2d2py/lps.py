@@ -1,4 +1,5 @@
-"""Layer-wise Precision Scaling (seed 001, Wess et al., Algorithm 1; spec/methods.md §3).
+"""Layer-wise Precision Scaling (Wess et al., IEEE TCAD 2018, Algorithm 1;
+docs/QUANTIZERS.md).
 
 Start from a trained float network M and its accuracy acc_M; give every weighted layer the same
 bit-width; then, step by step, try lowering each layer by one bit, measure the direct-quantized

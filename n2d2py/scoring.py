@@ -1,4 +1,4 @@
-"""Scoring passes without gradients (spec/ini.md §6.1 item 7, §6.2): ``test`` (the Test set,
+"""Scoring passes without gradients, as the ``n2d2`` executable runs them: ``test`` (the Test set,
 N2D2's final lines and confusion matrices), ``validate_and_keep`` (a Validation pass during
 learning: BEST/LOWER lines, ``weights_validation/``, early stop) and ``reload_best_weights``."""
 import os
@@ -72,7 +72,7 @@ def run_pass(net, set_name, limit=None, progress=None):
 
 # -- test ------------------------------------------------------------------------------------
 def test(net, set_name="Test", limit=None, out=None, workdir=None):
-    """Score ``set_name`` (spec/ini.md §6.2). With ``out``, print N2D2's final lines; with
+    """Score ``set_name``. With ``out``, print N2D2's final lines; with
     ``workdir``, write ``<target>/ConfusionMatrix_test.{dat,png}``. Returns a TestResult."""
     start = time.perf_counter()
     out = out if net.writer else None      # data-parallel: rank 0 prints and writes
@@ -138,8 +138,8 @@ def _early_stop(history, state):
 
 
 def reload_best_weights(net, ignore_missing=False, workdir="."):
-    """spec/ini.md §6.1 item 7: ``weights_validation/`` when the database has a Validation set,
-    else ``weights/``. Returns the folder read."""
+    """As N2D2 before a bare ``-test``: ``weights_validation/`` when the database has a
+    Validation set, else ``weights/``. Returns the folder read."""
     folder = os.path.join(workdir, "weights_validation" if set_size(net, "Validation") > 0 else "weights")
     if net.replicas is not None:     # rank 0 reads, the others get what it read
         from .distributed.command import on_rank0

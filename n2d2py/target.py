@@ -1,8 +1,10 @@
-"""Targets: what a cell's output is trained towards, and how it is scored (spec/ini.md §2.6).
+"""Targets: what a cell's output is trained towards, and how it is scored
+(docs/INI.md §6, "Targets").
 
 A ``[<cell>.Target*]`` section attaches a Target to a cell. ``Type=Target`` supplies dense target
 tensors and the loss; ``Type=TargetScore`` (the default) also keeps a confusion matrix and the
-per-batch success rates that N2D2 prints (spec/ini.md §6.2, §8.18).
+per-batch success rates that N2D2 prints (its recognition rate is their mean; its metrics are
+per-class confusion-table metrics averaged over the classes).
 
 Loss choice (N2D2 feeds back ``target - output``), from the cell's ``loss_kind``:
   * ``"softmax"`` (a ``Softmax`` with ``WithLoss=1``): softmax cross-entropy on the cell's
@@ -22,12 +24,12 @@ from .errors import IniError
 from .ini.convert import to_bool, to_float, to_int, to_str, to_uint, to_word
 from .params import Key, Parameterizable
 
-#: Per-class confusion-table metrics accepted by ``-valid-metric`` (spec/ini.md §6.1).
+#: Per-class confusion-table metrics accepted by ``-valid-metric`` (N2D2's list).
 METRICS = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
            "FallOut", "FalseDiscoveryRate", "FalseOmissionRate", "IU", "Accuracy", "F1Score",
            "Informedness", "Markedness")
 
-#: Target types N2D2 has but n2d2py does not implement (detection/segmentation, spec/ini.md §7).
+#: Target types N2D2 has but n2d2py does not implement (detection/segmentation).
 OUT_OF_SCOPE_TARGETS = ("TargetROIs", "TargetBBox", "TargetRP", "TargetMatching",
                         "TargetCompare", "TargetAggregate")
 
@@ -64,7 +66,7 @@ class Target(Parameterizable):
     @classmethod
     def from_section(cls, section, cell_name):
         """Build from ``[<cell>.Target*]``; every key except ``Type`` must be a target key
-        (N2D2: leftovers go to ``Target::setParameters`` and are fatal, spec/ini.md §1.9)."""
+        (N2D2: leftovers go to ``Target::setParameters`` and are fatal)."""
         target = cls(name=section.name, cell=cell_name)
         for key in section.keys():
             if key == "Type" or key.startswith("$") or key.startswith("_"):
@@ -144,7 +146,7 @@ class TargetScore(Target):
         out = out.reshape(out.shape[0], out.shape[1], -1)            # (N, C, positions)
         labels = numpy.asarray(asnumpy(labels)).reshape(-1)
         n, c, positions = out.shape
-        if c == 1:  # binary output (spec/ini.md §2.6 BinaryThreshold)
+        if c == 1:  # binary output: N2D2 thresholds it (BinaryThreshold)
             estimated = (out[:, 0] > self.binary_threshold).astype(numpy.int64)
             nb_classes, top_hit = 2, None
         else:
@@ -208,7 +210,8 @@ def _ratio(a, b):
 
 def class_metric(confusion, name):
     """Mean over the classes that have samples of one per-class confusion-table metric
-    (N2D2's ``-valid-metric`` score, spec/ini.md §6.1, §8.18); 0 for an empty matrix."""
+    (N2D2's ``-valid-metric`` score: macro-averaged, so Sensitivity is not accuracy); 0 for an
+    empty matrix."""
     if name not in METRICS:
         raise IniError(f"unknown metric '{name}'; known: {', '.join(METRICS)}")
     if confusion is None:

@@ -1,4 +1,4 @@
-"""QAT quantizers (spec/qat.md §1-§4, spec/methods.md): ``QWeight=SAT|LSQ|Prune|DQ|FracBits|
+"""QAT quantizers (docs/QUANTIZERS.md): ``QWeight=SAT|LSQ|Prune|DQ|FracBits|
 DFP|Po2|DQA`` and ``QAct=SAT|LSQ|DQ``; the contract every one answers is ``base.Quantizer``'s.
 
     q = make_weight_quantizer("SAT", {"Range": "15", "QuantMode": "Symmetric"}, section)

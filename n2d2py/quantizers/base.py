@@ -4,15 +4,16 @@
 A weight quantizer (``QWeight=``) is owned by a Conv/Fc/Deconv cell and called once per forward
 with the cell's weight tensors (one per parent); an activation quantizer (``QAct=``) is owned by
 any cell with an activation and called on the activation's output. Keys come from
-``QWeight.<Key>`` / ``QAct.<Key>`` lines (spec/qat.md §0 "INI keys", style.md §6.5).
+``QWeight.<Key>`` / ``QAct.<Key>`` lines of the cell section, as in N2D2 (the quantizer's own
+solver from ``QWeightSolver``/``QActSolver``).
 
 Gradient convention: our autograd hands a quantizer the ordinary gradient of the **batch-mean**
 loss, and solvers do ``θ -= lr·grad``. N2D2 hands it the negative gradient summed over the batch
-and does ``θ += lr/B·Σdiff``. Every backward formula in spec/qat.md is linear in the incoming
-gradient, so the formulas are implemented as written with ``gy`` in place of N2D2's diff; the 1/B
-is already inside ``gy`` (spec/qat.md §0 "Gradient sign").
+and does ``θ += lr/B·Σdiff``. Every backward formula of N2D2's quantizers is linear in the
+incoming gradient, so the formulas are implemented as written with ``gy`` in place of N2D2's
+diff; the 1/B is already inside ``gy``.
 
-State files (spec/qat.md §2, §3, §4, §6.6) are written with 10 significant digits, as N2D2 does
+State files (α, step sizes, masks) are written with 10 significant digits, as N2D2 does
 for every cell that has a quantizer (``std::setprecision(10)``).
 """
 import os
@@ -61,7 +62,7 @@ def read_syntxt_scalar(path):
 
 
 def quant_weights_file(folder, cell_name, cell_type):
-    """N2D2's name for the quantized-weights file (spec/qat.md §6.6, "The _quant names"):
+    """N2D2's name for the quantized-weights file:
     ``<cell>_quant_weights.syntxt`` for Conv/Deconv, ``<cell>_quant_weights_quant.syntxt`` for Fc."""
     suffix = "_weights_quant" if cell_type == "Fc" else "_weights"
     return cell_file(folder, cell_name, f"_quant{suffix}.syntxt")
@@ -271,7 +272,8 @@ class ClipActQuantizer(RangeBits, ActQuantizer):
 
     @property
     def alpha(self):
-        """α as stored (signed; the fusion's N2D2 mode uses it as is, spec/qat.md §8 pitfall 7)."""
+        """α as stored (signed; N2D2's fusion uses it as is, not |α|: a
+        negative α flips the signs of its scale and clip)."""
         return param_value(self.alpha_param)
 
     def grid(self):

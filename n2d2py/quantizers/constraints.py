@@ -1,7 +1,7 @@
 """Target-size / target-BitOps penalties and per-method regularisers, shared by the mixed-precision
-quantizers (spec/methods.md §1, §2, §3, §4, §6).
+quantizers (DQ, FracBits, DFP/Po2, DQA; docs/QUANTIZERS.md).
 
-Cost model (spec/methods.md §6): a Conv/Fc/Deconv cell l costs
+Cost model (docs/METHODS.md, "Size" and "BitOps"): a Conv/Fc/Deconv cell l costs
 
     size_l   = N_l^w · b_l^w / 8 bytes
     BitOps_l = MAC_l · b_l^w · b_l^a,   b^a = bits of the activation entering the cell
@@ -32,7 +32,7 @@ from ..params import Key
 from ..stats.cost import ENV, FLOAT_BITS, IMAGE_BITS, input_quantizer
 
 F32 = DTYPE
-INPUT_BITS = IMAGE_BITS     # the network input is 8-bit image data (spec/methods.md §6)
+INPUT_BITS = IMAGE_BITS     # the network input is 8-bit image data
 
 __all__ = ["ConstraintKeys", "constraint_loss", "cost_terms", "cost_summary", "weighted_cells",
            "weight_count"]

@@ -1,5 +1,5 @@
-"""Dynamic Fixed Point and Power-of-two weights with QR/WQR regularisation (spec/methods.md §3;
-seed 001, Wess et al., eq. 1-12).
+"""Dynamic Fixed Point and Power-of-two weights with QR/WQR regularisation (Wess et al.,
+IEEE TCAD 2018, eq. 1-12; docs/QUANTIZERS.md).
 
 ``QWeight=DFP`` / ``QWeight=Po2``, ``QWeight.Range=R`` (R = 2^b − 1, as N2D2's Range), per cell
 (layer n), s = max|W_n|, n1 = floor(log2(4s/3)) (eq. 2-3):
@@ -114,7 +114,7 @@ def range_is_power_of_two(R):
 
 
 def ramp(base, slope, start, epoch):
-    """λ(e) = base + slope·e for e ≥ start, else 0 (spec/methods.md §3 schedules)."""
+    """λ(e) = base + slope·e for e ≥ start, else 0 (the λ1, λ2 schedules)."""
     return base + slope * epoch if epoch >= start else 0.0
 
 
@@ -186,7 +186,7 @@ class _RegularizedQuantizer(WeightQuantizer):
 @WEIGHT_QUANTIZERS.register("DFP")
 class DFPWeightQuantizer(_RegularizedQuantizer):
     """``QWeight=DFP``: dynamic fixed point (eq. 5-6), default WQR with λ2 = 10·e and
-    λ1 = 100 from epoch 150 (seed 001 §III-C)."""
+    λ1 = 100 from epoch 150 (Wess et al., §III-C)."""
 
     def levels(self, xp, W):
         b = self.bits()

@@ -1,4 +1,4 @@
-"""DQ, differentiable quantization (spec/methods.md §1; seed 003 Table 3; Uhlich et al., ICLR 2020).
+"""DQ, differentiable quantization (Uhlich et al., ICLR 2020; docs/QUANTIZERS.md).
 
 ``QWeight=DQ`` / ``QAct=DQ``: a symmetric uniform quantizer with a learnable step d and a
 learnable dynamic range q_max, the parametrisation the paper recommends (its gradients are
@@ -8,7 +8,7 @@ bounded and well scaled); the bit-width is *derived*, never learned directly:
     b    = ceil(log2(q_max/d + 1) + 1)      signed (weights)
     b    = ceil(log2(q_max/d + 1))          unsigned (post-ReLU activations, ``Signed=0``)
 
-Backward (STE on rint, spec/methods.md §1): inside |x| ≤ q_max: g_x = g, g_d = g·(Q − x)/d,
+Backward (STE on rint): inside |x| ≤ q_max: g_x = g, g_d = g·(Q − x)/d,
 g_qmax = 0; outside: g_x = 0, g_d = 0, g_qmax = g·sign(x).
 
 What the reference code (Sony ``mixed-precision-dnns``) adds and we keep: d is projected to a
@@ -104,7 +104,7 @@ def x_dtype(x):
 
 
 def derived_bits(d, qmax, signed):
-    """b = ceil(log2(q_max/d + 1) (+1 if signed)) as Python numbers (spec/methods.md §1)."""
+    """b = ceil(log2(q_max/d + 1) (+1 if signed)) as Python numbers."""
     return math.ceil(math.log2(qmax / d + 1.0) + (1.0 if signed else 0.0) - BITS_TOL)
 
 
@@ -155,7 +155,7 @@ class _DQBase:
         return param_value(self.qmax_param)
 
     def bits(self):
-        """The derived integer bit-width b (spec/methods.md §1), for the size/BitOps report."""
+        """The derived integer bit-width b, for the size/BitOps report."""
         return derived_bits(self.step_size, self.q_max, self.signed)
 
     @property

@@ -1,4 +1,5 @@
-"""DQA, DNN quantization with attention (spec/methods.md §4; seed 004, Boukli Hacene et al.).
+"""DQA, DNN quantization with attention (Boukli Hacene et al., arXiv:2103.13322;
+docs/QUANTIZERS.md).
 
 ``QWeight=DQA``: each cell holds K quantizers sorted by bit-width n_1 < … < n_K
 (``Quantizers=MinMax2 MinMax4 MinMax8`` by default; also ``SAWB<n>``, ``BWN``, ``TWN``, ``FP``)
@@ -13,7 +14,7 @@ g_w = g·Σ_k a_k; g_α follows the softmax. The regulariser r(α) = λ·gᵀa(�
 weights in the network, g = ``Penalty`` = 1 4 16) comes out of ``penalty(S)`` and is added by
 constraints.constraint_loss. Initialisation α_k = Σ_{j≠k} n_j / Σ_j n_j (eq. 14).
 
-Quantizers (seed 004 §3.1): min-max n bits (eq. 8, 11; levels from min(w) to max(w), the offset
+Quantizers (the paper's §3.1): min-max n bits (eq. 8, 11; levels from min(w) to max(w), the offset
 q_1 restored so values fall on the levels of eq. 8), SAWB n bits (eq. 9-10; α* minimising the
 MSE over a grid of ``SAWBGrid`` fractions of max|w|), BWN β·sign(w), β = E|w| (eq. 12), TWN with
 δ = 0.7·E|w|, β = E[|w| : |w| > δ] (eq. 13), FP the identity (32 bits).
@@ -209,7 +210,7 @@ class DQAWeightQuantizer(ConstraintKeys, WeightQuantizer):
     def g(self):
         if self.penalty_vector is not None:
             return list(self.penalty_vector)
-        return [4.0 ** k for k in range(len(self.specs))]  # 1 4 16 (seed 004 §4.1)
+        return [4.0 ** k for k in range(len(self.specs))]  # 1 4 16 (the paper's §4.1)
 
     @property
     def schedule_length(self):

@@ -1,4 +1,4 @@
-"""FracBits, fractional bit-widths (spec/methods.md §2; landscape.md §3.4; seed 000 "FracBits").
+"""FracBits, fractional bit-widths (Yang & Jin, AAAI 2021; docs/QUANTIZERS.md).
 
 ``QWeight=FracBits``: each cell holds a real, learnable bit-width b. With f = floor(b) the
 weights used in the forward interpolate between the two neighbouring integer quantizers:
@@ -6,9 +6,9 @@ weights used in the forward interpolate between the two neighbouring integer qua
     Q_b(w)   = (f + 1 − b)·Q_f(w) + (b − f)·Q_{f+1}(w)
     dQ_b/db  = Q_{f+1}(w) − Q_f(w)
 
-The base quantizer is SAT-style DoReFa (spec/methods.md §5, spec/qat.md §1 "Default" mode):
+The base quantizer is SAT-style DoReFa (SAT's "Default" mode):
 t = tanh(w), m = max|t|, Q_k(w) = 2·rint((2^k − 1)·(t/(2m) + ½))/(2^k − 1) − 1, with its STE in
-both branches: g_w = g·sech²(w)/m, m a constant (spec/qat.md §1.3). ``ApplyScaling=1`` divides
+both branches: g_w = g·sech²(w)/m, m a constant, as in SAT. ``ApplyScaling=1`` divides
 by SAT's s = sqrt(n·Var(Q_b)) (a constant in the backward, n = O·kH·kW as sat_scale_count).
 At integer b the result is exactly Q_b.
 
@@ -107,7 +107,7 @@ class FracBitsWeightQuantizer(ConstraintKeys, WeightQuantizer):
         return [] if self.is_frozen else [self.bits_param]
 
     def freeze(self):
-        """End of the search phase: b ← rint(b), no longer learned (spec/methods.md §2)."""
+        """End of the search phase: b ← rint(b), no longer learned."""
         self.bits_param.data[...] = F32(round(param_value(self.bits_param)))
         self.frozen_by_run = True
 

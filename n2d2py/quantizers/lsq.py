@@ -1,4 +1,5 @@
-"""LSQ: learned step-size quantizers for weights (spec/qat.md §3.1) and activations (§3.2).
+"""LSQ: learned step-size quantizers for weights and activations (Esser et al.,
+ICLR 2020), as N2D2's LSQ cell and activation quantizers compute them.
 
 One fused Function ``LSQQuantize`` serves both; they differ only in the integer range, how the
 step is initialised, and the gradient scale G. float32 throughout, as N2D2's kernels.
@@ -21,7 +22,7 @@ F32 = DTYPE
 
 
 class LSQQuantize(Function):
-    """LSQ on (x, s), integer range [Qn, Qp], v = x/s (spec/qat.md §3.1):
+    """LSQ on (x, s), integer range [Qn, Qp], v = x/s:
 
     forward   y = Qn·s if v ≤ Qn;  Qp·s if v ≥ Qp;  rnd(v)·s otherwise
     backward  g_x = g·[Qn < v < Qp]                              (strict: bounds get nothing)
@@ -132,7 +133,7 @@ class _LSQStep(RangeBits):
 
 @WEIGHT_QUANTIZERS.register("LSQ")
 class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
-    """``QWeight=LSQ`` (spec/qat.md §3.1): signed range [−((R+1)//2), (R−1)//2], learnable step.
+    """``QWeight=LSQ``: signed range [−((R+1)//2), (R−1)//2], learnable step.
 
     With SetOptInitStepSize (default) the first forward sets s0 = 2·mean|W_0|/sqrt(Qp) from the
     cell's first weight tensor only. G = 1/sqrt(N_w·Qp), N_w = all weights of the cell. Every
@@ -164,7 +165,7 @@ class LSQWeightQuantizer(_LSQStep, WeightQuantizer):
 
 @ACT_QUANTIZERS.register("LSQ")
 class LSQActQuantizer(_LSQStep, ActQuantizer):
-    """``QAct=LSQ`` (spec/qat.md §3.2): unsigned range [0, R], learnable step.
+    """``QAct=LSQ``: unsigned range [0, R], learnable step.
 
     With SetOptInitStepSize (default) the first forward sets s0 = 2·mean|x|/sqrt(R) over the
     whole batch tensor. G = 1/sqrt(numel(x)·R) is recomputed at every forward, so it depends on

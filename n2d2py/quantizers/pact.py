@@ -1,4 +1,4 @@
-"""``QAct=PACT``: parameterized clipping activation (Choi et al., 2018; spec/methods.md §5), the
+"""``QAct=PACT``: parameterized clipping activation (Choi et al., 2018), the
 baseline SAT's CG-PACT refines. **n2d2py extension: N2D2 has no PACT quantizer**; the keys are
 SAT's (``QAct.Range``, ``QAct.Alpha``), and so are the grid, the state file
 (``<cell>_QAct_PACT_Alpha.syntxt``) and what the ONNX export and the fusion read

@@ -1,4 +1,5 @@
-"""``QWeight=Prune``: weights times a 0/1 mask, gradient times the same mask (spec/qat.md §4).
+"""``QWeight=Prune``: weights times a 0/1 mask, gradient times the same mask, as N2D2's
+Prune quantizer.
 
 Masks are created at the first forward (N2D2's ``initialize``) by the PruningFiller, unless a
 ``<cell>_masks.syntxt`` was imported; in Gradual mode the target zero fraction grows by
@@ -82,7 +83,7 @@ def fill_iter_nonstruct(w, threshold, delta):
 
 @WEIGHT_QUANTIZERS.register("Prune")
 class PruneQuantizer(WeightQuantizer):
-    """``QWeight=Prune`` (spec/qat.md §4). Modes: Identity (mask of ones), Static (Threshold),
+    """``QWeight=Prune``. Modes: Identity (mask of ones), Static (Threshold),
     Gradual (StartThreshold, +GammaThreshold every StepSizeThreshold stimuli, capped at
     Threshold). Fillers: None, Random, IterNonStruct. State: ``<cell>_masks.syntxt``, one line
     per output of every tensor, each 0/1 followed by a space.

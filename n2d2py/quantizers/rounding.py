@@ -1,4 +1,5 @@
-"""The two rounding rules N2D2 mixes (spec/qat.md §0 "Rounding functions", §8 pitfall 1).
+"""The two rounding rules N2D2 mixes: C's ``rintf`` (half to even) and
+``round`` (half away from zero), chosen per quantizer and device.
 
 * ``rint``: C ``rintf`` in the default FP mode, i.e. round half to even (= ``xp.rint``).
   SAT weights everywhere; SAT activations and LSQ on CUDA.

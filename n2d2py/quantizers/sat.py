@@ -1,8 +1,10 @@
-"""SAT: DoReFa-with-tanh weight quantizer (spec/qat.md §1) and CG-PACT activation quantizer (§2).
+"""SAT: DoReFa-with-tanh weight quantizer and CG-PACT activation quantizer,
+as N2D2 computes them (docs/QUANTIZERS.md).
 
 Both are single fused Functions (one element-wise pass each way) computed in float32 with the
 constants and operation order of N2D2's CPU kernels: quantizing in float64 gives a different
-network (spec/qat.md §7, e.g. a weight of 1e-8 with R=1 is −1 in float32 and +1 in float64).
+network (checked against N2D2's trained LeNets: e.g. a weight of 1e-8 with R=1 is −1 in float32
+and +1 in float64).
 """
 from ..autograd import Function
 from ..backend import DTYPE
@@ -22,7 +24,8 @@ HALF_BELOW = F32(0.49999997)  # nextafter(0.5f, 0): floor(v + HALF_BELOW) rounds
 
 
 def sat_scale_count(shape):
-    """SAT's n for one weight tensor: N2D2's dimB·dimY·dimX (spec/qat.md §1.2, pitfall 3).
+    """SAT's n for one weight tensor: N2D2's dimB·dimY·dimX, i.e. O·kH·kW
+    (fan-out, not fan-in).
 
     Conv ``(O, C, kH, kW)`` -> O·kH·kW (fan-out, not fan-in); Fc ``(O, I)`` -> O. In general
     ``shape[0]·prod(shape[2:])``.
@@ -38,14 +41,14 @@ def accurate_sum(xp, x):
 
     N2D2's CPU kernel accumulates SAT's mean and variance left to right in float32 (relative
     error ~3e-5 on LeNet's fc1), its CUDA reduction is accurate: the reference weight files
-    (trained on CUDA) satisfy Var_{N−1}(w_q)·n = 1 to 1e-7 (spec/qat.md §1.2 [checked]). We
+    (trained on CUDA) satisfy Var_{N−1}(w_q)·n = 1 to 1e-7. We
     follow the accurate one; every element-wise step stays float32.
     """
     return xp.sum(x, dtype=xp.float64).astype(x.dtype)
 
 
 def mode_factor(mode, R):
-    """c_mode of the SAT weight backward (spec/qat.md §1.3), a float32 scalar."""
+    """c_mode of the SAT weight backward, a float32 scalar."""
     if mode == "FullRange":
         return F32(F32(1.0) + F32(0.9998) / F32(R))
     if mode == "Asymmetric":
@@ -54,7 +57,7 @@ def mode_factor(mode, R):
 
 
 class SATWeightQuantize(Function):
-    """One SAT weight tensor (spec/qat.md §1.2-1.3), t = tanh(w), m = max|t|:
+    """One SAT weight tensor, t = tanh(w), m = max|t|:
 
     Default    w_q = 2·(1/R)·rint(R·u) − 1,          u = 0.5·(t/m + 1)
     Symmetric  w_q = (1/r)·rint(r·t/m),               r = floor(R/2)
@@ -62,7 +65,8 @@ class SATWeightQuantize(Function):
     FullRange  w_q = 2·(1/R)·rint(R·u') − 1,          u' = (1 + 0.9998/R)·u − 0.4999/R
     no rounding (ApplyQuantization=0): t/m (v for Asymmetric)
     ApplyScaling: w_q /= s, s = sqrt(n·Var_{N−1}(w_q)).
-    Backward: g_w = g·sech²(w)·(1/(m·s))·c_mode; m and s are constants (§1.3, pitfall 4).
+    Backward: g_w = g·sech²(w)·(1/(m·s))·c_mode; m and s are constants (as in N2D2;
+    c_mode applies even without rounding for Asymmetric and FullRange).
     """
 
     def __init__(self, R, mode, apply_quantization, apply_scaling, n_scale):
@@ -129,7 +133,7 @@ class SATWeightQuantize(Function):
         mean = accurate_sum(xp, wq) / size
         d = wq - mean
         d *= d
-        var = accurate_sum(xp, d) / (size - 1)  # unbiased (§1.2)
+        var = accurate_sum(xp, d) / (size - 1)  # unbiased, as N2D2
         return xp.sqrt(var * wq.dtype.type(self.n_scale))
 
     def backward(self, xp, gy, needs_grad):
@@ -146,10 +150,10 @@ class SATWeightQuantize(Function):
 
 @WEIGHT_QUANTIZERS.register("SAT")
 class SATWeightQuantizer(RangeBits, WeightQuantizer):
-    """``QWeight=SAT`` (spec/qat.md §1): tanh normalisation, DoReFa rounding, optional SAT scale.
+    """``QWeight=SAT``: tanh normalisation, DoReFa rounding, optional SAT scale.
 
     n (the scale's count) is Σ over the cell's tensors of ``sat_scale_count(shape)``. Biases are
-    not quantized (§1.4): the cell passes them unchanged. No learnable parameter, no state file.
+    not quantized: the cell passes them unchanged. No learnable parameter, no state file.
     Read-only state for the fusion pass: ``range``, ``quant_mode``, ``tanh_max`` and ``scaling``
     (lists per tensor, from the last forward; ``scaling`` is 1.0 without ApplyScaling).
     """
@@ -243,7 +247,7 @@ def step_gain_notice(cells):
 
 
 class SATActQuantize(Function):
-    """CG-PACT on (x, α) (spec/qat.md §2), a = |α|:
+    """CG-PACT on (x, α), a = |α|:
 
     forward   x_c = clip(x, 0, a), q = x_c/a, y = (rnd(R·q)/R)·a
     backward  g_x = g·[0 < x ≤ a]
@@ -336,7 +340,7 @@ class SATActQuantize(Function):
 
 @ACT_QUANTIZERS.register("SAT")
 class SATActQuantizer(ClipActQuantizer):
-    """``QAct=SAT`` (CG-PACT, spec/qat.md §2): clip to [0, |α|], R+1 unsigned levels, learnable α.
+    """``QAct=SAT`` (CG-PACT): clip to [0, |α|], R+1 unsigned levels, learnable α.
 
     α is a 1-element Parameter (group "quantizer") initialised from ``Alpha`` (default 1.0 in
     N2D2's code, not the 8.0 of its docs, pitfall 15). Gradients: see ``SATActQuantize``; with our

@@ -1,5 +1,5 @@
 """Cells: the stateful, INI-facing layers, registered by INI ``Type`` in ``CELLS``
-(docs/ARCHITECTURE.md "Cells"; spec/ini.md §2.8). Importing this package fills the registry.
+(docs/ARCHITECTURE.md "Cells"; the types: docs/INI.md §6). Importing it fills the registry.
 
 This package is also N2D2's ``n2d2.cells`` namespace: ``Sequence``, ``DeepNetCell``, ``Conv``
 ... (the Python API's containers and cell views, ``api/cells.py`` and ``api/nn.py``, and

@@ -1,4 +1,5 @@
-"""Reading a cell from its INI section (spec/ini.md §2.4, §2.8, §1.9): the private half of
+"""Reading a cell from its INI section (keys, config sections, unknown keys: docs/INI.md §6,
+§10): the private half of
 ``cells/base.py``.
 
 ``SectionReader.from_section`` reads, in N2D2's order (spec §2.4, §4.1): the declared ``Key``s of
@@ -82,7 +83,8 @@ def set_prefixed(obj, values, place, prefix):
 
 def convert_value(place, text, convert, key):
     """``convert(text)``; a Section's ``convert`` also accepts ``$()`` floats for integer keys
-    (truncated with a warning, spec/ini.md §8 item 7). Errors name ``key`` at ``place``."""
+    (truncated with a warning, for N2D2 models written for Python 2). Errors name ``key`` at
+    ``place``."""
     if hasattr(place, "convert"):
         return place.convert(text, convert, key)
     try:

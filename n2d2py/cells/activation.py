@@ -1,5 +1,5 @@
-"""``Type=Activation``: an activation function on its own (spec/ini.md §2.8.1); the functions
-themselves are in ``activation_functions.py``."""
+"""``Type=Activation``: an activation function on its own (without ``ActivationFunction``
+it is Tanh, as in N2D2); the functions themselves are in ``activation_functions.py``."""
 from .base import CELLS, Cell, concat_inputs, same_hw
 
 

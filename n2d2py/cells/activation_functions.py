@@ -1,4 +1,4 @@
-"""Activation functions (``ActivationFunction=`` + ``ActivationFunction.*``, spec/ini.md §2.8.2),
+"""Activation functions (``ActivationFunction=`` + ``ActivationFunction.*``, docs/INI.md §6),
 registered by name in ``ACTIVATIONS`` (the ``Type=Activation`` cell is in ``activation.py``).
 
 An activation is a small ``Parameterizable`` callable ``Variable -> Variable``; its options are

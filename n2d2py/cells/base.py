@@ -1,4 +1,4 @@
-"""Cell: the stateful, INI-facing layer (docs/ARCHITECTURE.md "Cells"; spec/ini.md §2.4, §2.8).
+"""Cell: the stateful, INI-facing layer (docs/ARCHITECTURE.md "Cells"; docs/INI.md §6).
 
 Life of a cell, as the DeepNet drives it::
 
@@ -202,8 +202,8 @@ class Cell(SectionReader, Parameterizable):
         raise NotImplementedError
 
     def activate(self, y, training=False):
-        """Activation then activation quantizer (spec/qat.md §0: QAct runs after the
-        activation); keeps the pre-activation for losses that skip the Jacobian."""
+        """Activation then activation quantizer (in N2D2 too, QAct runs on the
+        activation's output); keeps the pre-activation for losses that skip the Jacobian."""
         self.last_logits = y
         if self.activation is not None:
             y = self.activation(y)
@@ -257,7 +257,7 @@ class Cell(SectionReader, Parameterizable):
 
     def read_weight_file(self, path, expected=None, ignore_missing=False, what="values"):
         """``syntxt.read_numbers``; a file missing under ``ignore_missing`` gives None and N2D2's
-        notice in ``import_notices`` (spec/ini.md §6.4: ``-w`` missing files are notices)."""
+        notice in ``import_notices`` (N2D2's ``-w`` treats missing files as notices)."""
         from ..io import syntxt
         values = syntxt.read_numbers(path, expected, ignore_missing, what)
         if values is None:

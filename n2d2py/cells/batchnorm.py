@@ -1,4 +1,4 @@
-"""``Type=BatchNorm`` (spec/ini.md §2.8.1, §6.4, §8 item 13).
+"""``Type=BatchNorm``, as N2D2's BatchNorm cell.
 
 ``y = scale * (x - mean) / sqrt(var + Epsilon) + bias`` per channel; training uses the batch
 statistics and updates the running ones with ``new = m*batch + (1-m)*old`` (unbiased batch

@@ -4,7 +4,7 @@ and ``NbGroups`` as in ``Mapping.NbGroups``).
 
 The C input channels, seen as ``NbGroups`` = G groups of C/G, are interleaved: output channel
 ``k·G + g`` is input channel ``g·(C/G) + k`` (PyTorch's ``nn.ChannelShuffle(G)``: a reshape to
-(G, C/G), a transpose, a reshape back). Several inputs are concatenated first (spec/ini.md §2.3).
+(G, C/G), a transpose, a reshape back). Several inputs are concatenated first (as N2D2's cells do).
 No parameter; the gradient is the inverse permutation.
 
     [shuffle]

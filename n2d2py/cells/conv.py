@@ -1,4 +1,5 @@
-"""``Type=Conv`` and ``Type=Deconv`` (spec/ini.md §2.3, §2.7, §2.8.1, §4.4, §6.4).
+"""``Type=Conv`` and ``Type=Deconv``: inputs, connection maps and fillers as in
+N2D2 (docs/INI.md §6, §8).
 
 One weight tensor per parent, each with its own connection map:
 

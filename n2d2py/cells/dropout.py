@@ -1,4 +1,4 @@
-"""``Type=Dropout`` (spec/ini.md §2.8.1, §8 items 3 and 14).
+"""``Type=Dropout``, as N2D2's Dropout cell.
 
 ``Dropout`` (drop probability, 0.5) is a cell *parameter*: N2D2 reads it only from a
 ConfigSection, so ``Dropout=0.2`` in the cell section is ignored (with a warning here). N2D2's

@@ -1,4 +1,4 @@
-"""``Type=ElemWise`` (spec/ini.md §2.3, §2.8.1): element-wise ``Operation`` over the inputs, each of
+"""``Type=ElemWise``: element-wise ``Operation`` over the inputs, each of
 exactly ``NbOutputs`` channels. Sum = Σ(wᵢ·xᵢ + sᵢ); AbsSum = Σ wᵢ·|xᵢ|; EuclideanSum =
 sqrt(Σ(wᵢxᵢ+sᵢ)²); Prod; Max. ``Operation`` has no default (spec §8 item 2).
 """

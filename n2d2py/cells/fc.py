@@ -1,4 +1,4 @@
-"""``Type=Fc``: fully connected (spec/ini.md §2.3, §2.8.1, §4.4, §6.4).
+"""``Type=Fc``: fully connected, as N2D2's Fc cell (inputs and fillers: docs/INI.md §6, §8).
 
 Each parent is flattened in N2D2's order (x fastest, then y, then channel = NumPy C-order of
 (C, H, W)) and has its own weight tensor ``W_k`` (O, C_k·H_k·W_k); ``y = Σ_k W_k x_k + b``.

@@ -1,4 +1,5 @@
-"""Connection maps between a parent's channels and a cell's outputs (spec/ini.md §2.7).
+"""Connection maps between a parent's channels and a cell's outputs (docs/INI.md §6,
+"Connection maps").
 
 A map is a boolean array ``mask[output, channel]`` (NumPy, host side: it is structure, not data).
 ``None`` stands for full connectivity. For each parent, in this order:

@@ -1,5 +1,5 @@
-"""Parameter-free cells (spec/ini.md §2.8.1): Padding, Resize, Reshape, Transpose, Scaling, LRN,
-Normalize, TargetBias, Threshold. Several inputs are concatenated along the channels (§2.3).
+"""Parameter-free cells of N2D2: Padding, Resize, Reshape, Transpose, Scaling, LRN,
+Normalize, TargetBias, Threshold. Several inputs are concatenated along the channels, as in N2D2.
 Dims lists (``Dims``, ``Perm``) use N2D2's (X, Y, Z, B) axis order (spec §8 item 1).
 """
 import numpy

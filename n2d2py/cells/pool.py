@@ -1,4 +1,4 @@
-"""``Type=Pool`` (spec/ini.md §2.3, §2.7, §2.8.1, §8 item 2).
+"""``Type=Pool``, as N2D2's Pool cell (maps: docs/INI.md §6, "Connection maps").
 
 Output size per axis ``floor((in + 2p - k + s) / s)``; average pooling counts the padding.
 Each parent has its own map; the maps are concatenated along the channels. **No Mapping means

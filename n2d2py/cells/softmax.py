@@ -1,4 +1,4 @@
-"""``Type=Softmax`` (spec/ini.md §2.6, §2.8.1): softmax over the channels at each (y, x), or over
+"""``Type=Softmax``: softmax over the channels at each (y, x), or over
 groups of ``GroupSize`` channels. ``WithLoss=1``: the DeepNet uses the softmax cross-entropy on
 ``cell.last_logits`` (N2D2 passes ``target - softmax`` straight through); see ``cells/base.py``.
 """

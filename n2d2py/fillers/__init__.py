@@ -1,5 +1,5 @@
 """Fillers (``WeightsFiller=``, ``BiasFiller=``): ``FILLERS.get("XavierFiller")(**keys).fill(...)``
-(spec/ini.md §4.4). ``default_filler()`` is N2D2's NormalFiller(0, 0.05)."""
+(docs/INI.md §8). ``default_filler()`` is N2D2's NormalFiller(0, 0.05)."""
 from .base import FILLERS, Filler, fans
 from .simple import ConstantFiller, NormalFiller, UniformFiller, default_filler
 from .variance import HeFiller, XavierFiller

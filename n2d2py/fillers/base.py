@@ -1,5 +1,5 @@
 """Filler: how a weight or bias tensor is initialised (``WeightsFiller=``, ``BiasFiller=``,
-spec/ini.md §4.4).
+docs/INI.md §8).
 
 ``fill(shape, fan_in, fan_out, rng, xp)`` draws on the CPU from the NumPy Generator ``rng`` (so a
 seed gives the same network on NumPy and CuPy), casts to float32, then moves to ``xp``.

@@ -1,4 +1,4 @@
-"""Fillers with fixed distributions: ConstantFiller, NormalFiller, UniformFiller (spec/ini.md §4.4)."""
+"""Fillers with fixed distributions: ConstantFiller, NormalFiller, UniformFiller, as N2D2's."""
 import numpy
 
 from ..ini.convert import to_float

@@ -1,4 +1,4 @@
-"""Fan-scaled fillers: XavierFiller and HeFiller (spec/ini.md §4.4, §8 item 17).
+"""Fan-scaled fillers: XavierFiller and HeFiller, as N2D2's.
 
 ``n`` is FanIn, Average ((fan_in+fan_out)/2) or FanOut of the tensor being filled (per parent,
 see ``fillers.base``). ``Scaling=0`` gives zeros (ZeroInit residual branches).

@@ -1,2 +1,2 @@
-"""Files: N2D2's ``.syntxt`` weights (``syntxt.py``, spec/ini.md §6.4) and NumPy arrays (``arrays.py``)."""
+"""Files: N2D2's ``.syntxt`` weights (``syntxt.py``) and NumPy arrays (``arrays.py``)."""
 from . import arrays, syntxt  # noqa: F401

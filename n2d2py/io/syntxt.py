@@ -1,4 +1,4 @@
-"""N2D2's ``.syntxt`` text weight files (spec/ini.md §6.4): names, number format, strict reading.
+"""N2D2's ``.syntxt`` text weight files: names, number format, strict reading.
 
 Numbers are written like C++ ``operator<<`` with ``setprecision(p)``: ``%g`` with ``p``
 significant digits (``0.0432``, ``-1.23457e-05``). N2D2 uses p = 6, or 10 for cells with a weight

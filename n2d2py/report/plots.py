@@ -1,4 +1,4 @@
-"""PNG figures a run writes (spec/ini.md §6.3): confusion matrix, learning curves and the
+"""PNG figures a run writes, as N2D2's: confusion matrix, learning curves and the
 network graph (N2D2 draws it with graphviz; we lay it out by build level with matplotlib).
 Each ``*_png`` function saves the figure its ``*_figure`` twin returns (tests read those).
 

@@ -1,5 +1,5 @@
-"""N2D2's console text: build summary, learning/validation/test lines (spec/ini.md §6.2), and the
-``ConfusionMatrix_*.dat`` file (§6.3). Numbers use the C++ default stream format."""
+"""N2D2's console text: build summary, learning/validation/test lines, and the
+``ConfusionMatrix_*.dat`` file. Numbers use the C++ default stream format."""
 import math
 
 from ..target import fmt
@@ -17,7 +17,8 @@ def bar(fraction, width=30):
 
 
 def metric_lines(target):
-    """N2D2's confusion-table metrics, each averaged over the classes (§8.18), on two lines."""
+    """N2D2's confusion-table metrics, each averaged over the classes that have samples, on
+    two lines."""
     m = {name: 100 * target.metric(name) for name in
          ("Sensitivity", "Specificity", "Precision", "Accuracy", "F1Score", "Informedness")}
     return (f"    Per class, averaged: Sensitivity {fmt(m['Sensitivity'])}% / Specificity "

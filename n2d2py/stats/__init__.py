@@ -1,4 +1,5 @@
-"""Model size, BitOps and N2D2's stats of a network (spec/methods.md §6, spec/ini.md §6.3).
+"""Model size, BitOps and N2D2's stats of a network (docs/METHODS.md says how size and
+BitOps are counted).
 
     table = cost_table(deepnet, weight_bits=4, act_bits=4)       # cost.py
     print(format_text(table))                                    # table.py

@@ -1,17 +1,17 @@
 """Per-layer cost of a built network: weights, MACs, bits, model size and BitOps.
 
-The counting conventions are those of spec/methods.md §6 and spec/landscape.md §4; each cell
+The counting conventions (docs/METHODS.md, "Size" and "BitOps") are these; each cell
 answers them (``Cell.cost()``, ``Cell.keeps_precision``, beside its code):
 
 * only cells with weights (Conv, Deconv, Fc) cost anything. BatchNorm, pooling, residual adds
   (ElemWise), padding and activations cost nothing (the qonnx convention, which reproduces the
-  seeds' ResNet-20 baseline of 41.52 GBitOps, spec/landscape.md §4.2);
+  published ResNet-20 baseline of 41.52 GBitOps at 32/32 bits);
 * weights = connected kernel taps (a sparse ``Mapping`` counts only its connected kernels);
   biases, BatchNorm parameters and quantizer parameters are kept apart (``other_parameters``);
 * MACs = weights x output positions (Conv; padding positions included, as every paper counts
   them), weights x input positions (Deconv), weights (Fc);
 * BitOps = MACs x weight bits x input-activation bits; size = weights x weight bits / 8 bytes,
-  MB = 10^6 bytes and KiB = 1024 bytes (both printed, spec/methods.md §6).
+  MB = 10^6 bytes and KiB = 1024 bytes (both printed).
 
 Bits are decided in four steps, each overriding the previous one (``cost_table``):
 configured (quantizers' ``bits()``; a cell's input is at the bits of ``input_quantizer``: the
@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 FLOAT_BITS = 32
-#: Bits of 8-bit image data, what a quantized network reads (spec/landscape.md §4.1).
+#: Bits of 8-bit image data, what a quantized network reads.
 IMAGE_BITS = 8
 FIRST_LAST_RULES = ("as-configured", "8bit", "fp32", "quantized")
 ENV = "env"   # input_quantizer's answer for the network input
@@ -194,7 +194,7 @@ def most_common_bits(rows):
 
 def cost_table(source, weight_bits=None, act_bits=None, first_last="as-configured",
                overrides=None, input_bits=None):
-    """Per-layer cost (spec/methods.md §6) of a built DeepNet or of its cells.
+    """Per-layer cost (the conventions above) of a built DeepNet or of its cells.
 
     ``weight_bits``/``act_bits``: the same bits for every weighted layer's weights / input
     activations (and every tensor) instead of the quantizers' ``Range``. ``first_last``: the

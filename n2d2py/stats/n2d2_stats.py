@@ -1,4 +1,4 @@
-"""N2D2's ``stats/`` files (spec/ini.md §6.3): stats.log, stats.dat, stats_relative.dat.
+"""N2D2's ``stats/`` files: stats.log, stats.dat, stats_relative.dat.
 
 N2D2 sums five counters over every cell (its ``Cell::Stats``); each cell says which apply to it
 (``n2d2_neurons``, ``n2d2_nodes``, ``count_n2d2(counter)`` calling the ``Counter`` rule below):

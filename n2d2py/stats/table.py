@@ -1,6 +1,6 @@
 """Rendering of a ``CostTable`` (cost.py) as aligned text, CSV and Markdown.
 
-Every form carries the same columns and the conventions (spec/methods.md §6: a report states
+Every form carries the same columns and the conventions (a report states
 its rule for the first and last layers and lists per-layer bits, MACs, size and BitOps).
 """
 import csv

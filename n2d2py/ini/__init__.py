@@ -1,4 +1,4 @@
-"""N2D2's INI dialect (spec/ini.md §1): parsing, evaluation of values, templates, diagnostics.
+"""N2D2's INI dialect (docs/INI.md): parsing, evaluation of values, templates, diagnostics.
 
 ``load_ini(path, env=None)`` / ``parse_ini_text(text)`` give an ``IniDocument``; a ``Section``
 evaluates ``[S]K`` references, ``${VAR}`` and ``$(...)`` on every read; ``expand_env`` expands

@@ -1,4 +1,5 @@
-"""Converters for INI values, as N2D2's ``getProperty<T>`` reads them (spec/ini.md §1.3).
+"""Converters for INI values, as N2D2's ``getProperty<T>`` reads them (docs/INI.md §3:
+integers as integers, booleans as 0/1, lists separated by spaces).
 
 Each converter takes the evaluated string and returns the value or raises ``ValueError`` with a
 short "expected ..." text; ``Section.get_as`` turns that into an ``IniError`` naming the place.

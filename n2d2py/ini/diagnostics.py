@@ -1,4 +1,5 @@
-"""Unknown keys, unused sections and other INI diagnostics (spec/ini.md §1.7, §1.9, §8 item 23).
+"""Unknown keys, unused sections and other INI diagnostics (docs/INI.md §5, §10): N2D2's
+strictness, which varies by section, with warnings where N2D2 stays silent.
 
 N2D2's strictness depends on the kind of section; the generators ask ``unknown_key_policy``
 which rule applies and call ``check_unknown_keys`` when they are done with a section:
@@ -29,7 +30,7 @@ GLOBAL_KEYS = ("DefaultModel", "DefaultDataType", "InsertBatchNormAfterConv",
                "CheckWeightRange", "ProgramMethod(RRAM)", "ProgramMethod(PCM)")
 STIMULI_SECTIONS = ("sp", "env", "cenv")
 CHECKED_CELL_TYPES = ("Conv", "Deconv", "BatchNorm", "Unpool")
-# Keys whose N2D2 generators call getSection(section), which marks every key read (§1.9).
+# Keys whose N2D2 generators call getSection(section), which marks every key read.
 WHOLE_SECTION_READERS = ("ActivationFunction", "Solvers", "WeightsSolver", "BiasSolver",
                          "ScaleSolver", "QWeight", "QAct")
 
@@ -86,7 +87,7 @@ def check_unknown_keys(section, policy, known=()):
 
 
 def check_global_keys(document):
-    """N2D2 rejects any non-``$`` global key other than ``GLOBAL_KEYS`` (spec/ini.md §1.7).
+    """N2D2 rejects any non-``$`` global key other than ``GLOBAL_KEYS`` (docs/INI.md §5).
     Marks the known ones read."""
     section = document.global_section
     for key in list(section.entries):

@@ -1,7 +1,7 @@
 """The parsed INI: ``IniDocument`` (ordered sections) and ``Section`` (ordered keys with places).
 
 Values are stored raw and evaluated on every read (references ``[S]K``, ``${VAR}``, ``$(...)``),
-as N2D2 does (spec/ini.md §1.4). Every error names file, line, section and key.
+as N2D2 does (docs/INI.md §3). Every error names file, line, section and key.
 """
 import fnmatch
 import os
@@ -103,8 +103,8 @@ class Section:
     def convert(self, text, convert, key=None):
         """``convert(text)``; a failure is an IniError naming the place. A value in which a
         ``$()`` produced a float (``FloatExpressionText``) that ``convert`` rejects is retried
-        with its numbers truncated toward zero, with a warning (spec/ini.md §8 item 7; see
-        ``ini/evaluate.py``). Config-section readers call this with the evaluated text."""
+        with its numbers truncated toward zero, with a warning (models written for Python 2;
+        see ``ini/evaluate.py``). Config-section readers call this with the evaluated text."""
         try:
             return convert(text)
         except ValueError as exc:
@@ -121,8 +121,8 @@ class Section:
             raise self.error(str(exc), key=key) from None
 
     def get_path(self, key, default=MISSING):
-        """``get(key)`` with environment variables expanded (DataPath, File, ...: spec/ini.md
-        §1.5), using the document's ``env``."""
+        """``get(key)`` with environment variables expanded (DataPath, File, ...: the only
+        keys where N2D2 expands them), using the document's ``env``."""
         value = self.get(key, default)
         return self.document.expand_env(value) if isinstance(value, str) else value
 
@@ -198,7 +198,7 @@ class IniDocument:
         self.warnings.append(IniWarning(message, file, line, name, key))
 
     def expand_env(self, text):
-        """Environment expansion with this document's ``env`` (spec/ini.md §1.5)."""
+        """Environment expansion with this document's ``env``."""
         from .evaluate import expand_env
         return expand_env(text, self.env)
 

@@ -1,4 +1,4 @@
-"""Evaluating an INI value when it is read: ``[S]K``, ``${VAR}``, ``$(...)`` (spec/ini.md §1.4).
+"""Evaluating an INI value when it is read: ``[S]K``, ``${VAR}``, ``$(...)`` (docs/INI.md §3).
 
 Three passes over the raw text, in N2D2's order:
 
@@ -19,11 +19,11 @@ per reading section (memoised), and every replacement is charged to the document
 ``ExpansionBudget`` (``limits.py``): definitions that multiply each other stop at the limit,
 at the place of the key being read, before their text is built.
 
-Integer keys and ``$()`` floats (spec/ini.md §8 item 7): models written for Python 2 compute
-integers with ``/`` (``$([sp]_EpochSize * ${EPOCHS} / ${BATCH_SIZE})``). Exact integer quotients
-stay integers (see ``expression``); when a ``$()`` still yields a float, the value is returned
-as ``FloatExpressionText`` (a ``str``), and ``Section.convert`` lets an integer converter accept
-it **truncated toward zero, with a warning** (``truncate_floats``).
+Integer keys and ``$()`` floats: N2D2 models written for Python 2 compute integers with ``/``
+(``$([sp]_EpochSize * ${EPOCHS} / ${BATCH_SIZE})``). Exact integer quotients stay integers (see
+``expression``); when a ``$()`` still yields a float, the value is returned as
+``FloatExpressionText`` (a ``str``), and ``Section.convert`` lets an integer converter accept it
+**truncated toward zero, with a warning** (``truncate_floats``).
 """
 import os
 import re
@@ -212,7 +212,7 @@ def truncate_floats(text):
 
 
 def expand_env(text, env=None):
-    """Environment expansion of ``${VAR}`` and ``$VAR`` (unset -> ``""``), spec/ini.md §1.5.
+    """Environment expansion of ``${VAR}`` and ``$VAR`` (unset -> ``""``), as N2D2 does.
 
     Only template paths and path keys (DataPath, LabelPath, File, CachePath, LabelsMapping, ...)
     are expanded; generators call this (or ``Section.get_path``). ``env`` defaults to

@@ -1,4 +1,5 @@
-"""A small, safe evaluator for the Python expressions N2D2 runs inside ``$(...)`` (spec/ini.md §1.4).
+"""A small, safe evaluator for the Python expressions N2D2 runs inside ``$(...)``
+(docs/INI.md §3).
 
 N2D2 pipes the text to ``python -c "print (E)"``. We never call an interpreter: the text is
 tokenized and parsed (precedence climbing) into nested tuples, then walked. Supported, with
@@ -8,9 +9,9 @@ Python 3 meaning:
 * ``+ - * / // % **``, unary ``+ -``, comparisons (chained: ``0 < x < 4``),
   ``and``/``or``/``not`` (returning an operand, as Python does), ``x if c else y``;
 * the functions ``int float max min abs round``.
-
-One deliberate difference (spec/ini.md §8 item 7): ``/`` of two integers whose quotient is
-exact yields an integer, so ``$(${MARGIN} / 2)`` prints ``16`` as Python 2 did, and integer keys
+ One deliberate difference (N2D2 runs whichever Python is installed): ``/`` of two integers whose
+quotient is exact yields an integer, so ``$(${MARGIN} / 2)`` prints ``16`` as Python 2 did, and
+integer keys
 read it. Other quotients are floats and print as Python 3 prints them (``450410.74...``).
 
 Bounds, so that a hostile INI cannot stall the program: the text is at most ``MAX_LENGTH``

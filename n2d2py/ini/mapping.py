@@ -1,4 +1,5 @@
-"""Hand-written connection tables ``Mapping(<parent>)=`` (spec/ini.md §2.7 case 2).
+"""Hand-written connection tables ``Mapping(<parent>)=`` (docs/INI.md §6,
+"Connection maps").
 
 In the INI they are multi-line values glued by backslash continuations (the space before each
 backslash separates the numbers), one row per input channel and one column per output:

@@ -1,4 +1,4 @@
-"""Reading INI text into an ``IniDocument`` (spec/ini.md §1.1, §1.2, §1.6).
+"""Reading INI text into an ``IniDocument`` (docs/INI.md §1, §2, §4).
 
 Per physical line, in N2D2's order: drop a UTF-8 BOM; glue a line whose *raw* text ends with
 ``\\`` to the next one (only the backslash is removed, so the space before it separates the
@@ -181,7 +181,7 @@ class _Parser:
         section.own(Entry(key, value, file, number, read=key.startswith("$")))
 
     def expand(self, name, path_text, file, number, depth):
-        """Render the template of section ``name`` and parse it in place (spec/ini.md §1.6)."""
+        """Render the template of section ``name`` and parse it in place (docs/INI.md §4)."""
         document = self.document
         section = document.sections[name]
         document.budget.spend("TEMPLATE_SECTIONS", 1, place_error(file, number, name))

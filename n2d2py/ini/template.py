@@ -1,4 +1,5 @@
-"""The ``.ini.tpl`` template engine used by ``[name@file.ini.tpl]`` sections (spec/ini.md §1.6).
+"""The ``.ini.tpl`` template engine used by ``[name@file.ini.tpl]`` sections (docs/INI.md
+§4).
 
 Works on raw text, before INI comments are stripped (so a tag inside a ``;`` line still runs).
 Parameters are a ``{name: text}`` dict; the tags:
@@ -18,7 +19,7 @@ Parameters are a ``{name: text}`` dict; the tags:
 The text of a control tag is split on spaces, ``(``, ``)`` and ``,``. The newline after ``%}``
 is kept, as in N2D2.
 
-**Fixed N2D2 bug** (spec/ini.md §8 item 24): N2D2 implements ``else`` by re-emitting the ``if``
+**Fixed N2D2 bug**: N2D2 implements ``else`` by re-emitting the ``if``
 with the negated operator, so an ``else`` of an ``if`` nested inside another ``if`` closes the
 outer one. Here tags are parsed into a tree first, and every ``else``/``endif`` belongs to the
 innermost open ``if``.

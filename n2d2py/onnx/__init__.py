@@ -1,4 +1,5 @@
-"""ONNX import (spec/ini.md §5) and export: ``import_onnx``, ``OnnxModel``, ``infer_file``.
+"""ONNX import (docs/INI.md §9, docs/ONNX.md) and export: ``import_onnx``, ``OnnxModel``,
+``infer_file``.
 
 Modules: ``graph`` (safe loading, constant folding, values), ``ops`` (the table of handlers and
 their helpers) with ``ops_conv`` (Conv, Gemm, pools), ``ops_elementwise``, ``ops_shape`` and

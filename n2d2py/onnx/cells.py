@@ -1,4 +1,4 @@
-"""Pool geometry ONNX has and N2D2's ``Type=Pool`` cell cannot express (spec/ini.md §5.3).
+"""Pool geometry ONNX has and N2D2's ``Type=Pool`` cell cannot express.
 
 N2D2 emulates ``ceil_mode=1`` and asymmetric ``pads`` with extra zero padding and always counts
 the padding in averages (``count_include_pad`` is ignored with a warning). That changes the
@@ -123,7 +123,7 @@ class OnnxDeconvCell(DeconvCell):
 class OnnxTensorCell(Cell):
     """**n2d2py extension, not in N2D2**: one ONNX operator N2D2 has no cell for, computed on
     the ONNX shapes. The inputs (N, C, H, W) are viewed as their ONNX shapes (``in_dims``: each
-    shape without its batch axis; the element order is the same, spec §5.1), ``op`` runs, and the
+    shape without its batch axis; the element order is the same), ``op`` runs, and the
     result is viewed back as the (C, H, W) of ``out_dims``. Operations (``op``, ``options``):
 
     * ``("Unary", {"kind", "alpha", "gamma"})``: ``functions.UNARY`` (Elu, Selu, Exp, Neg...);

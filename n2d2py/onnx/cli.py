@@ -1,4 +1,4 @@
-"""The command line's ONNX side (spec/ini.md §5.1, §6.1): ``n2d2py MODEL.onnx ...``,
+"""The command line's ONNX side: ``n2d2py MODEL.onnx ...`` (as ``n2d2 MODEL.onnx``),
 ``--infer IN.npy -o OUT.npy`` and ``--export ONNX|C``.
 
 ``cli.py`` adds ``add_arguments`` to its parser and the stages ``stage_infer`` (before the

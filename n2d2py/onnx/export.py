@@ -5,10 +5,10 @@ is the graph input ``env``; the graph outputs are the cells nothing reads. Each 
 own nodes (``Cell.export_onnx(exporter, inputs)``, beside its code in ``cells/``; a cell that
 cannot be exported says why in ``onnx_refusal``), then the exporter adds its activation
 (``ActivationFunction.export_onnx``) and activation quantizer. The exporter offers the cells
-``node``, ``const``, ``concat`` (multi-parent inputs concatenated on channels, spec/ini.md §2.3),
+``node``, ``const``, ``concat`` (multi-parent inputs concatenated on channels, as in N2D2),
 ``clip``, ``weight_input`` and ``error``.
 
-Quantizers (``qdq=True``, default when any cell has one) give a QDQ graph (spec/qat.md), read
+Quantizers (``qdq=True``, default when any cell has one) give a QDQ graph, read
 from each quantizer's ``grid()`` (scale · integer code, codes in [lo, hi]):
 
 * Weights: the fake-quantized weights ``w_q`` are written as integer codes × the grid's scale in

@@ -1,5 +1,5 @@
 """Autograd Functions for the ONNX operators n2d2py imports beyond N2D2's set (**n2d2py
-extension, not in N2D2**; spec/ini.md §5.3 lists N2D2's own set). Each has a forward and a
+extension, not in N2D2**; docs/ONNX.md lists N2D2's own set). Each has a forward and a
 backward, so an imported graph stays trainable (``tests/onnx/test_onnx_extension.py`` checks
 every backward with ``check_backward``).
 

@@ -1,4 +1,4 @@
-"""Reading an ONNX model safely, and the values that flow through its graph (spec/ini.md §5.1).
+"""Reading an ONNX model safely, and the values that flow through its graph.
 
 * ``load_model(path)``: ``onnx.load`` without external data, then the external data of every
   tensor of the model (initializers, sparse values, attributes, subgraphs: ``all_tensors``) is
@@ -248,7 +248,7 @@ class IndexMap:
 def cell_shape(shape, transpose=False):
     """The (C, H, W) a cell sees for an ONNX shape (batch first): (N, C) -> (C, 1, 1),
     (N, C, L) -> (C, 1, L), (N, C, H, W) as is; rank > 4 keeps C and D1 and merges the rest
-    (the same element order). ``transpose`` swaps H and W (``Transpose=1``, spec §5.1)."""
+    (the same element order). ``transpose`` swaps H and W (``Transpose=1``, as in N2D2)."""
     rest = tuple(shape[1:])
     if len(rest) == 0:
         c, h, w = 1, 1, 1

@@ -1,4 +1,4 @@
-"""ONNX graph -> n2d2py cells, as N2D2's ``Type=ONNX`` section does (spec/ini.md §5).
+"""ONNX graph -> n2d2py cells, as N2D2's ``Type=ONNX`` section does (docs/INI.md §9).
 
     graph = import_onnx("resnet18v1.onnx", document, document.section("onnx"),
                         input_shapes=[(3, 224, 224)], input_names=["env"])
@@ -12,7 +12,7 @@ named after the tensor is inserted; every other supported operator becomes a cel
 per-operator table in ``ops.py``. Cells are built at once (their in_shapes are known), so the
 ONNX initializers can be copied into their Parameters (``ONNX_init=1``).
 
-Override sections (§5.2) are ``overrides.py``'s: a cell's section is applied before it is
+Override sections are ``overrides.py``'s: a cell's section is applied before it is
 built (a section named like the node's first output **replaces** ``<onnx>:<Type>_def``), the
 activation keys once the walk is done; keys that cannot apply are errors.
 """
@@ -108,7 +108,7 @@ class Importer:
                             f"input(s)", file=self.path)
         for k, info in enumerate(inputs):
             elem = info.type.tensor_type.elem_type
-            # DOUBLE: n2d2py extension, not in N2D2 (cast to float32, spec/ini.md §5.1)
+            # DOUBLE: n2d2py extension, not in N2D2 (cast to float32)
             if elem not in (0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                             onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):
                 raise OnnxError(f"graph input '{info.name}' is of type "
@@ -193,7 +193,7 @@ class Importer:
         return self.graph
 
     def skip(self, node):
-        """``Ignore=``: the node's outputs become its first input (spec §5.1)."""
+        """``Ignore=``: the node's outputs become its first input, as in N2D2."""
         source = node.input[0] if node.input else ""
         for name in node.output:
             if source in self.consts:
@@ -292,10 +292,11 @@ class Importer:
 
 def import_onnx(path_or_model, document=None, onnx_section=None, input_shapes=None,
                 input_names=None, rng=None, path=None):
-    """Import an ONNX model (path or ModelProto) as built n2d2py cells (spec/ini.md §5).
+    """Import an ONNX model (path or ModelProto) as built n2d2py cells.
 
     ``document``/``onnx_section``: the INI and its ``Type=ONNX`` section (keys ``Ignore``,
-    ``Transpose``, ``CNTK``, ``IgnoreInputSize``, ``ONNX_init``; override sections §5.2).
+    ``Transpose``, ``CNTK``, ``IgnoreInputSize``, ``ONNX_init``; override sections:
+    ``overrides.py``).
     ``input_shapes``: one (C, H, W) per graph input without initializer (or ``("onnx", shape)``
     for a full ONNX shape, batch first);
     default the declared shapes (unknown dims 1). ``input_names``: the parent names cells use

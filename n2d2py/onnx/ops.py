@@ -1,4 +1,4 @@
-"""Per-operator mapping of ONNX nodes onto N2D2 cells (spec/ini.md §5.3).
+"""Per-operator mapping of ONNX nodes onto N2D2 cells (docs/ONNX.md).
 
 Each handler ``(imp, node, a)`` gets the ``Importer`` (``importer.py``), the node and its
 attributes; it creates cells with ``imp.add_cell`` or records a view with ``imp.set_value``.
@@ -173,7 +173,7 @@ def set_data(param, array):
 
 def view(imp, node, shape, name=None):
     """Shape-only operators: the output shares the data of the input ``name`` (default the
-    first) (spec §5.3 "ignored"). One that moves or merges the batch axis (or reads a tensor
+    first), as N2D2 ignores them. One that moves or merges the batch axis (or reads a tensor
     made by layout operators) goes through ``ops_layout.py``'s positions."""
     x = imp.value(node.input[0] if name is None else name, node, layout=True)
     shape = tuple(int(d) for d in shape)

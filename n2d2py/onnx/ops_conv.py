@@ -1,5 +1,5 @@
-"""ONNX Conv, Gemm/MatMul and pooling nodes onto Conv, Fc and Pool cells (spec/ini.md §5.3);
-the table and helpers are in ``ops.py``."""
+"""ONNX Conv, Gemm/MatMul and pooling nodes onto Conv, Fc and Pool cells, as N2D2 maps them; the
+table and helpers are in ``ops.py``."""
 import numpy
 
 from .cells import OnnxPoolCell

@@ -1,4 +1,4 @@
-"""ONNX handlers (spec/ini.md §5.3): BatchNormalization, Dropout, LRN, the element-wise
+"""ONNX handlers: BatchNormalization, Dropout, LRN, the element-wise
 arithmetic (Add, Sub, Mul, Div, Sum, Max; constant operands fold into BatchNorm/bias cells;
 what N2D2 refuses goes to ``ops_extension.broadcast_binary``, an n2d2py extension),
 Concat, and the activations (Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Clip). Registered in
@@ -29,7 +29,7 @@ def batchnorm(imp, node, a):
 
 
 def make_batchnorm(imp, node, src, scale, bias, mean, var, epsilon, momentum, load=True):
-    """A BatchNorm cell; ``MovingAverageMomentum`` = the ONNX momentum, as N2D2 (spec §5.2)."""
+    """A BatchNorm cell; ``MovingAverageMomentum`` = the ONNX momentum, as N2D2 copies it."""
     c = imp.physical(src)[0]
     cell = cells().BatchNormCell(name=node.output[0], parents=[src], nb_outputs=c,
                                  epsilon=epsilon, moving_average_momentum=momentum)
@@ -134,7 +134,7 @@ def constant_operand(imp, node, names, constant):
         c = -c if kind == "Sub" else 1.0 / c
         kind = "Add" if kind == "Sub" else "Mul"
     identity = 0.0 if kind == "Add" else 1.0
-    if numpy.all(c == identity):   # all-zero Add (spec §5.3) or all-one Mul: removed
+    if numpy.all(c == identity):   # all-zero Add (as N2D2) or all-one Mul: removed
         return view(imp, node, x.shape, x_name)
     if kind == "Add" and fold_row_bias(imp, node, x, c):
         return imp.set_value(node.output[0], x.source, x.shape)
@@ -155,15 +155,15 @@ def constant_operand(imp, node, names, constant):
         return imp.set_value(node.output[0], src, x.shape)
     ones, zeros = numpy.ones_like(vector), numpy.zeros_like(vector)
     scale, bias = (ones, vector) if kind == "Add" else (vector, zeros)
-    # a per-channel affine map is a BatchNorm with mean 0, variance 1, epsilon 0 (spec §5.3:
-    # Mul then Add becomes one BatchNorm); the following Add folds into its bias
+    # a per-channel affine map is a BatchNorm with mean 0, variance 1, epsilon 0 (N2D2 too
+    # makes Mul then Add one BatchNorm); the following Add folds into its bias
     cell = make_batchnorm(imp, node, src, scale, bias, zeros, ones, 0.0, 0.9)
     imp.set_value(node.output[0], cell.name, x.shape)
 
 
 def fold_bias(imp, node, src, vector):
     """Add a per-channel constant into the bias of the cell producing ``src`` when that is
-    exact: a BatchNorm, or (``CNTK=1``, spec §5.1) a Conv/Fc; no activation, no other reader."""
+    exact: a BatchNorm, or (``CNTK=1``, N2D2's key) a Conv/Fc; no activation, no other reader."""
     cell = imp.graph.cells.get(src)
     if cell is None or src != imp.last_cell or imp.uses(src) != 1 or cell.qact is not None \
             or cell.activation is not None:
@@ -224,7 +224,7 @@ def concat(imp, node, a):
     imp.set_value(node.output[0], cell.name, shape)
 
 
-# ---------------------------------------------------------------- activations (spec §5.2)
+# ---------------------------------------------------------------- activations
 def attach(imp, node, activation):
     """Make ``activation`` the activation of the cell producing the input when N2D2 would (it is
     the last created cell) and that is exact (nothing else reads it, no activation yet);

@@ -1,4 +1,4 @@
-"""ONNX operators outside N2D2's importer (spec/ini.md §5.3): **n2d2py extension, not in N2D2**.
+"""ONNX operators outside N2D2's importer: **n2d2py extension, not in N2D2**.
 N2D2 answers "Unsupported ONNX operator" for all of these; n2d2py maps the ones it can compute
 exactly, each with a backward (the imported graph stays trainable):
 

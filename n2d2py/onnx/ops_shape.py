@@ -1,4 +1,4 @@
-"""ONNX handlers (spec/ini.md §5.3) for shapes and layout: Softmax, Flatten, Reshape,
+"""ONNX handlers for shapes and layout: Softmax, Flatten, Reshape,
 Squeeze, Unsqueeze, Identity/Cast, Shape, Slice, Transpose, Pad, Resize/Upsample. Registered in
 ``ops.OPS`` (see ``ops.py``)."""
 import math
@@ -31,7 +31,8 @@ def physical_axes(imp, rank):
 @op("Softmax")
 def softmax(imp, node, a):
     """Softmax (with loss) over the channels; another axis is moved there by Transpose cells
-    ``<name>_before``/``_after`` (spec §5.3). Before opset 13 the axis flattens what follows."""
+    ``<name>_before``/``_after``, as N2D2 names them. Before opset 13 the axis flattens what
+    follows."""
     x = imp.value(node.input[0], node)
     rank, out = len(x.shape), node.output[0]
     axis = attr_int(imp, node, a, "axis", 1 if imp.opset < 13 else -1)
@@ -215,7 +216,7 @@ def transpose(imp, node, a):
         raise imp.error(node, f"perm={perm}: expected a permutation of 0..{rank - 1}")
     out_shape = tuple(x.shape[p] for p in perm)
     moved = [p for p in perm if x.shape[p] != 1]
-    if moved == sorted(moved):   # only size-1 axes move: a reshape (spec §5.3)
+    if moved == sorted(moved):   # only size-1 axes move: a reshape
         return view(imp, node, out_shape)
     if perm[0] != 0 or x.index is not None:    # the batch axis moves, or positions compose
         return layout(imp, node, "perm")

@@ -1,4 +1,4 @@
-"""INI sections that configure imported cells (spec/ini.md §5.2); docs/pytorch.md ("Which section
+"""INI sections that configure imported cells (docs/INI.md §9); docs/pytorch.md ("Which section
 configures which cell") is the user's version, with examples.
 
 **A cell's section.** As N2D2 does, the first that exists of ``[<cell>]`` (the node's first

@@ -4,7 +4,7 @@ For tests and for ``n2d2py MODEL.onnx --infer IN.npy -o OUT.npy`` (``infer_file`
 inputs (n2d2py extension, not in N2D2) are cast to float32: about 7 significant digits are kept
 (relative error <= 6e-8 per value, within the tests' rtol 1e-4), values beyond float32's range
 are an OnnxError. The graph is
-imported for the shapes of the arrays given (spec/ini.md §5.1: the batch is dim 0), the cells
+imported for the shapes of the arrays given (the batch is dim 0, as in N2D2), the cells
 run in import order under ``no_grad`` (inference: BatchNorm uses its statistics, Dropout is the
 identity) and each output is reshaped from the cell's (N, C, H, W) to its ONNX shape.
 """

@@ -1,8 +1,8 @@
-"""``Type=ONNX`` sections (spec/ini.md §2.2, §5.1, §5.2), registered with
+"""``Type=ONNX`` sections (docs/INI.md §9), registered with
 ``build.SECTION_BUILDERS``: the model's nodes become cells named after their outputs.
 
 Targets: every ``[<cell>.Target*]`` section of an imported cell, then the automatic
-``<softmax>.Target`` of each ONNX Softmax that has no such section (spec §5.1). An ``.onnx``
+``<softmax>.Target`` of each ONNX Softmax that has no such section, as N2D2 adds them. An ``.onnx``
 file run directly (``n2d2py MODEL.onnx``) is ``DeepNet.from_ini`` on the document of
 ``onnx_document``.
 """
@@ -13,7 +13,7 @@ from ..errors import OnnxError
 
 
 def onnx_file(section):
-    """``File``: INI-evaluated, environment-expanded; relative to the CWD (spec §5.1)."""
+    """``File``: INI-evaluated, environment-expanded; relative to the CWD, as in N2D2."""
     path = section.get_path("File")
     if not os.path.isfile(path):
         raise section.error(f"ONNX file '{path}' not found (relative paths are relative to "
@@ -71,7 +71,7 @@ def output_aliases(graph):
 
 
 def onnx_document(path):
-    """The INI N2D2 makes up for ``n2d2 model.onnx`` (spec/ini.md §5.1): Frame model, no
+    """The INI N2D2 makes up for ``n2d2 model.onnx``: Frame model, no
     database, [sp] from the graph input shape (batch = dim 0, at least 1), one [onnx] section;
     parsed as the document ``<path>.ini``."""
     from ..ini import parse_ini_text

@@ -9,10 +9,10 @@ Python 3 meaning:
 * ``+ - * / // % **``, unary ``+ -``, comparisons (chained: ``0 < x < 4``),
   ``and``/``or``/``not`` (returning an operand, as Python does), ``x if c else y``;
 * the functions ``int float max min abs round``.
- One deliberate difference (N2D2 runs whichever Python is installed): ``/`` of two integers whose
+
+One deliberate difference (N2D2 runs whichever Python is installed): ``/`` of two integers whose
 quotient is exact yields an integer, so ``$(${MARGIN} / 2)`` prints ``16`` as Python 2 did, and
-integer keys
-read it. Other quotients are floats and print as Python 3 prints them (``450410.74...``).
+integer keys read it. Other quotients are floats and print as Python 3 prints them (``450410.74...``).
 
 Bounds, so that a hostile INI cannot stall the program: the text is at most ``MAX_LENGTH``
 characters, nesting at most ``MAX_DEPTH`` levels, and no integer may exceed ``MAX_INT_BITS``

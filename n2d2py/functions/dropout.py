@@ -1,4 +1,5 @@
-"""Dropout (N2D2 ``Type=Dropout``, key ``Dropout`` = drop probability p; spec/ini.md §2.8.1, §8.14).
+"""Dropout (N2D2 ``Type=Dropout``, key ``Dropout`` = drop probability p; N2D2's CPU
+model does not rescale, its CUDA model does).
 
     training:  y = x · mask · s      mask ~ Bernoulli(1 - p) per element
     inference: y = x

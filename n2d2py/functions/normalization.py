@@ -1,4 +1,4 @@
-"""Normalisations across channels: N2D2 ``LRN`` and ``Normalize`` (spec/ini.md §2.8.1).
+"""Normalisations across channels: N2D2 ``LRN`` and ``Normalize``.
 
 LRN (across channels, the cuDNN/ONNX definition that N2D2's ``LRNCell_Frame_CUDA`` calls):
 

@@ -1,4 +1,4 @@
-"""Softmax over channels (N2D2 ``Type=Softmax``, spec/ini.md §2.8.1).
+"""Softmax over channels (N2D2 ``Type=Softmax``).
 
     y_c = exp(x_c - max_j x_j) / Σ_j exp(x_j - max_j x_j)        at each (n, y, x), over ``axis``
 

@@ -1,8 +1,8 @@
 """Straight-through estimators (STE): rounding and clamping whose backward ignores the step.
 
-The QAT quantizers (``n2d2py.quantizers``) fuse their own STE rules into one Function each
-(spec/qat.md §1.3, §2.2, §3.1); these small building blocks are for users composing their own
-quantizers from ``F.*`` functions (style.md §6.5):
+The QAT quantizers (``n2d2py.quantizers``) fuse their own STE rules into one Function each (SAT's,
+CG-PACT's and LSQ's, as N2D2 computes them); these small building blocks are for users composing
+their own quantizers from ``F.*`` functions:
 
     round_ste(x, rounding)   y = rnd(x),            g_x = g            (rnd: "half_even" | "half_away")
     clamp_ste(x, lo, hi)     y = min(max(x,lo),hi), g_x = g·[lo ≤ x ≤ hi]

@@ -1,4 +1,5 @@
-"""``-qat-sat``: BatchNorm + SAT fusion into an integer network (spec/qat.md §5).
+"""``-qat-sat``: BatchNorm + SAT fusion into an integer network, as N2D2's
+DeepNetQAT does (docs/FUSION.md).
 
     from n2d2py.qat import fuse_qat
     fused = fuse_qat(net, "Fixed-point32", "RINTF", "RINTF", "RINTF")   # net: DeepNet, weights in

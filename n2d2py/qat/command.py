@@ -1,4 +1,5 @@
-"""``n2d2py NET.ini --test --qat-sat -w DIR``: the CLI side of the fusion (spec/qat.md §5.1).
+"""``n2d2py NET.ini --test --qat-sat -w DIR``: the CLI side of the fusion
+(docs/FUSION.md).
 
 ``run_qat_sat(net, args, out)`` runs N2D2's order on a DeepNet whose weights are imported: fuse
 with the four modes, draw the fused graph (``<ini>.qat.png``), write ``weights_quantized/``

@@ -1,4 +1,4 @@
-"""The fused graph as a PNG (N2D2 draws the network after ``fuseQATGraph``, spec/qat.md §5.1 step 4).
+"""The fused graph as a PNG (N2D2 draws the network after ``fuseQATGraph``).
 
 One box per fused node, placed by depth (top to bottom), arrows from each parent; the label gives
 the node, its N2D2 Type, the output shape, the code range R and the rescaling mode.

@@ -1,4 +1,4 @@
-"""Integer inference of the fused network (spec/qat.md §5.4 "What the fused Conv computes", §5.7).
+"""Integer inference of the fused network (docs/FUSION.md, "What each layer becomes").
 
 Every node maps integer activation codes (N, C, H, W) to integer codes; only the last FC
 without an activation quantizer outputs float64 logits, and a Softmax node float64
@@ -16,8 +16,8 @@ probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input)
   its 1/K is folded into the consuming layer's weight denominator by the fusion, so the average
   never leaves the integers.
 * ``IntegerElemWise``: ``acc = Σ_i M_i · code_i`` with Q16 multipliers ``M_i`` that bring each
-  operand to the reference operand's units (§5.6), then the node's rescaling.
-* ``SoftmaxNode``: float64 softmax over the channels of the codes (argmax unchanged, §5.7).
+  operand to the reference operand's units, then the node's rescaling.
+* ``SoftmaxNode``: float64 softmax over the channels of the codes (argmax unchanged).
 * ``MoveNode``: a cell that only moves codes (Padding, Reshape, Transpose, ChannelShuffle: its
   ``fuse`` names ``Fuser.move``) runs its own forward on them, exact (no arithmetic).
 
@@ -305,7 +305,7 @@ class FusedNet:
 
     @staticmethod
     def input_codes(x):
-        """env stimuli in [0, 1] -> uint8-valued int32 codes x·255 (§5.2 item 3, §5.7).
+        """env stimuli in [0, 1] -> uint8-valued int32 codes x·255, as N2D2's fusion assumes.
 
         N2D2 multiplies by 255 without rounding; MNIST through OpenCV's uint8 resize gives
         integers up to float32 noise, which we round. Inputs that are not integral after ×255

@@ -1,4 +1,4 @@
-"""The fused network's weight folder (spec/qat.md §5.8): ``weights_quantized/`` (the C99
+"""The fused network's weight folder, as N2D2's -qat-sat writes it: ``weights_quantized/`` (the C99
 sources are ``export_c.py``'s).
 
 ``export_weights_quantized(fused, folder)`` writes, atomically (temporary folder, then rename),

@@ -1,16 +1,16 @@
-"""The ``-qat-sat`` pass (N2D2's DeepNetQAT, spec/qat.md §5): a SAT fake-quantized DeepNet ->
+"""The ``-qat-sat`` pass (N2D2's DeepNetQAT; docs/FUSION.md): a SAT fake-quantized DeepNet ->
 a NEW integer ``FusedNet`` (the DeepNet is left untouched).
 
-Traversal (§5.3) in build order; each cell names its rule (``Cell.fuse(fuser)``, beside its code)
+Traversal in build order; each cell names its rule (``Cell.fuse(fuser)``, beside its code)
 or says why it cannot be fused (``fusion_refusal``): Conv→BatchNorm(QAct) pairs become one
-``IntegerConv`` (``conv_batchnorm``, §5.4), Fc cells ``IntegerFc`` (``fc``, §5.5), ElemWise Sums
-``IntegerElemWise`` (``elemwise``, §5.6); Pool and Softmax are kept (``pool``, ``softmax``),
+``IntegerConv`` (``conv_batchnorm``), Fc cells ``IntegerFc`` (``fc``), ElemWise Sums
+``IntegerElemWise`` (``elemwise``); Pool and Softmax are kept (``pool``, ``softmax``),
 Dropout is removed (``identity``: identity at test time); cells that only move codes (Padding,
 Reshape, Transpose, ChannelShuffle) run their own forward on the codes (``move``, an n2d2py
 extension). Weights must be SAT-quantized (N2D2's formulas below are SAT's); an activation
 quantizer is read through its ``grid()``: any unsigned grid [0, R] with top value α (SAT, PACT;
 LSQ's α = R·step) gives codes the integer engine reproduces. Each node's output codes carry
-(R, α): the input of the first layer is (255, 1.0), the env pixel ×255 (§5.2). Per output
+(R, α): the input of the first layer is (255, 1.0), the env pixel ×255. Per output
 channel the constants are N2D2's, in float64, stored as float32::
 
     f = γ/sqrt(eps + σ²) (0 if σ² ≤ 1e-12),  sgn = sign(f)
@@ -31,35 +31,35 @@ Where the default (mathematically right) behaviour differs from N2D2, ``n2d2_com
 N2D2's (bit for bit on the formulas; the float32-vs-float64 order of operations is not emulated):
 
 1. **FC output saturation.** Default: unsigned ``[0, R_out]`` (the codes' range). N2D2: signed
-   ``[−2^(n−1), 2^(n−1)−1]``, n = rintf(log2 R_out), so an 8-bit FC saturates at 127 (§5.5).
+   ``[−2^(n−1), 2^(n−1)−1]``, n = rintf(log2 R_out), so an 8-bit FC saturates at 127.
 2. **Last FC without QAct.** Default: outputs the exact logits ``t`` (float64, no rounding: argmax
    is that of the fake-quant logits). N2D2: ``round(α_in·t)`` saturated to signed 32 bits
    (``out = R_in`` as coded), which rounds logits to 1/R_in and can create argmax ties.
 3. **Conv/ElemWise saturation.** Default: ``[0, R_out]``. N2D2: ``[0, 2^n − 1]``, n =
    rintf(log2 R_out), falling back to the weights' bit count when n = 0 (R_out = 1).
 4. **Single-shift clip.** Default: the clip C applies before the shift. N2D2's CPU kernel
-   ignores it (§5.4, pitfall 10).
+   ignores it.
 5. **4-bit Default hack.** Both use wsf = 15 for a Default R_w = 15 grid under RINTF (exact odd
    integers). Default: the true R_in in S, B, C. N2D2: R_in := 31 and corr = 31/15, right only
-   when the true input range is 15 (pitfall 8).
-6. **α sign.** Default: |α| as the SAT kernels use it. N2D2: α as stored (pitfall 7).
+   when the true input range is 15.
+6. **α sign.** Default: |α| as the SAT kernels use it. N2D2: α as stored.
 7. **ElemWise.** Default and N2D2-compat alike: operands are brought to the reference operand's
    units by Q16 integer multipliers inside the sum (N2D2 inserts a float ScalingCell
-   ``<bn>_rescale_act`` instead, §5.6), then the node rescales with S = (R_out/α_out)/(R_ref/α_ref)
+   ``<bn>_rescale_act`` instead), then the node rescales with S = (R_out/α_out)/(R_ref/α_ref)
    and C = α_out·R_ref/α_ref in the chosen mode.
 
 8. **Integer modes** (Fixed-point16/32, Single-shift, Double-shift). Default: every layer, Fc
    included, rescales with integers only (``scaling.IntegerRescaling``: bias and clip in
    accumulator units, one rounding at the shift, the most fractional bits the multiplier width
    allows, N2D2's power-of-two approximations for the shifts): what the integer C export
-   computes. N2D2: Fc layers always rescale in floating point (§5.5), Conv layers round the
+   computes. N2D2: Fc layers always rescale in floating point, Conv layers round the
    pre-activation acc/D + B to an integer first and both fixed-point modes use 16 fractional
-   bits (pitfall 11). ``Double-shift`` (N2D2's ``DoubleShiftScaling``: y = (z + z·2^a +
+   bits. ``Double-shift`` (N2D2's ``DoubleShiftScaling``: y = (z + z·2^a +
    2^(b−1)) >> b) exists without --n2d2-compat only: N2D2's -qat-sat silently leaves such layers
-   unscaled (pitfall 10).
+   unscaled.
 
 Conv cells need a BatchNorm child with a SAT QAct, ``ApplyScaling=0`` and a Linear/absent
-activation, as N2D2 does (§5.4, pitfall 12).
+activation, as N2D2 does (its Conv fusion ignores the SAT scale).
 """
 import copy
 
@@ -79,7 +79,7 @@ from .scaling import (INTEGER_MODES, ActivationRescaling, IntegerRescaling, pars
 __all__ = ["fuse_qat", "QATOptions"]
 
 F32 = numpy.float32
-INPUT_RANGE, INPUT_ALPHA = 255, 1.0   # §5.2 item 4: RangeAffine ×255, α_in = 1
+INPUT_RANGE, INPUT_ALPHA = 255, 1.0   # N2D2: the [0, 1] input ×255, α_in = 1
 ELEMWISE_BITS = 16                    # Q16 operand multipliers of IntegerElemWise
 
 
@@ -109,7 +109,7 @@ class QATOptions:
 
 def fuse_qat(net, act_scaling_mode="Floating-point", w_mode="NONE", b_mode="NONE",
              c_mode="NONE", n2d2_compat=False):
-    """Fuse a SAT-trained DeepNet (weights imported) into a new ``engine.FusedNet`` (§5)."""
+    """Fuse a SAT-trained DeepNet (weights imported) into a new ``engine.FusedNet``."""
     options = QATOptions(act_scaling_mode, w_mode, b_mode, c_mode, n2d2_compat)
     check_fusion_inputs(net)
     with numpy.errstate(all="ignore"):   # every value is checked (check_fused_constants)
@@ -192,7 +192,7 @@ def bits(R):
 
 
 def weight_denominator(quantizer):
-    """D with w_q·D an integer on the SAT grid (§1.2, ``grid().hi``): R (Default, FullRange:
+    """D with w_q·D an integer on the SAT grid (``grid().hi``): R (Default, FullRange:
     (2k−R)/R) or floor(R/2) (Symmetric, Asymmetric: k/r)."""
     return quantizer.grid().hi
 
@@ -210,8 +210,8 @@ def to_integers(cell, W, D):
 
 
 class Fuser:
-    """One pass over the DeepNet's cells (§5.3). ``alias`` maps an original cell to the fused
-    node that now produces its output (BN -> its Conv, Dropout -> its parent's node)."""
+    """One pass over the DeepNet's cells, in build order. ``alias`` maps an original cell to the
+    fused node that now produces its output (BN -> its Conv, Dropout -> its parent's node)."""
 
     def __init__(self, net, options):
         self.net, self.options = net, options
@@ -320,7 +320,7 @@ class Fuser:
         if not q.apply_quantization:
             raise N2D2Error(f"[{cell.name}] QWeight.ApplyQuantization=0: the weights are not "
                             f"quantized, cannot fuse into integers")
-        wq = [asnumpy(w.data) for w in cell.quantized_weights()]   # runs the quantizer (§5.4)
+        wq = [asnumpy(w.data) for w in cell.quantized_weights()]   # runs the quantizer
         return q, wq[0].astype(numpy.float64)
 
     def check_linear(self, cell):
@@ -340,10 +340,10 @@ class Fuser:
     def saturation(self, R_out, R_w, signed=False):
         if not self.compat:
             return 0, int(R_out)
-        n = bits(R_out) or bits(max(R_w, 2))   # 0 bits: the cell's weight bit count (§5.4)
+        n = bits(R_out) or bits(max(R_w, 2))   # 0 bits: the cell's weight bit count, as N2D2
         return (-(1 << (n - 1)), (1 << (n - 1)) - 1) if signed else (0, (1 << n) - 1)
 
-    # -- Conv + BatchNorm (§5.4) ------------------------------------------------------------------
+    # -- Conv + BatchNorm -----------------------------------------------------------------------
     def conv_batchnorm(self, cell):
         self.check_sat_weights(cell)
         bn = self.only_child(cell.name)
@@ -400,7 +400,7 @@ class Fuser:
     def rescaling(self, cell, D, B, C, S, lo, hi, acc_bound, fc=False):
         """The layer's rescaling: integers only in an integer mode (``IntegerRescaling``, Fc
         layers included); with --n2d2-compat N2D2's simulation (``ActivationRescaling``, whose
-        Fc layers always rescale in floating point, §5.5)."""
+        Fc layers always rescale in floating point)."""
         if self.options.integer:
             return IntegerRescaling(cell.name, D, B, C, S, self.options.act_scaling_mode, lo, hi,
                                     acc_bound)
@@ -420,7 +420,7 @@ class Fuser:
             raise N2D2Error(f"[{cell.name}] BatchNorm whose parent is not a Conv: cannot fuse "
                             f"(N2D2 fuses a BatchNorm only into its Conv parent)")
 
-    # -- Fc (§5.5) ---------------------------------------------------------------------------------
+    # -- Fc ------------------------------------------------------------------------------------
     def fc(self, cell):
         self.single_parent(cell)
         self.check_linear(cell)
@@ -444,7 +444,7 @@ class Fuser:
         if has_q:
             out = R_out / a_out
         else:
-            R_out, a_out, out = None, None, R_in       # as coded (§5.5)
+            R_out, a_out, out = None, None, R_in       # as N2D2 codes it
         S = (out / scale_in) / (sat_s * wsf)
         C = max(a_out * scale_in * wsf * sat_s, 0.0) if has_q else None
         B = None if cell.bias is None else \
@@ -462,7 +462,7 @@ class Fuser:
             lo, hi = self.saturation(R_out, R_w, signed=True)
             rescaling = self.rescaling(cell, D_w * src.den, B, C, S, lo, hi, bound, fc=True)
         elif self.compat or middle:
-            lo, hi = -(1 << 31), (1 << 31) - 1          # Linear, 32 bits, signed (§5.5)
+            lo, hi = -(1 << 31), (1 << 31) - 1          # Linear, 32 bits, signed (N2D2)
             rescaling = self.rescaling(cell, D_w * src.den, B, None, S, lo, hi, bound, fc=True)
             if middle:
                 R_out, a_out = int(R_in), 1.0
@@ -489,7 +489,7 @@ class Fuser:
             B = rintf(B)
         return S, B, C
 
-    # -- ElemWise (§5.6) ---------------------------------------------------------------------------
+    # -- ElemWise ------------------------------------------------------------------------------
     def elemwise(self, cell):
         n = len(cell.parents)
         if cell.operation != "Sum" or any(w != 1.0 for w in cell.coefficients(cell.weights, 1.0)) \

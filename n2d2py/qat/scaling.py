@@ -1,5 +1,5 @@
 """Activation rescaling of the fused network: accumulator -> unsigned activation code
-(spec/qat.md §5.4 "What the fused Conv computes", §5.5, §8 pitfalls 1, 10, 11).
+(docs/FUSION.md), with N2D2's rounding (half away from zero), clip and fixed-point rules.
 
 Every fused layer ends with one ``ActivationRescaling``. Its input is the exact integer
 accumulator ``acc`` of the integer engine, expressed in the *lowered* domain: the N2D2-domain
@@ -73,7 +73,7 @@ def parse_round_mode(value):
 
 
 def rintf(x):
-    """C ``rintf``: float32, half to even (spec §0). Array or scalar in, float32 out."""
+    """C ``rintf``: float32, half to even. Array or scalar in, float32 out."""
     return rint(numpy, numpy.asarray(x, dtype=numpy.float32))
 
 
@@ -83,7 +83,7 @@ def llround(xp, x):
 
 
 def single_shift(S):
-    """N2D2's ``approximateScalingWithPowerOf2Divs(S, 1)`` (§5.4): the shift e with 2^−e ≈ S.
+    """N2D2's ``approximateScalingWithPowerOf2Divs(S, 1)``: the shift e with 2^−e ≈ S.
 
     e0 = ceil(log2(1/S)); keep e0 if 2^−e0 / S ≥ 0.98, else e0 − 1. S ≤ 0 gives 0. Needs S ≤ 1.
     """
@@ -126,7 +126,7 @@ def power_of_two_divs(S, divisions):
 
 
 def fixed_point_multiplier(S, fractional_bits=FRACTIONAL_BITS):
-    """``int32(std::round(S · 2^16))`` (§5.4)."""
+    """``int32(std::round(S · 2^16))``, as N2D2."""
     return int(round_half_away(numpy, numpy.float64(S) * 2.0 ** fractional_bits))
 
 

@@ -165,7 +165,7 @@ def input_shape_from_keys(document, section):
 
 
 def check_spiking_stimuli(document, section):
-    """``StimulusType`` in the sp config section means spike coding (out of scope, §7)."""
+    """``StimulusType`` in the sp config section means spike coding (out of scope)."""
     name = section.raw("ConfigSection").strip() if "ConfigSection" in section else None
     if name and name in document and "StimulusType" in document.section(name):
         config = document.section(name)

@@ -391,7 +391,8 @@ def stage_report(run):
 
 
 def stage_lps(run):
-    """``--lps``: Layer-wise Precision Scaling from trained ``-w`` weights (seed 001)."""
+    """``--lps``: Layer-wise Precision Scaling from trained ``-w`` weights (Wess et al.
+    2018)."""
     if run.args.lps:
         from .lps import lps_main
         lps_main(run.args.ini, run.args, run.out, net=run.net)

@@ -81,7 +81,7 @@ def _accuracy(net, set_name, limit):
 
 
 def add_lps_arguments(parser):
-    group = parser.add_argument_group("layer-wise precision scaling (seed 001)")
+    group = parser.add_argument_group("layer-wise precision scaling (Wess et al. 2018)")
     group.add_argument("--lps", action="store_true",
                        help="with -w DIR: lower each layer's weight bits while the validation "
                             "accuracy stays within --lps-epsilon points; writes lps_bits.ini")

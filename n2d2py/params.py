@@ -99,7 +99,7 @@ class Parameterizable:
             message = (f"unknown parameter '{ini_name}' for {self.describe()}"
                        f"{close_matches(ini_name, self.keys())}")
             raise section.error(message, key=ini_name) if section is not None else IniError(message)
-        if section is not None:  # the section names the place and truncates $() floats (ini §8.7)
+        if section is not None:  # the section names the place and truncates $() floats
             setattr(self, key.attr, section.convert(text, key.convert, ini_name))
             return
         try:

@@ -169,7 +169,7 @@ class TargetScore(Target):
     # -- results -----------------------------------------------------------------------------
     @property
     def recognition_rate(self):
-        """N2D2's "Final recognition rate": the mean of per-batch top-1 success (§6.2, §8.18)."""
+        """N2D2's "Final recognition rate": the mean of per-batch top-1 success."""
         return float(numpy.mean(self.batch_success)) if self.batch_success else 0.0
 
     @property

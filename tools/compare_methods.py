@@ -1,7 +1,8 @@
-"""Train the float baseline and each quantization method with the same budget and print the
-seeds' Table 1 (seed 000): method, precision (uniform/mixed), additional learnable parameters per
-layer, accuracy, size (MB = 10^6 bytes) and GBitOps (spec/methods.md §6, counted by
-``n2d2py.stats.cost_table``), plus a Pareto plot (accuracy vs GBitOps) and a Markdown table.
+"""Train the float baseline and each quantization method with the same budget and print a comparison
+table (the layout of docs/METHODS.md): method, precision (uniform/mixed), additional learnable
+parameters per layer, accuracy, size (MB = 10^6 bytes) and GBitOps (counted by
+``n2d2py.stats.cost_table``, docs/METHODS.md), plus a Pareto plot (accuracy vs GBitOps) and a
+Markdown table.
 
     python tools/compare_methods.py models/LeNet.ini --epochs 5 --out compare_lenet
     python tools/compare_methods.py models/ResNet-20.ini --epochs 160 --out compare_resnet20
@@ -11,13 +12,13 @@ How each method is built and trained (docs/METHODS.md has the measured tables):
 * Each method's INI is the net's INI with ``QWeight=...`` lines inserted into every Conv/Fc
   section and ``QAct=...`` lines into every cell whose activation is a ``Rectifier`` (the ReLUs)
   where the method has an activation quantizer (SAT: CG-PACT, LSQ, DQ; FracBits uses SAT's
-  CG-PACT as its base activation quantizer, spec/methods.md §2). DFP, Po2 and DQA quantize
-  weights only (seeds 001, 004): their activations stay float and count 32 bits. The derived
+  CG-PACT as its base activation quantizer). DFP, Po2 and DQA quantize
+  weights only (as their papers do): their activations stay float and count 32 bits. The derived
   INIs are written into ``--out``/<method>/ (``N2D2_MODELS`` still points at the original
   folder), so ``n2d2py <out>/<method>/<method>.ini --learn-epoch E`` repeats one row.
 * First/last layer convention (``--first-last``): ``8bit`` (default) keeps the first and the
   last weighted layer at 8-bit weights, as N2D2's QAT LeNet example does
-  (ini_examples/LeNet_SAT4.ini, seed 002); each method keeps its own quantizer there, fixed at
+  (ini_examples/LeNet_SAT4.ini); each method keeps its own quantizer there, fixed at
   8 bits. Their input activations are the network input (8-bit image data) for the first layer
   and the previous layer's quantized activations for the last. ``quantized``: every layer like
   the rest.

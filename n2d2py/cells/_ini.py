@@ -1,14 +1,14 @@
 """Reading a cell from its INI section (keys, config sections, unknown keys: docs/INI.md §6,
-§10): the private half of
-``cells/base.py``.
+§10): the private half of ``cells/base.py``.
 
-``SectionReader.from_section`` reads, in N2D2's order (spec §2.4, §4.1): the declared ``Key``s of
-the cell section (dims through one alias chain, ``DimsKey``); ``ActivationFunction`` (+ ``.*``);
+``SectionReader.from_section`` reads, in N2D2's order: the declared ``Key``s of the cell section
+(dims through one alias chain, ``DimsKey``); ``ActivationFunction`` (+ ``.*``);
 ``WeightsFiller``/``BiasFiller`` (+ ``.*``); ``Solvers=``/``<Role>Solver=`` (+ prefixed keys of the
-cell section); ``QWeight``/``QWeightSolver`` (+ ``.*``); ``QAct``/``QActSolver`` (+ ``.*``, only when
-``ActivationFunction`` is present, §2.8.2); then the ConfigSection list, evaluated in the context
-of the *cell* section (``${X}`` finds the cell's ``$X``), and finally ``<section>.cfg`` in the CWD.
-``collect_warnings`` judges every other key of the section (spec §1.9, §8 items 3 and 23).
+cell section); ``QWeight``/``QWeightSolver`` (+ ``.*``); ``QAct``/``QActSolver`` (+ ``.*``, only
+when ``ActivationFunction`` is present, as in N2D2); then the ConfigSection list, evaluated in the
+context of the *cell* section (``${X}`` finds the cell's ``$X``), and finally ``<section>.cfg`` in
+the CWD. ``collect_warnings`` judges every other key of the section: N2D2 ignores cell parameters
+written in the cell section and, for most cell types, unknown keys.
 """
 import os
 
@@ -18,7 +18,7 @@ from ..params import REQUIRED, Key, Parameterizable, check_key_rules
 
 # keys every cell section may hold, read by the DeepNet (Input, Type) or here
 COMMON_KEYS = ("Input", "Type", "Model", "DataType", "ConfigSection")
-# keys whose presence makes N2D2 mark every key of the section read (spec §1.9)
+# keys whose presence makes N2D2 mark every key of the section read
 SECTION_READERS = ("ActivationFunction", "Solvers", "WeightsSolver", "BiasSolver",
                    "ScaleSolver", "QWeight", "QAct")
 
@@ -176,7 +176,7 @@ class SectionReader:
                 set_prefixed(self.fillers[role], section.prefixed(key + "."), section, key + ".")
 
     def read_solvers(self, section):
-        for role in self.solver_roles:      # N2D2 starts every cell with SGD solvers (§4.1)
+        for role in self.solver_roles:      # N2D2 starts every cell with SGD solvers
             self.solvers[role] = make("solver", "SGD", section, "Solvers")
         if "Solvers" in section:
             for role in self.solver_roles:
@@ -216,7 +216,7 @@ class SectionReader:
 
     def config_values(self, section):
         """``{key: (text, place)}`` from the ConfigSection list (later ones win), then
-        ``<section>.cfg`` in the CWD (spec §2.4 items 1-5)."""
+        ``<section>.cfg`` in the CWD, in N2D2's order."""
         key = f"ConfigSection({self.model})"
         key = key if key in section else "ConfigSection"
         values = _config_section_values(section, key) if key in section else {}
@@ -226,7 +226,7 @@ class SectionReader:
     def apply_config(self, section):
         values = self.config_values(section)
         ordered = [("Solvers.", self.solver_roles)] + [(f"{r}Solver.", (r,)) for r in self.solver_roles]
-        for prefix, roles in ordered:  # Solvers.* first, then the specific prefix wins (§2.4)
+        for prefix, roles in ordered:  # Solvers.* first, then the specific prefix wins
             for k in [k for k in values if k.startswith(prefix)]:
                 text, place = values.pop(k)
                 for role in roles:
@@ -257,7 +257,7 @@ class SectionReader:
         return None
 
     def collect_warnings(self, section):
-        """Sentences for keys N2D2 would ignore (spec §1.9, §8 items 3 and 23); fatal only where
+        """Sentences for keys N2D2 would ignore; fatal only where
         N2D2's post-build check would fire (Conv/Deconv/BatchNorm with no key that marks the
         whole section read)."""
         known = self._known_keys()
@@ -313,7 +313,7 @@ class SectionReader:
 
 def _config_section_values(section, key):
     """``{key: (text, config section)}`` of the sections ``key`` lists, evaluated in the
-    context of the CELL section (spec §2.4)."""
+    context of the CELL section, as in N2D2."""
     values = {}
     for name in section.get(key).split(","):
         if not name.strip():

@@ -7,7 +7,7 @@ from .base import CELLS, Cell, concat_inputs, same_hw
 class ActivationCell(Cell):
     """``Type=Activation``: an activation on its own; several inputs are concatenated (the ONNX
     importer builds Concat this way with Linear). Without ``ActivationFunction`` it is **Tanh**
-    (spec §8 item 16)."""
+    (N2D2's Activation cell; elsewhere no activation means identity)."""
     default_activation = "Tanh"
 
     def compute_out_shape(self, in_shapes):

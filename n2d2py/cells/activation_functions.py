@@ -9,7 +9,7 @@ ONNX nodes (``export_onnx(onnx, cell, y)``, or ``onnx_refusal``) and ``is_identi
 ``"unsigned"`` codes 0..2^B−1 (ReLU), ``"signed"`` codes (Linear, Saturation: the saturation of
 the codes is the clipping), or None: no integer form, the layer is refused. ``with_loss`` marks
 ``LogisticWithLoss``: the DeepNet then uses a sigmoid cross-entropy on the pre-activation
-(``cell.last_logits``) instead of back-propagating through the sigmoid (spec §2.6).
+(``cell.last_logits``) instead of back-propagating through the sigmoid, as N2D2.
 """
 import math
 
@@ -105,7 +105,7 @@ class Tanh(ActivationFunction):
 
 @ACTIVATIONS.register("TanhLeCun")
 class TanhLeCun(Tanh):
-    """N2D2's TanhLeCun: ``tanh(1.7159 * 2/3 * x)`` with no 1.7159 output gain (spec §8 item 16)."""
+    """N2D2's TanhLeCun: ``tanh(1.7159 * 2/3 * x)`` with no 1.7159 output gain."""
     alpha = Key("Alpha", to_float, 1.7159 * 2.0 / 3.0)
     onnx_refusal = "TanhLeCun has no ONNX export"
     export_onnx = ActivationFunction.export_onnx
@@ -122,7 +122,7 @@ class Logistic(ActivationFunction):
 
 @ACTIVATIONS.register("LogisticWithLoss")
 class LogisticWithLoss(Logistic):
-    """Sigmoid whose derivative the loss skips (cross-entropy on the logits, spec §2.6)."""
+    """Sigmoid whose derivative the loss skips (cross-entropy on the logits, as N2D2)."""
     with_loss = True
 
 

@@ -6,21 +6,21 @@ Life of a cell, as the DeepNet drives it::
     cell.build(in_shapes, rng)           # Parameters (fillers, solver clones), out_shape, _Outputs*
     y = cell.forward([x0, x1, ...], training)                                     # Variables
     cell.parameters()                    # every Parameter, each with .solver
-    cell.export_weights(folder) / cell.import_weights(folder, ignore_missing)     # spec §6.4
+    cell.export_weights(folder) / cell.import_weights(folder, ignore_missing)     # .syntxt
 
 ``from_section`` (in ``cells/_ini.py``, the private INI half: ``SectionReader``) reads the
-section in N2D2's order (spec §2.4, §4.1): Keys, activation, fillers, solvers, quantizers, then
+section in N2D2's order: Keys, activation, fillers, solvers, quantizers, then
 the ConfigSection list and ``<section>.cfg``. A config key must be a solver, quantizer or cell
 parameter (``Key(..., config=True)``): anything else is fatal, as in N2D2. Cell parameters written
-in the cell section itself are ignored, as N2D2 does (§8 item 3), and so are unknown keys where
-N2D2 accepts them (§1.9); both are recorded as readable sentences in ``cell.warnings`` for the
+in the cell section itself are ignored, as N2D2 does, and so are unknown keys where
+N2D2 accepts them; both are recorded as readable sentences in ``cell.warnings`` for the
 CLI to print.
 
 Losses (for the DeepNet): ``cell.loss_kind`` is ``"softmax"`` for ``Softmax WithLoss=1``,
 ``"sigmoid"`` for a ``LogisticWithLoss`` activation, else ``None``. ``forward`` always returns
 the probabilities (so scores and exports see what N2D2 outputs) and keeps the pre-activation in
 ``cell.last_logits``; with a loss kind the DeepNet computes ``F.softmax_cross_entropy`` /
-``F.sigmoid_cross_entropy`` on ``cell.last_logits`` (N2D2 skips the Jacobian, spec §2.6),
+``F.sigmoid_cross_entropy`` on ``cell.last_logits`` (N2D2 skips the Jacobian),
 otherwise ``F.mse`` on the output.
 
 Traits: what the report, the exports and the fusion need to know, declared by each cell class
@@ -65,7 +65,7 @@ Cost = namedtuple("Cost", "weights macs other_parameters")
 
 
 def concat_inputs(cell, xs):
-    """Channel concatenation of several inputs (spec §2.3); one input passes through."""
+    """Channel concatenation of several inputs, as N2D2; one input passes through."""
     return xs[0] if len(xs) == 1 else F.concat(list(xs), axis=1)
 
 
@@ -166,7 +166,8 @@ class Cell(SectionReader, Parameterizable):
         """Override in cells that own Parameters."""
 
     def write_build_keys(self):
-        """``_NbChannels`` ... ``_OutputsHeight`` into the section (spec §2.5)."""
+        """``_NbChannels`` ... ``_OutputsHeight`` into the section, as N2D2's build
+        writes them."""
         if self.section is None:
             return
         c, h, w = self.out_shape
@@ -245,7 +246,7 @@ class Cell(SectionReader, Parameterizable):
 
     # ------------------------------------------------------------------ weights I/O
     def export_weights(self, folder, precision=None):
-        """Write this cell's ``.syntxt`` files (spec §6.4); cells without Parameters write only
+        """Write this cell's ``.syntxt`` files; cells without Parameters write only
         their activation quantizer's state."""
         if self.qact is not None:
             os.makedirs(folder, exist_ok=True)
@@ -407,7 +408,7 @@ class WeightedCell(Cell):
 
     def export_bias_and_quantizer(self, folder, precision, cell_type, connections=None):
         """``<cell>_biases.syntxt``, then the weight quantizer's ``*_quant_weights*`` files (of
-        ``quant_weight_arrays()``, spec §6.4) and state, for the parts the cell has."""
+        ``quant_weight_arrays()``) and state, for the parts the cell has."""
         from ..io import syntxt
         from ..quantizers import export_quant_weights
         if self.bias is not None:
@@ -431,5 +432,5 @@ class WeightedCell(Cell):
 
     @property
     def export_precision(self):
-        """N2D2 writes 6 significant digits, 10 when the cell has a weight quantizer (§6.4)."""
+        """N2D2 writes 6 significant digits, 10 when the cell has a weight quantizer."""
         return 10 if self.qweight is not None else 6

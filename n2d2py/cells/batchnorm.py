@@ -74,7 +74,7 @@ class BatchNormCell(Cell):
     def fuse(self, fuser):
         return fuser.batchnorm(self)
 
-    # ---------------------------------------------------------------- weights I/O (§6.4)
+    # ---------------------------------------------------------------- weights I/O
     def arrays(self):
         return (self.scale.data, self.bias.data, self.mean, self.variance)
 

@@ -93,7 +93,7 @@ class ConvCell(WeightedCell):
                 mask = None
             channels = shape[0] // groups if groups > 1 else shape[0]
             W = self.fill("Weights", self.weight_shape(channels, kh, kw),
-                          kh * kw * channels, kh * kw * nb_out, rng)   # per-parent fans (§4.4)
+                          kh * kw * channels, kh * kw * nb_out, rng)   # per-parent fans, as N2D2
             sparse = mask is not None and groups == 1
             if sparse:
                 W = W * self.layout(mask)[:, :, None, None]   # unconnected kernels start at 0
@@ -162,7 +162,7 @@ class ConvCell(WeightedCell):
     def count_n2d2(self, counter):
         return counter.conv(self)
 
-    # ---------------------------------------------------------------- weights I/O (§6.4)
+    # ---------------------------------------------------------------- weights I/O
     def full_kernels(self):
         """Host arrays over all parents: kernels (O, ΣC, kH, kW) with zeros where unconnected,
         and the connection map (O, ΣC)."""
@@ -248,7 +248,8 @@ class ConvCell(WeightedCell):
         self.set_full_kernels(full)
 
     def import_legacy(self, path, full, connected):
-        """``<cell>.syntxt``: per output, its connected kernels then its bias (spec §6.4)."""
+        """``<cell>.syntxt``: per output, its connected kernels then its bias (N2D2's
+        legacy single file)."""
         stream = syntxt.NumberStream(path)
         kh, kw = full.shape[2:]
         biases = []

@@ -1,6 +1,6 @@
-"""``Type=ElemWise``: element-wise ``Operation`` over the inputs, each of
-exactly ``NbOutputs`` channels. Sum = Σ(wᵢ·xᵢ + sᵢ); AbsSum = Σ wᵢ·|xᵢ|; EuclideanSum =
-sqrt(Σ(wᵢxᵢ+sᵢ)²); Prod; Max. ``Operation`` has no default (spec §8 item 2).
+"""``Type=ElemWise``: element-wise ``Operation`` over the inputs, each of exactly ``NbOutputs``
+channels. Sum = Σ(wᵢ·xᵢ + sᵢ); AbsSum = Σ wᵢ·|xᵢ|; EuclideanSum = sqrt(Σ(wᵢxᵢ+sᵢ)²); Prod; Max.
+``Operation`` has no default (N2D2's docs say Sum; its code has none).
 """
 from .. import functions as F
 from ..ini.convert import enum, list_of, to_float

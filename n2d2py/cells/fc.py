@@ -78,7 +78,7 @@ class FcCell(WeightedCell):
     def count_n2d2(self, counter):
         return counter.fc(self)
 
-    # ---------------------------------------------------------------- weights I/O (§6.4)
+    # ---------------------------------------------------------------- weights I/O
     def matrix(self):
         """(O, ΣI) host array: parents concatenated in order."""
         return numpy.concatenate([asnumpy(W.data) for W in self.weights], axis=1)

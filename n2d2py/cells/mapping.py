@@ -41,7 +41,7 @@ def group_map(nb_outputs, nb_channels, nb_groups):
 
 def clean_groups(mask):
     """``G`` if ``mask`` is exactly ``group_map(O, C, G)`` for some G > 1 (depthwise included),
-    else 0. Such maps are stored as grouped weights (C/G channels per kernel, spec §2.7)."""
+    else 0. Such maps are stored as grouped weights (C/G channels per kernel)."""
     if mask is None:
         return 0
     nb_outputs, nb_channels = mask.shape

@@ -1,6 +1,7 @@
 """Parameter-free cells of N2D2: Padding, Resize, Reshape, Transpose, Scaling, LRN,
 Normalize, TargetBias, Threshold. Several inputs are concatenated along the channels, as in N2D2.
-Dims lists (``Dims``, ``Perm``) use N2D2's (X, Y, Z, B) axis order (spec §8 item 1).
+Dims lists (``Dims``, ``Perm``) use N2D2's (X, Y, Z, B) axis order, innermost first, not
+NCHW.
 """
 import numpy
 

@@ -20,7 +20,7 @@ class PoolCell(Cell):
     pool_dims = dims_key("Pool")
     stride_dims = dims_key("Stride", (1, 1))
     padding_dims = dims_key("Padding", (0, 0), convert=to_uint)
-    pooling = Key("Pooling", enum("Max", "Average"))   # no default in N2D2 (spec §8 item 2)
+    pooling = Key("Pooling", enum("Max", "Average"))   # no default in N2D2 (its docs say Max)
     uses_mapping = True
     unsupported_keys = ("PoolDepth", "StrideZ", "PaddingZ")
 

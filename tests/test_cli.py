@@ -1,5 +1,5 @@
-"""The ``n2d2py`` command (spec/ini.md §6.1-§6.3): N2D2 option spellings, one-line errors with
-exit status 2 (never a traceback), --build-only, and a short learn + test run."""
+"""The ``n2d2py`` command as N2D2's ``n2d2``: its option spellings, one-line errors with exit status
+2 (never a traceback), --build-only, and a short learn + test run."""
 import os
 import re
 

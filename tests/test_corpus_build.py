@@ -1,5 +1,5 @@
 """Every INI of N2D2's corpus (tests/data/n2d2) either builds with ``--build-only`` or fails with one
-clear sentence saying why (spec/ini.md §7): the outcome of each file is pinned here, so a file that
+clear sentence saying why: the outcome of each file is pinned here, so a file that
 starts or stops building is noticed."""
 import os
 
@@ -9,7 +9,7 @@ from n2d2py.cli import main
 from n2d2py.deepnet import DeepNet
 from n2d2py.errors import N2D2Error
 
-#: spec §7 tiers 1 and 3 (and the ImageNet family with templates): they build
+#: the core and QAT models (and the ImageNet family with templates): they build
 BUILDS = {
     "models/GTSRB29_32c4s1_32mp2_48c5s1_48mp3_200_43.ini", "models/LeNet.ini",
     "models/MobileNet_v1.ini", "models/MobileNet_v1_batchnorm.ini",

@@ -1,5 +1,4 @@
-"""DeepNet: N2D2 build order (spec/ini.md §2.2), global keys (§1.7), targets (§2.6), forward,
-summary (§6.2) and atomic weight folders."""
+"""DeepNet: N2D2 build order, global keys, targets, forward, summary and atomic weight folders."""
 import os
 
 import numpy

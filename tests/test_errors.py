@@ -300,7 +300,7 @@ def test_out_of_range_values(run, write, old, new, fragments):
 
 
 def test_test_without_a_previous_run(run, write):
-    """``--test`` alone reads weights_validation/ of a previous run (spec/ini.md §6.1 item 7)."""
+    """``--test`` alone reads weights_validation/ of a previous run, as in N2D2."""
     line = fails(run, write(NET), "--test", "--nb-test", "16")
     assert_error(line, "weights_validation", "does not exist")
 

@@ -1,4 +1,4 @@
-"""QWeight=Prune with PruningMode=Gradual (spec/qat.md §4): the training step advances the schedule,
+"""QWeight=Prune with PruningMode=Gradual: the training step advances the schedule,
 so the zero fraction grows by GammaThreshold every StepSizeThreshold stimuli, up to Threshold."""
 import textwrap
 

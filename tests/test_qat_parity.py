@@ -1,4 +1,4 @@
-"""Parity with N2D2 on its own trained QAT LeNets (spec/qat.md §6.6, §7).
+"""Parity with N2D2 on its own trained QAT LeNets.
 
 ``n2d2 <ini> -test -w <folder>`` (N2D2's CPU build) on the 1000 bundled test digits scores, for the
 ten QAT INIs of ``tests_data/mnist_model/``, the plain accuracies in ``N2D2_CORRECT`` below. We run
@@ -95,7 +95,7 @@ def test_layer_outputs_match_n2d2(name):
 
 def test_cli_w_with_missing_files_prints_notices_and_tests(tmp_path, monkeypatch, capsys):
     """``n2d2py <ini> --test -w DIR``: a file missing from DIR is N2D2's notice, not an error;
-    what is there is imported (spec/ini.md §6.1 item 5: ``-w`` imports with ignoreNotExists)."""
+    what is there is imported (N2D2's ``-w`` imports with ignoreNotExists)."""
     import shutil
     from n2d2py import cli
     folder = tmp_path / "partial"

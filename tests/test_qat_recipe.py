@@ -1,5 +1,5 @@
 """N2D2's two-stage SAT recipe (QAT documentation, "HandMade model: LeNet Example - INI File"),
-end to end on a few hundred stimuli, and what a QAT weights folder holds (spec/qat.md §6.6).
+end to end on a few hundred stimuli, and what a QAT weights folder holds (as N2D2's).
 
 Stage 1, ``ini_examples/LeNet_SAT4_stage1.ini``: clamp-only weights (QWeight.ApplyQuantization=0),
 float ReLU activations. The user copies the weights folder to ``weights_clamped/``. Stage 2,

@@ -1,4 +1,4 @@
-"""Targets and scoring (spec/ini.md §2.6, §6.2, §8.18): metrics on a hand-made confusion matrix,
+"""Targets and scoring: metrics on a hand-made confusion matrix,
 recognition rate (mean of per-batch success) versus plain accuracy, dense targets, losses."""
 import numpy
 import pytest
@@ -40,7 +40,7 @@ def test_metrics_on_hand_made_matrix(name, expected):
 
 
 def test_metrics_average_only_classes_with_samples():
-    # class 3 has no sample but was predicted once: it is left out of the mean (spec §6.2)
+    # class 3 has no sample but was predicted once: it is left out of the mean (N2D2)
     m = numpy.zeros((4, 4), dtype=int)
     m[:3, :3] = CONFUSION
     m[0, 3] = 1  # one class-0 sample estimated as 3

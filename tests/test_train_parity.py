@@ -1,5 +1,5 @@
 """200 training steps of a 3-layer Fc network with n2d2py's solvers vs the same network in PyTorch
-(spec/ini.md §4.2–4.3, §8 item 15; docs/ARCHITECTURE.md "Solvers and fillers").
+(N2D2's SGD and Adam on summed gradients; docs/ARCHITECTURE.md "Solvers and fillers").
 
 Network: Fc 8→16 tanh → Fc 16→16 relu → Fc 16→4 → softmax cross-entropy, on a fixed toy problem
 (256 points labelled by a random linear teacher, 20 % of labels noisy, mini-batches of 16 in a

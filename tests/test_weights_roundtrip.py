@@ -1,12 +1,12 @@
-"""Weight folders round-trip (spec/ini.md §6.4; docs/ARCHITECTURE.md "Design choices").
+"""Weight folders round-trip (N2D2's .syntxt; docs/ARCHITECTURE.md "Design choices").
 
 * n2d2py's own export: with ``precision=9`` every float32 comes back bit-exactly (weights,
   biases, BatchNorm statistics, SAT α); with N2D2's default 6/10 digits, export -> import ->
   export writes byte-identical files.
 * N2D2's own folders in ``tests_data/mnist_model`` load into their INIs with no missing or
   surplus number, and re-exporting writes N2D2's ``*.syntxt`` files byte for byte (except the
-  ``*_quant_weights*`` files, which N2D2 wrote from the weights before their last update:
-  spec/qat.md §6.6 "not exact oracles").
+  ``*_quant_weights*`` files, which N2D2 wrote from the weights before their last update,
+  so they are not exact oracles).
 """
 import filecmp
 import os
@@ -135,7 +135,7 @@ N2D2_FOLDERS = {
     "LeNet_wMix_a4": "weights_LeNet_wMix_a4",
 }
 #: Written by an older N2D2 with 6 significant digits although the cells have a weight
-#: quantizer (spec/qat.md §6.6 "Precision"); the current N2D2 (and n2d2py) write 10.
+#: quantizer; the current N2D2 (and n2d2py) write 10.
 SIX_DIGIT_FOLDERS = {"weights_test_SAT", "weights_8b_SAT"}
 
 

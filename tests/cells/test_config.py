@@ -87,7 +87,7 @@ def test_qweight_and_qact_keys():
     assert c.qact.alpha == pytest.approx(6.0)
     quant = [p for p in c.parameters() if p.group == "quantizer"]
     assert len(quant) == 1 and quant[0].solver.learning_rate == 0.05
-    # QAct without ActivationFunction is not read (spec §2.8.2)
+    # QAct without ActivationFunction is not read (N2D2)
     c = build_cells(BASE + "QAct=SAT\n", env=(1, 2, 2))["c"]
     assert c.qact is None and any("QAct" in w for w in c.warnings)
 

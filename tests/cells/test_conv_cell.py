@@ -31,7 +31,7 @@ def test_conv_defaults_and_size(rng):
     assert c.activation is None and not c.no_bias and c.back_propagate
     assert c.weights[0].shape == (4, 2, 5, 3)          # KernelDims is X Y: width 3, height 5
     assert c.out_shape == (4, 9 - 5 + 1, 11 - 3 + 1)
-    # default filler N(0, 0.05) for weights and biases (spec §4.4)
+    # default filler N(0, 0.05) for weights and biases (N2D2)
     assert abs(float(c.weights[0].data.std()) - 0.05) < 0.02
     assert c.section.get("_OutputsWidth") == "9" and c.section.get("_NbChannels") == "2"
 
@@ -73,7 +73,7 @@ def test_groups(key, groups):
                         env=(6, 3, 3))
     c = cells["c"]
     assert c.groups == [groups] and c.weights[0].shape == (4, 3, 1, 1)
-    # fan-in for fillers uses C/groups (spec §4.4); outputs 0,1 see channels 0-2
+    # fan-in for fillers uses C/groups (N2D2); outputs 0,1 see channels 0-2
     mask = numpy.zeros((4, 6), bool)
     mask[:2, :3] = mask[2:, 3:] = True
     assert numpy.array_equal(c.full_kernels()[1], mask)
@@ -116,7 +116,7 @@ def test_lenet_mapping_zeroes_kernels_and_exports_variable_lines(tmp_path, rng):
     lines = (tmp_path / "c3_weights.syntxt").read_text().splitlines()
     assert [len(l.split()) for l in lines] == [25 * n for n in table.sum(axis=0)]
     assert [len(l.split()) for l in lines][:6] == [75, 75, 75, 75, 75, 75]
-    # NoBias=1 written in the cell section is ignored as in N2D2 (spec §8 item 3), with a warning
+    # NoBias=1 written in the cell section is ignored as in N2D2, with a warning
     assert (tmp_path / "c3_biases.syntxt").exists()
     assert any("ignored: NoBias=1 in [c3]" in w for w in c.warnings)
 

@@ -40,7 +40,7 @@ def test_pool_one_to_one(rng, pooling):
 def test_pool_without_mapping_is_full(rng):
     cells, p = cell_of("[p]\nInput=env\nType=Pool\nPoolDims=2 2\nStride=2\nNbOutputs=2\n"
                        "Pooling=Max\n", (3, 4, 4))
-    assert p.mask.all()   # every output pools over every channel (spec §8 item 2)
+    assert p.mask.all()   # every output pools over every channel (N2D2)
     x = rng.standard_normal((1, 3, 4, 4)).astype(numpy.float32)
     ref = x.reshape(1, 3, 2, 2, 2, 2).max(axis=(1, 3, 5))
     y = run(cells, x)["p"]
@@ -51,7 +51,7 @@ def test_batchnorm_defaults_and_forward(rng):
     cells, bn = cell_of("[bn]\nInput=env\nType=BatchNorm\nNbOutputs=2\nConfigSection=k\n"
                         "[k]\nEpsilon=1e-3\nMovingAverageMomentum=0.5\n", (2, 3, 3))
     assert (bn.scale.data == 1).all() and (bn.bias.data == 0).all()
-    assert (bn.mean == 0).all() and (bn.variance == 0).all()   # variance starts at 0 (§8 item 13)
+    assert (bn.mean == 0).all() and (bn.variance == 0).all()   # variance starts at 0 (N2D2)
     assert bn.epsilon == 1e-3 and set(bn.solvers) == {"Scale", "Bias"}
     x = rng.standard_normal((4, 2, 3, 3)).astype(numpy.float32)
     y = run(cells, x, training=True)["bn"]

@@ -1,4 +1,4 @@
-"""Databases (spec/ini.md §3.3): partition arithmetic, MNIST (files and bundled subset), CIFAR
+"""Databases: partition arithmetic, MNIST (files and bundled subset), CIFAR
 binary layout, DIR_Database, INI errors."""
 import os
 

@@ -1,4 +1,4 @@
-"""StimuliProvider (spec/ini.md §3.1, §3.2): INI building, file order, implicit normalisation,
+"""StimuliProvider: INI building, file order, implicit normalisation,
 size checks, StimuliData, batches, and N2D2's own network input for a bundled test digit."""
 import time
 

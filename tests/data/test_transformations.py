@@ -1,4 +1,4 @@
-"""Transformations (spec/ini.md §3.4): numbers on small arrays against OpenCV / NumPy formulas."""
+"""Transformations: numbers on small arrays against OpenCV / NumPy formulas."""
 import cv2
 import numpy
 import pytest

@@ -1,4 +1,4 @@
-"""Fillers (spec/ini.md §4.4): distributions, N2D2's keys and defaults, the fan rule."""
+"""Fillers: distributions, N2D2's keys and defaults, the fan rule."""
 import math
 
 import numpy

@@ -1,4 +1,4 @@
-"""N2D2 activation functions (spec/ini.md §2.8.2): forward against float64 formulas written
+"""N2D2 activation functions: forward against float64 formulas written
 independently here, gradients against finite differences and N2D2's kink rules, torch where it has
 the same function."""
 import numpy
@@ -99,7 +99,7 @@ def test_clamp_gradient_zero_outside():
 
 
 def test_tanh_lecun_has_no_output_gain():
-    # §8.16: TanhLeCun saturates at ±1, not ±1.7159
+    # N2D2's TanhLeCun saturates at ±1, not ±1.7159
     y = F.tanh(numpy.array([50.0], dtype=numpy.float32), F.TANH_LECUN_ALPHA)
     assert float(y.data[0]) == pytest.approx(1.0)
     assert F.TANH_LECUN_ALPHA == pytest.approx(1.14393, abs=1e-5)

@@ -1,4 +1,4 @@
-"""batch_norm: N2D2 BatchNorm semantics (spec/ini.md §2.8.1, §8.13) against a naive float64
+"""batch_norm: N2D2 BatchNorm semantics against a naive float64
 reference, finite differences and torch.nn.functional.batch_norm."""
 import numpy
 import pytest

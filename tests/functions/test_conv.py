@@ -112,7 +112,7 @@ def test_deconv2d_backward_finite_differences(rng, case):
 
 
 def test_deconv2d_size_is_n2d2s():
-    """N2D2 Deconv: out = in*s + (d(k-1)+1) - 2p - s (spec/ini.md §2.8.1)."""
+    """N2D2 Deconv: out = in*s + (d(k-1)+1) - 2p - s."""
     x, W = numpy.zeros((1, 2, 7, 5)), numpy.zeros((2, 3, 4, 3))
     y = F.deconv2d(x, W, stride=(3, 2), padding=(1, 2), dilation=(1, 2))
     assert y.shape == (1, 3, 7 * 3 + 4 - 2 - 3, 5 * 2 + 5 - 4 - 2)

@@ -1,4 +1,4 @@
-"""dropout: N2D2 CPU semantics (no rescale, spec/ini.md §8.14), inverted dropout on request,
+"""dropout: N2D2 CPU semantics (no rescale), inverted dropout on request,
 identity at inference, reproducible from the cell's Generator."""
 import numpy
 import pytest

@@ -11,7 +11,7 @@ RTOL_F32 = 1e-5
 
 
 def _naive_fc(x, W, b):
-    """y[n, o] = b[o] + sum_{c, y, x} W[o, c*H*W + y*W + x] * in[n, c, y, x] (spec/ini.md §2.8.1)."""
+    """y[n, o] = b[o] + sum_{c, y, x} W[o, c*H*W + y*W + x] * in[n, c, y, x] (N2D2's order)."""
     N, C, H, Wd = x.shape
     out = numpy.tile(b, (N, 1)).astype(numpy.float64)
     for c in range(C):

@@ -48,7 +48,7 @@ def test_avg_pool2d_forward(xp, rng, case, count_include_pad):
 
 
 def test_avg_pool2d_counts_padding_like_n2d2():
-    """N2D2 divides by kH*kW even where the window covers padding (spec/ini.md §2.8.1 Pool)."""
+    """N2D2 divides by kH*kW even where the window covers padding."""
     y = F.avg_pool2d(numpy.ones((1, 1, 2, 2)), 2, 2, 1)
     numpy.testing.assert_allclose(y.data, numpy.full((1, 1, 2, 2), 0.25))
     y = F.avg_pool2d(numpy.ones((1, 1, 2, 2)), 2, 2, 1, count_include_pad=False)
@@ -119,7 +119,7 @@ def test_channel_pool2d(xp, rng, kind, kernel, stride, pads):
 
 
 def test_channel_pool2d_full_mask_pools_across_all_channels(rng):
-    """N2D2 Pool without a Mapping: every output sees every channel (spec/ini.md §2.7)."""
+    """N2D2 Pool without a Mapping: every output sees every channel."""
     x = rng.standard_normal((2, 3, 4, 4))
     y = F.channel_pool2d(x, numpy.ones((2, 3), bool), "Max", 2, 2)
     want = F.max_pool2d(x, 2, 2).data.max(axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""softmax / log_softmax (GroupSize) and the losses (spec/ini.md §2.6): forward against float64
+"""softmax / log_softmax (GroupSize) and the losses: forward against float64
 formulas, gradients against finite differences and N2D2's pass-through rules, torch as oracle."""
 import numpy
 import pytest

@@ -1,4 +1,4 @@
-"""Every INI of N2D2's corpus parses and every key evaluates (spec/ini.md §7), and every
+"""Every INI of N2D2's corpus parses and every key evaluates, and every
 ``ini_examples/*.ini`` is a LeNet-like MNIST network."""
 import pathlib
 
@@ -8,12 +8,12 @@ from n2d2py.ini import load_ini, parse_mapping_matrix, to_int, to_uint
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "ini_examples"
 EPOCH_SIZE = 1000
-BUILD_VALUE = 7        # stands for _OutputsWidth & co., written by the build (spec/ini.md §2.5)
+BUILD_VALUE = 7        # stands for _OutputsWidth & co., written by the build
 BUILD_KEYS = ("_NbChannels", "_ChannelsWidth", "_ChannelsHeight", "_NbOutputs",
               "_OutputsWidth", "_OutputsHeight")
 STIMULI_DATA_KEYS = ("_GlobalValue.minVal", "_GlobalValue.maxVal", "_GlobalValue.mean",
                      "_GlobalValue.stdDev", "_MeanData", "_StdDevData")
-# N2D2's corpus in tests/data/n2d2 (spec/ini.md §7: N2D2's 86 *.ini/*.ini.tpl, of which 76 *.ini here):
+# N2D2's corpus in tests/data/n2d2 (N2D2's 86 *.ini/*.ini.tpl, of which 76 *.ini here):
 # sections after template expansion, key lines (inherited copies included), template sections
 # and values holding a $() expression, counted when this test was written.
 EXPECTED_INI_FILES = 76

@@ -1,4 +1,4 @@
-"""Unknown keys, unused sections, mapping tables (spec/ini.md §1.7, §1.9, §2.7)."""
+"""Unknown keys, unused sections, mapping tables (docs/INI.md §5, §6, §10)."""
 import pytest
 
 from n2d2py.errors import IniError

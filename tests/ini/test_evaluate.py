@@ -1,4 +1,4 @@
-"""Evaluating values on read: ``[S]K``, ``${VAR}``, ``$(...)`` (spec/ini.md §1.4, §1.5, §8 5-7)."""
+"""Evaluating values on read: ``[S]K``, ``${VAR}``, ``$(...)`` (docs/INI.md §3)."""
 import pytest
 
 from n2d2py.errors import IniError

@@ -1,4 +1,4 @@
-"""The safe ``$(...)`` evaluator (n2d2py/ini/expression.py, spec/ini.md §1.4, §8 item 7)."""
+"""The safe ``$(...)`` evaluator (n2d2py/ini/expression.py, docs/INI.md §3)."""
 import operator
 
 import pytest

@@ -1,4 +1,4 @@
-"""Reading INI text: lines, comments, sections, inheritance (spec/ini.md §1.1, §1.2, §8 item 4)."""
+"""Reading INI text: lines, comments, sections, inheritance (docs/INI.md §1-§2)."""
 import pytest
 
 from n2d2py.errors import IniError
@@ -51,7 +51,7 @@ def test_continuation_keeps_the_space_before_the_backslash():
 
 
 def test_continuation_then_comment_swallows_next_lines():
-    # Joining happens before comments are cut (spec/ini.md §1.1 step 2).
+    # Joining happens before comments are cut, as in N2D2.
     doc = parse_ini_text("[s]\nA=1 ; note \\\nB=2\nC=3\n")
     assert raw_values(doc, "s") == {"A": "1", "C": "3"}
 

@@ -1,4 +1,4 @@
-"""The ``.ini.tpl`` engine and ``[name@file.ini.tpl]`` includes (spec/ini.md §1.6, §8 item 24)."""
+"""The ``.ini.tpl`` engine and ``[name@file.ini.tpl]`` includes (docs/INI.md §4)."""
 import os
 
 import pytest

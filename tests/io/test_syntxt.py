@@ -1,4 +1,4 @@
-"""The .syntxt weight format (spec/ini.md §6.4) and N2D2's own weight folders."""
+"""The .syntxt weight format and N2D2's own weight folders."""
 import filecmp
 
 import numpy
@@ -87,7 +87,7 @@ def test_import_lenet_w4_a8(n2d2_ini, tmp_path):
     for cell in cells.values():
         cell.export_weights(str(tmp_path))
     for f in folder.iterdir():
-        if "_quant_" in f.name:   # written from the last forward before the final update (qat.md §6.6)
+        if "_quant_" in f.name:   # written from the last forward before the final update (by N2D2)
             assert (tmp_path / f.name).exists()
         else:   # 10 digits for quantized cells, 6 for BatchNorm, as N2D2
             assert filecmp.cmp(f, tmp_path / f.name, shallow=False), f.name

@@ -1,5 +1,5 @@
 """Helpers for the ONNX tests: the backend test data shipped in the onnx wheel
-(spec/landscape.md §5.1) and tensor loading."""
+and tensor loading."""
 import glob
 import os
 

@@ -1,6 +1,6 @@
 """Acceptance 1: the ONNX models shipped in the onnx wheel (``pytorch-converted``,
 ``pytorch-operator``, ``light``) import as n2d2py cells and reproduce their stored outputs
-(spec/ini.md §5; spec/landscape.md §5.1).
+(docs/ONNX.md).
 
 ``RTOL`` 1e-4 relative with ``ATOL`` 1e-6 absolute (float32 sums of a few hundred terms); the
 float64 cases are cast to float32 (relative error <= 6e-8 per input, within RTOL; tiny
@@ -9,7 +9,7 @@ of ``n2d2py/onnx/ops_extension.py`` (ConvTranspose, LogSoftmax, Elu/Selu/Exp/Neg
 PRelu, Min, broadcasting arithmetic, ReduceSum/ReduceMean over non-batch axes) and
 ``ops_layout.py`` (Split: GLU; Tile: repeat; the 6-D Transpose of PixelShuffle) and dilated
 pools are exercised.
-Cases outside both (spec/ini.md §5.3) are in ``SKIPS`` with the reason;
+Cases outside both are in ``SKIPS`` with the reason;
 ``test_skipped_cases_are_refused`` checks that each of them is refused with an ``OnnxError``,
 so a case that starts to import must leave the list, and the list cannot grow silently.
 """

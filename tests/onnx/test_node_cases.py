@@ -1,11 +1,11 @@
 """Acceptance 2: single-node cases of ``onnx.backend.test.loader.load_node_model_tests()``
-for the operators N2D2 imports (spec/ini.md §5.3), each with the case's own rtol/atol.
+for the operators N2D2 imports, each with the case's own rtol/atol.
 
-The loader feeds every operand as a graph input; N2D2 needs weights, shapes, axes, pads and
-scales as initializers (spec §5.3 "when one operand is an initializer"), so ``freeze`` turns the
-parameter operands of each op into initializers holding the case's values, as an exporter would
-have written them. Cases outside N2D2's mapping are listed by name in ``REFUSED`` with the
-reason, and each must raise an ``OnnxError`` (so a case that starts to import must leave it).
+The loader feeds every operand as a graph input; N2D2 needs weights, shapes, axes, pads and scales
+as initializers (Gemm/MatMul become Fc only when one operand is an initializer), so ``freeze`` turns
+the parameter operands of each op into initializers holding the case's values, as an exporter would
+have written them. Cases outside N2D2's mapping are listed by name in ``REFUSED`` with the reason,
+and each must raise an ``OnnxError`` (so a case that starts to import must leave it).
 """
 import numpy
 import onnx

@@ -1,4 +1,4 @@
-"""``Type=ONNX`` sections inside a DeepNet (spec/ini.md §2.2, §5.1, §5.2): N2D2's ResNet-18 QAT
+"""``Type=ONNX`` sections inside a DeepNet: N2D2's ResNet-18 QAT
 recipes (LSQ 8-bit from models/quantizer/, SAT 4-bit from the documentation) built against a
 generated resnet18v1.onnx (random weights, the real node names), overrides inspected, one
 training step through the DeepNet; ``Input=onnx,<cell>`` and a missing model file."""

@@ -1,4 +1,4 @@
-"""Acceptance 4: INI overrides of imported cells (spec/ini.md §5.2, §8 item 22).
+"""Acceptance 4: INI overrides of imported cells (docs/INI.md §9).
 
 ``[onnx:Conv_def]`` configures every Conv; a section named like a node **replaces** it (it
 inherits the defaults explicitly); a section named like a Relu output replaces the ReLU by its

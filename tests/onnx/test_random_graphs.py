@@ -1,6 +1,6 @@
 """Acceptance 3: random-weight ResNet-18-like and MobileNet-v2-like ONNX graphs (asymmetric
 pads, ceil-mode pools, Clip-ReLU6, Concat, Transpose, MatMul+Add) give the numbers of
-``onnx.reference.ReferenceEvaluator`` (spec/ini.md §5.3)."""
+``onnx.reference.ReferenceEvaluator``."""
 import numpy
 import onnx
 import pytest

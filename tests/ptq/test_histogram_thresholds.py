@@ -1,9 +1,9 @@
 """Calibration histograms and thresholds against N2D2's own values and the formulas:
 
 * N2D2's ``tests/class_Histogram.cpp``: the counts, bin indices and ``enlarge`` results it
-  asserts (spec/ptq.md §7.2);
-* the MSE / KL-Divergence / Quantile searches against plain loops over the candidates (the
-  formulas of spec/ptq.md §3.5 written the obvious way), and the threshold table derived with
+  asserts;
+* the MSE / KL-Divergence / Quantile searches against plain loops over the candidates (N2D2's
+  formulas written the obvious way), and the threshold table derived with
   N2D2's formulas on seeded data (100 000 samples: ReLU(N(0,1)), N(0,1), ReLU(Laplace));
 * N2D2's statistics files: ``outputs_range.bin`` of its ``mnist_model`` decoded (N2D2's
   calibration maxima), save/load round trips, damaged files as one-line errors.
@@ -150,7 +150,7 @@ def test_edge_cases_of_the_searches():
 
 
 def seeded_samples():
-    """The data of spec/ptq.md §3.5's table: default_rng(0), drawn in this order."""
+    """The data of the threshold table: default_rng(0), drawn in this order."""
     rng = numpy.random.default_rng(0)
     normal = rng.standard_normal(100_000)
     signed = rng.standard_normal(100_000)
@@ -158,7 +158,7 @@ def seeded_samples():
     return numpy.maximum(normal, 0), signed, numpy.maximum(laplace, 0)
 
 
-#: spec/ptq.md §3.5, [derived] with N2D2's formulas: max, MSE, KL-Divergence, Quantile 0.9999
+#: derived with N2D2's formulas: max, MSE, KL-Divergence, Quantile 0.9999
 TABLE = [("relu", 8, True, (4.732, 4.448, 3.289, 3.773)),
          ("relu", 4, True, (4.732, 2.929, 2.768, 3.773)),
          ("signed", 8, False, (4.594, 3.937, 4.530, 3.696)),

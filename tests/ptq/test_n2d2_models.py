@@ -1,6 +1,6 @@
-"""N2D2's post-training quantization test (``tests/class_DeepNetQuantization.cpp``, spec/ptq.md
-§7.1) on the 1000 bundled test digits: its two float models with its weights, calibrated like the
-test does (the first 500 Test stimuli, 8 bits), in each of its configurations.
+"""N2D2's post-training quantization test (``tests/class_DeepNetQuantization.cpp``) on the 1000
+bundled test digits: its two float models with its weights, calibrated like the test does (the first
+500 Test stimuli, 8 bits), in each of its configurations.
 
 N2D2 asserts its scores on the first 500 of the 10 000 MNIST test digits, which are not bundled;
 here each configuration must stay within 0.5 point of the float network on the 1000 bundled digits

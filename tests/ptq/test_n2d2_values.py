@@ -1,9 +1,9 @@
-"""Post-training quantization against N2D2's numbers (spec/ptq.md §7.3, §9):
+"""Post-training quantization against N2D2's numbers:
 
 * N2D2's ``mnist_model`` with its stored calibration ranges (``outputs_range.bin``, 500 test
   stimuli, clip None, per layer): every layer's rescale factor, Single-shift exponent and
   compensation, Fixed-point16 multiplier and fractional bits equal the values N2D2's formulas
-  give (the table of §7.3), and so do its Double-shift pairs and compensations. ``fc_1`` reads
+  give (the table below), and so do its Double-shift pairs and compensations. ``fc_1`` reads
   the window sums of the Average pool ``pool_2`` (2x2) where N2D2 reads their truncated mean:
   its factor is N2D2's / 4 and its shift exponents N2D2's + 2, the same arithmetic without the
   truncation.
@@ -29,7 +29,7 @@ from n2d2py.qat import engine
 from n2d2py.qat.scaling import single_shift
 
 N2D2 = pathlib.Path(__file__).resolve().parents[1] / "data" / "n2d2"
-#: §7.3: float factor f, Single-shift (e, p), Fixed-point16 (M, nf), per layer
+#: N2D2's values: float factor f, Single-shift (e, p), Fixed-point16 (M, nf), per layer
 N2D2_LAYERS = {
     "conv_1": (0.00200361, 8, 1.9496, 16807, 23),
     "conv_dw_2": (0.00421462, 7, 1.8537, 17677, 22),
@@ -40,7 +40,7 @@ N2D2_LAYERS = {
     "fc_1": (0.0113221, 6, 1.3800, 23744, 21),
     "fc_2": (0.00635567, 7, 1.2292, 26658, 22),
 }
-#: §7.3: Double-shift ((d, e2), p): acc·(2^-(e2-d) + 2^-e2), weights divided by p
+#: N2D2's values: Double-shift ((d, e2), p): acc·(2^-(e2-d) + 2^-e2), weights divided by p
 N2D2_DOUBLE = {
     "conv_1": ((6, 15), 1.0), "conv_dw_2": ((4, 12), 1.0), "conv_pw_2": ((0, 8), 1.0001),
     "conv_dw_3": ((0, 9), 1.2165), "conv_pw_3": ((1, 8), 1.1581), "conv_4": ((1, 8), 1.0949),
@@ -102,7 +102,7 @@ def test_thresholds_take_the_max_pool_statistics_of_a_clipped_layer(mnist_model)
     assert rows["conv_pw_2"]["T"] == stats.ranges["pool_1"].max
 
 
-# -- the worked example (spec/ptq.md §9) --------------------------------------------------------
+# -- a worked example (2-layer Fc, 8 bits) ----------------------------------------------------
 X = numpy.array([[0.2, 0.9, 0.5], [1.0, 0.1, 0.3], [0.6, 0.6, 0.0], [0.0, 0.4, 1.0]])
 W1 = numpy.array([[0.5, -0.25, 0.1], [-0.4, 0.8, 0.2], [0.3, 0.3, -0.6], [0.05, -0.1, 0.4]])
 B1 = numpy.array([0.1, -0.05, 0.2, 0.0])

@@ -1,6 +1,6 @@
 """Element-by-element agreement of a fused integer network with its fake-quantized DeepNet
-(spec/qat.md §5.4: "in real arithmetic the FLOAT_MULT/NONE path is exactly the fake-quantized
-chain expressed in integer codes y·R/α"), with rounding ties counted.
+(in real arithmetic the FLOAT_MULT/NONE path is exactly the fake-quantized chain expressed
+in integer codes y·R/α), with rounding ties counted.
 
 Each fused Conv/Fc node with an activation quantizer is fed the fake-quant codes of its input
 (so one disagreement does not propagate) and its output codes are compared with the fake-quant

@@ -1,4 +1,4 @@
-"""Shared loaders for the QAT tests: N2D2's test models (spec/qat.md §6.6) on the bundled digits."""
+"""Shared loaders for the QAT tests: N2D2's test models on the bundled digits."""
 import pathlib
 
 

@@ -1,4 +1,4 @@
-"""spec/qat.md §5.9: N2D2's fusion constants for LeNet-bn-SAT + weights_test_SAT, channel 0."""
+"""N2D2's fusion constants for LeNet-bn-SAT + weights_test_SAT, channel 0."""
 import numpy
 import pytest
 
@@ -7,9 +7,9 @@ from n2d2py.qat import fuse_qat
 
 from qat_helpers import load
 
-REL = 2e-5   # the spec prints 6 significant digits
+REL = 2e-5   # the reference values have 6 significant digits
 
-# layer, mode, W[0, :5] (flattened C, kH, kW), S_0, B_0, C_0   (spec/qat.md §5.9)
+# layer, mode, W[0, :5] (flattened C, kH, kW), S_0, B_0, C_0   (N2D2's values)
 EXAMPLE = [
     ("conv1", "NONE", [.02745, .05098, .03529, .06667, -.21569], 0.0207648, 169.448, 722.375),
     ("conv1", "RINTF", [3, 6, 4, 8, -27], 0.000163503, 21520, 91742),
@@ -52,7 +52,7 @@ def test_compat_hack_uses_31(net):
 
 
 def test_fc_sat_scales(fused):
-    """SAT scales s_0 of the FCs (§5.9): weights_test_SAT fc1 2.47024, fc2 0.847119."""
+    """SAT scales s_0 of the FCs: weights_test_SAT fc1 2.47024, fc2 0.847119."""
     assert fused["RINTF"].constants["fc1"]["sat_scaling"] == pytest.approx(2.47024, rel=REL)
     assert fused["RINTF"].constants["fc2"]["sat_scaling"] == pytest.approx(0.847119, rel=REL)
 
@@ -80,7 +80,7 @@ def test_conv_without_bn_is_refused(net):
 
 def test_double_shift_is_n2d2s_scaling_but_not_its_qat_simulation(net):
     """N2D2's -qat-sat leaves Double-shift layers unscaled: --n2d2-compat refuses it; without,
-    conv2 (RINTF, D = 1, S_0 = 0.0193184, §5.9) gets N2D2's two-shift approximation: 2^-6
+    conv2 (RINTF, D = 1, S_0 = 0.0193184) gets N2D2's two-shift approximation: 2^-6
     (0.81 of S), then 2^-9 (0.91 < 0.98), so the second exponent drops to 8: 2^-6 + 2^-8 =
     0.01953 = 1.011·S."""
     with pytest.raises(N2D2Error, match="Double-shift cannot be combined with --n2d2-compat"):

@@ -1,4 +1,4 @@
-"""Acceptance (spec/qat.md §6.3, §6.6): the fused integer network scores what the fake-quantized
+"""Acceptance: the fused integer network scores what the fake-quantized
 network scores on the 1000 bundled test digits, for N2D2's ten LeNet configurations.
 
 Measured (fake-quant | fused Floating-point NONE | Fixed-point32 RINTF | Single-shift RINTF):

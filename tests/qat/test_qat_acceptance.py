@@ -1,4 +1,4 @@
-"""Acceptance of ``--qat-sat`` (spec/qat.md §5, §6.3) on every one of the 1000 bundled test digits:
+"""Acceptance of ``--qat-sat`` on every one of the 1000 bundled test digits:
 
 1. N2D2's ten QAT LeNets: the fused integer network (Floating-point, NONE) predicts the class the
    fake-quantized network predicts on every digit, and every fused layer's integer codes equal

@@ -1,4 +1,4 @@
-"""Exports (spec/qat.md §5.8): weights_quantized/ + scaling.json, and the C99 program compiled
+"""Exports: weights_quantized/ + scaling.json, and the C99 program compiled
 with the system gcc, whose predictions on 100 test digits equal the Python integer engine's."""
 import json
 
@@ -22,7 +22,7 @@ def test_weights_quantized(tmp_path):
                      "RINTF")
     folder = export_weights_quantized(fused, tmp_path / "weights_quantized")
     W = syntxt.read_numbers(syntxt.weights_path(folder, "conv2", "weights"), 16 * 150)
-    assert W.reshape(16, 150)[0, :5].tolist() == [-1, -3, 9, 1, 5]      # §5.9
+    assert W.reshape(16, 150)[0, :5].tolist() == [-1, -3, 9, 1, 5]      # N2D2's values
     B = syntxt.read_numbers(syntxt.weights_path(folder, "conv1", "biases"), 6)
     assert B[0] == 21520
     info = json.loads((tmp_path / "weights_quantized" / "scaling.json").read_text())

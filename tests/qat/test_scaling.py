@@ -1,4 +1,4 @@
-"""Rescaling modes and rounding helpers (spec/qat.md §5.4, pitfalls 1, 10, 11)."""
+"""Rescaling modes and rounding helpers, against N2D2's rules."""
 import numpy
 import pytest
 

@@ -1,5 +1,5 @@
 """N2D2's ``Random`` generator, regenerated to rebuild the tensors of its unit tests
-(spec/qat.md §6.1): MT19937 seeded with ``init_genrand`` (``Random::mtSeed``), and
+(N2D2's quantizer tests): MT19937 seeded with ``init_genrand`` (``Random::mtSeed``), and
 ``randUniform(a, b) = a + u32 / 4294967295.0 · (b − a)`` (closed interval, double).
 """
 import numpy

@@ -1,4 +1,4 @@
-"""DFP and Po2 with QR/WQR (spec/methods.md §3, seed 001 eq. 1-12): levels against the formulas,
+"""DFP and Po2 with QR/WQR (Wess et al. 2018, eq. 1-12): levels against the formulas,
 QR/WQR values and finite-difference gradients, λ schedules, and the train/test forward switch."""
 import math
 
@@ -57,7 +57,7 @@ def test_lambda_schedules():
     for e in (1, 10, 149, 150, 200):
         dfp.on_epoch(e)
         po2.on_epoch(e)
-        assert dfp.lambdas() == (100.0 if e >= 150 else 0.0, 10.0 * e)  # seed 001 §III-C
+        assert dfp.lambdas() == (100.0 if e >= 150 else 0.0, 10.0 * e)  # Wess et al., §III-C
         assert po2.lambdas() == (0.0, 10.0 * e)
     qr = make_weight_quantizer("DFP", {"Range": "7", "Regularization": "QR", "Lambda1": "1",
                                        "Lambda1Slope": "10", "Lambda1StartEpoch": "0"})

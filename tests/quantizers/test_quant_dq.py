@@ -1,4 +1,4 @@
-"""DQ (spec/methods.md §1): forward and derived bits against the formulas, STE gradients against
+"""DQ (Uhlich et al.): forward and derived bits against the formulas, STE gradients against
 the stated rules, finite differences where the maths is smooth (log2 of the bit-width, q_max
 outside the range), box projection and state files."""
 import math

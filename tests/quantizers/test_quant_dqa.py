@@ -1,4 +1,4 @@
-"""DQA (spec/methods.md §4, seed 004 eq. 1-14): the quantizers against their formulas, the
+"""DQA (Boukli Hacene et al., eq. 1-14): the quantizers against their formulas, the
 attention mix and its finite-difference gradients, the temperature schedule, the α
 normalisation and initialisation, the regulariser, and the end state (one-hot attention)."""
 import math

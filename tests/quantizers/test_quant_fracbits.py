@@ -1,4 +1,4 @@
-"""FracBits (spec/methods.md §2): interpolation between floor/ceil DoReFa quantizers, dQ/db by
+"""FracBits: interpolation between floor/ceil DoReFa quantizers, dQ/db by
 finite differences, the STE on w, freezing, state files, and a size target reached within 2% by
 training a few linear layers with n2d2py functions and SGD (constraints.py)."""
 import math
@@ -36,7 +36,7 @@ def test_forward_interpolates(rng, b):
 def test_bits_gradient_by_finite_differences(rng):
     w = rng.standard_normal((4, 6))
     check_backward(lambda b: FracBitsQuantize().apply(Variable(w), b), [numpy.array([3.4])])
-    # with ApplyScaling the scale s is a constant in the backward (as SAT's, spec/qat.md §1.3):
+    # with ApplyScaling the scale s is a constant in the backward (as SAT's in N2D2):
     # g_b = Σ g·(Q_{f+1} − Q_f)/s, not the finite difference of the rescaled output
     g = rng.standard_normal((4, 6))
     B = Variable(numpy.array([5.6]), requires_grad=True)

@@ -1,4 +1,4 @@
-"""LSQ weight and activation quantizers (spec/qat.md §3): N2D2's unit tests regenerated (§6.1),
+"""LSQ weight and activation quantizers: N2D2's unit tests regenerated,
 step-size init, gradient scale, the update sign, PyTorch's learnable fake-quant as an oracle,
 and the step-size state files."""
 import math
@@ -14,10 +14,10 @@ from n2d2py.ini import parse_ini_text
 from n2d2py.quantizers import LSQActQuantizer, LSQWeightQuantizer, make_weight_quantizer
 from n2d2py.quantizers.lsq import LSQQuantize, lsq_weight_range
 
-N2D2_ATOL = 1e-3   # N2D2's assertion tolerance (§6.1)
+N2D2_ATOL = 1e-3   # N2D2's assertion tolerance
 GS_RTOL = 1e-5     # step gradient: a float32 sum of up to 25000 terms vs a float64 reference
 TORCH_RTOL = 1e-5  # PyTorch sums in a different order
-LR = 0.01          # the default SGD rate of the quantizer solver (§0)
+LR = 0.01          # the default SGD rate of N2D2's quantizer solver
 
 # activations: (nbOutputs, nbChannel, R, s); weights: (O, C, kH, kW, R, s) — from N2D2's tuples
 ACT_CASES = [(10, 4, 255, 0.2), (16, 8, 3, 0.2), (1, 4, 127, 0.05), (4, 1, 31, 0.01),

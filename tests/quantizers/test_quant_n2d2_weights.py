@@ -1,4 +1,4 @@
-"""SAT against N2D2's trained LeNet_w4_a8 folder (spec/qat.md §6.6): Symmetric R=15 conv
+"""SAT against N2D2's trained LeNet_w4_a8 folder: Symmetric R=15 conv
 weights, ApplyScaling FC weights, and the quantized-weights file format."""
 import numpy
 import pytest
@@ -8,8 +8,8 @@ from n2d2py.quantizers import SATWeightQuantizer, export_quant_weights, quant_we
 from n2d2py.quantizers.base import read_syntxt_values
 
 # The *_quant_weights* files are w_q of the forward before the last SGD step while *_weights
-# were written after it (spec/qat.md §6.6): a few elements sit one grid step apart. §6.6 reports
-# at most 16 per layer for LeNet_w4_a8; we measured conv1 3, conv2 2, conv3 16.
+# were written after it: a few elements sit one grid step apart, at most 16 per layer for
+# LeNet_w4_a8; we measured conv1 3, conv2 2, conv3 16.
 MAX_STALE = 16
 ULP_TOL = 1e-6  # N2D2's CUDA build rounds some levels 1 ulp differently (fast reciprocal)
 
@@ -49,7 +49,7 @@ def test_fc_scaling_gives_unit_variance_times_outputs(folder):
     ref = load(folder / "fc1_quant_weights_quant.syntxt", (84, 120)).astype(numpy.float64)
     wq, q = quantize(w, 15, scaling=True)
     assert wq.astype(numpy.float64).var(ddof=1) * 84 == pytest.approx(1.0, abs=1e-5)
-    assert ref.var(ddof=1) * 84 == pytest.approx(1.0, abs=1e-5)  # N2D2's own file (§1.2 [checked])
+    assert ref.var(ddof=1) * 84 == pytest.approx(1.0, abs=1e-5)  # N2D2's own file: Var_{N-1}·n = 1
     # integer codes k in w_q = k/(7·s): equal except the stale elements
     codes = numpy.rint(wq.astype(numpy.float64) * q.scaling[0] * 7)
     ref_codes = numpy.rint(ref / numpy.abs(ref[ref != 0]).min())

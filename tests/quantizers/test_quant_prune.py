@@ -1,4 +1,4 @@
-"""Prune weight quantizer (spec/qat.md §4): masks, fillers, Gradual schedule, masks file."""
+"""Prune weight quantizer (``QWeight=Prune``): masks, fillers, Gradual schedule, masks file."""
 import numpy
 import pytest
 
@@ -7,7 +7,7 @@ from n2d2py.autograd import Variable
 from n2d2py.errors import WeightsError
 from n2d2py.quantizers import PruneQuantizer, make_weight_quantizer
 
-ZERO_FRACTION_TOL = 0.1  # N2D2's test: zero fraction within ±0.1 of the threshold (§6.1)
+ZERO_FRACTION_TOL = 0.1  # N2D2's test: zero fraction within ±0.1 of the threshold
 
 
 def test_static_random_prune_like_n2d2_unit_test():

@@ -1,4 +1,4 @@
-"""Rounding rules (spec/qat.md §0, pitfall 1) and the generic STE helpers of functions/ste.py."""
+"""Rounding rules (N2D2 mixes C's rintf and round), the generic STE helpers of functions/ste.py."""
 import numpy
 import pytest
 

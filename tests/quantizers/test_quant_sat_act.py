@@ -1,4 +1,4 @@
-"""SAT activation quantizer (CG-PACT, spec/qat.md §2): N2D2's unit tests regenerated (§6.1),
+"""SAT activation quantizer (CG-PACT): N2D2's unit tests regenerated,
 gradients, rounding options, α state file."""
 import numpy
 import pytest
@@ -9,7 +9,7 @@ from n2d2py.errors import WeightsError
 from n2d2py.quantizers import ACT_QUANTIZERS, SATActQuantizer, make_act_quantizer
 from n2d2py.quantizers.sat import SATActQuantize
 
-N2D2_ATOL = 1e-3      # N2D2's assertion tolerance (§6.1)
+N2D2_ATOL = 1e-3      # N2D2's assertion tolerance
 GALPHA_RTOL = 1e-5    # g_α sums ~6000-25000 float32 terms: our pairwise sum vs a float64 reference
 
 # (nbOutputs, nbChannel, nbBits): a spread of N2D2's tuples, α = 1.5
@@ -77,7 +77,7 @@ def test_negative_alpha_uses_its_absolute_value_and_gets_no_sign_factor():
     assert x.grad.tolist() == [0, 1, 1, 1, 0]  # x == a passes, x ≤ 0 and x > a block
     # d: 0 (x<0), rnd(0.45)/3 − 0.15 = −0.15, rnd(1.5)/3 − 0.5 = 1/6, 1 (x ≥ a), 1
     assert q.parameters()[0].grad[0] == pytest.approx(-0.15 + 1 / 6 + 2, abs=1e-6)
-    assert q.alpha == -2.0  # stored signed, for the fusion pass (§8 pitfall 7)
+    assert q.alpha == -2.0  # stored signed, for the fusion pass (N2D2 uses it as is)
 
 
 def test_alpha_gradient_where_smooth(rng):

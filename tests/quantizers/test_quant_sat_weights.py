@@ -1,5 +1,5 @@
-"""SAT weight quantizer (spec/qat.md §1): N2D2's unit tests regenerated (§6.1), level sets,
-STE gradients, the float32 trap (§7) and the registry/INI surface."""
+"""SAT weight quantizer: N2D2's unit tests regenerated, level sets, STE gradients, the float32
+trap (float64 gives other weights than N2D2's) and the registry/INI surface."""
 import numpy
 import pytest
 
@@ -9,7 +9,7 @@ from n2d2py.errors import IniError
 from n2d2py.quantizers import WEIGHT_QUANTIZERS, SATWeightQuantizer, make_weight_quantizer
 from n2d2py.quantizers.sat import SATWeightQuantize, sat_scale_count
 
-N2D2_ATOL = 1e-3  # the tolerance of N2D2's own assertions (spec/qat.md §6.1)
+N2D2_ATOL = 1e-3  # the tolerance of N2D2's own assertions
 F32_RTOL = 1e-6   # float32 reference vs our float32 kernel: a few ulps (tanh/cosh libm differences)
 
 # (nbOutputs, nbChannel, kH, kW, nbBits): a spread of N2D2's 41 tuples (class_SATQuantizerCell_*)
@@ -135,7 +135,7 @@ def test_backward_mode_factor(mode, factor, quantize):
 @pytest.mark.parametrize("mode, c_mode", [("Default", 1.0), ("Symmetric", 1.0), ("Asymmetric", 1.0),
                                           ("FullRange", 1 + 0.9998 / 15)])
 def test_clamp_only_gradient_is_finite_differences_with_m_constant(rng, mode, c_mode):
-    """Without rounding the map is smooth; N2D2 holds m = max|tanh(w)| constant (§1.3), so the
+    """Without rounding the map is smooth; N2D2 holds m = max|tanh(w)| constant, so the
     check perturbs only elements that are not the max. FullRange keeps its factor c_mode although
     its clamp-only forward is plain t/m (pitfall 4): the gradient is c_mode times the true one."""
     w = rng.uniform(-0.8, 0.8, (3, 2, 2, 2))
@@ -158,7 +158,7 @@ def test_clamp_only_gradient_is_finite_differences_with_m_constant(rng, mode, c_
 
 
 def test_float32_trap_tiny_weight_with_binary_range():
-    # spec/qat.md §7: u = 0.5·(tanh(1e-8)/m + 1) is exactly 0.5 in float32, rint -> 0 -> −1.
+    # N2D2's float32 kernels: u = 0.5·(tanh(1e-8)/m + 1) is exactly 0.5 in float32, rint -> 0 -> −1.
     w = numpy.asarray([[1e-8, 0.5, -0.7]], dtype=numpy.float32)
     wq, _ = run(SATWeightQuantizer(range=1), w)
     assert wq.tolist() == [[-1.0, 1.0, -1.0]]

@@ -1,4 +1,4 @@
-"""AdamSolver (spec/ini.md §4.3): N2D2 feeds Adam the batch-SUMMED gradient (no division by B)."""
+"""AdamSolver: N2D2 feeds Adam the batch-SUMMED gradient (no division by B)."""
 import math
 
 import numpy
@@ -12,7 +12,7 @@ B, N = 16, 6
 
 
 def n2d2_adam(w, G_sum, state, lr, beta1, beta2, eps):
-    """spec/ini.md §4.3 in float64 on the summed gradient; state = (t, m, v)."""
+    """N2D2's Adam in float64 on the summed gradient; state = (t, m, v)."""
     t, m, v = state
     t += 1
     m = beta1 * m + (1 - beta1) * G_sum

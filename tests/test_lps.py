@@ -1,11 +1,11 @@
-"""Layer-wise Precision Scaling (seed 001 Algorithm 1): W_mem against Table V, the greedy search
-with a stub evaluator (choice by min Δacc·W_mem, stop at ε), and the INI snippet."""
+"""Layer-wise Precision Scaling (Wess et al. 2018, Algorithm 1): W_mem against Table V, the greedy
+search with a stub evaluator (choice by min Δacc·W_mem, stop at ε), and the INI snippet."""
 import pytest
 
 from n2d2py.ini import parse_ini_text
 from n2d2py.lps import ini_snippet, precision_scaling, weight_memory
 
-# All-CNN-C for CIFAR-10 (seed 001 Table III): conv weights per layer
+# All-CNN-C for CIFAR-10 (Wess et al., Table III): conv weights per layer
 ALL_CNN_C = {"conv1": 3 * 96 * 9, "conv2": 96 * 96 * 9, "conv3": 96 * 96 * 9,
              "conv4": 96 * 192 * 9, "conv5": 192 * 192 * 9, "conv6": 192 * 192 * 9,
              "conv7": 192 * 192 * 9, "conv8": 192 * 192, "conv9": 192 * 10}

@@ -251,7 +251,7 @@ def table_lines(results):
 
 
 def markdown(results, notes, command):
-    out = ["# Quantization methods compared (seed 000, Table 1 layout)", "",
+    out = ["# Quantization methods compared (Base, LSQ, SAT, DQ, FracBits, ... on one budget)", "",
            f"Command: `{command}`", ""]
     out += [f"* {n}" for n in notes] + [""]
     out.append("| " + " | ".join(COLUMNS) + " | bits per layer (w/a) | time s |")

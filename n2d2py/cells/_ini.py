@@ -1,5 +1,5 @@
-"""Reading a cell from its INI section (keys, config sections, unknown keys: docs/INI.md §6,
-§10): the private half of ``cells/base.py``.
+"""Reading a cell from its INI section (keys, config sections, unknown keys: docs/INI.md
+§6, §10): the private half of ``cells/base.py``.
 
 ``SectionReader.from_section`` reads, in N2D2's order: the declared ``Key``s of the cell section
 (dims through one alias chain, ``DimsKey``); ``ActivationFunction`` (+ ``.*``);

@@ -1,5 +1,5 @@
-"""The ``.ini.tpl`` template engine used by ``[name@file.ini.tpl]`` sections (docs/INI.md
-§4).
+"""The ``.ini.tpl`` template engine used by ``[name@file.ini.tpl]`` sections
+(docs/INI.md §4).
 
 Works on raw text, before INI comments are stripped (so a tag inside a ``;`` line still runs).
 Parameters are a ``{name: text}`` dict; the tags:

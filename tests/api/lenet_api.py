@@ -1,6 +1,7 @@
 """``LeNet-bn-SAT.ini`` (N2D2's test model, tests/data/n2d2/tests_data/mnist_model) written with
-N2D2's Python API in the style of seed 002's LeNet part 2: the same cells, names, fillers,
-solvers and quantizers, so that it and the INI must give the same network value for value."""
+N2D2's Python API in the style of the LeNet part 2 of N2D2's QAT documentation: the same cells,
+names, fillers, solvers and quantizers, so that it and the INI must give the same network value for
+value."""
 import pathlib
 
 import n2d2py as n2d2

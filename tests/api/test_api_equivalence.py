@@ -1,7 +1,7 @@
 """One implementation under two front ends: ``LeNet-bn-SAT.ini`` and the same LeNet written with
-N2D2's Python API (``lenet_api.py``, seed 002's style) build the same network, train to the same
-bits (10 steps, same seed, same batches), import the same N2D2 weights, and give the same
-integer network (fuse_qat), C program, ONNX model, statistics and weight files."""
+N2D2's Python API (``lenet_api.py``, in the style of N2D2's QAT documentation) build the same
+network, train to the same bits (10 steps, same seed, same batches), import the same N2D2 weights,
+and give the same integer network (fuse_qat), C program, ONNX model, statistics and weight files."""
 import filecmp
 import os
 import shutil

@@ -89,7 +89,7 @@ def test_crlf_onnx_files(n2d2_ini):
         assert all("\r" not in entry.raw for s in document for entry in s.entries.values())
 
 
-NOT_MNIST_EXAMPLES = {"All-CNN-C.ini"}  # CIFAR-10, for the size/BitOps report (seed 001)
+NOT_MNIST_EXAMPLES = {"All-CNN-C.ini"}  # CIFAR-10, for the size/BitOps report (Wess et al.)
 
 
 @pytest.mark.parametrize("path", sorted(p for p in EXAMPLES.glob("*.ini")

@@ -1,6 +1,6 @@
-"""The fusion of the LeNet shapes seed 002 teaches (its INI and Python LeNets): a Dropout between
-a Conv and its BatchNorm (identity at inference: fused through), and an Fc without activation
-quantizer inside the network (fc1 -> Dropout -> fc2; its outputs become signed codes
+"""The fusion of the LeNet shapes N2D2's QAT documentation teaches (its INI and Python LeNets): a
+Dropout between a Conv and its BatchNorm (identity at inference: fused through), and an Fc without
+activation quantizer inside the network (fc1 -> Dropout -> fc2; its outputs become signed codes
 round(t·R_in) as N2D2 makes them). N2D2's trained LeNet-bn-SAT weights, 300 test digits."""
 import numpy
 import pytest

@@ -19,7 +19,7 @@ in another order). CuPy arrays never go through the pool.
 import os
 import threading
 
-__all__ = ["threads", "set_threads", "split", "per_thread", "elementwise", "added"]
+__all__ = ["threads", "set_threads", "in_worker", "split", "per_thread", "elementwise", "added"]
 
 #: below this many elements per thread an element-wise pass is not worth a thread's wake-up
 MIN_ELEMENTS_PER_THREAD = 1 << 17
@@ -67,6 +67,11 @@ def _pool():
             _state["pool"] = ThreadPoolExecutor(threads() - 1, "n2d2py",
                                                 initializer=_mark_worker)
         return _state["pool"]
+
+
+def in_worker():
+    """Whether the calling thread is running one range of a ``split`` (no nested splitting)."""
+    return getattr(_local, "worker", False)
 
 
 def _mark_worker():

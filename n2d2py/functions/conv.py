@@ -17,9 +17,11 @@ depthwise layers (one input channel per group) run ``_depthwise.py``'s kernels i
 one element-wise pass per kernel offset, no unrolled matrix.
 A Mapping is applied by the cell as ``W * mask`` (spec/ini.md §2.7); nothing special here.
 """
+import numpy
+
 from ..autograd.function import Function
 from ..errors import expect
-from . import _depthwise
+from . import _depthwise, _onednn
 from ..parallel import added, split
 from ._im2col import (chunk_size, crop, crop_target, im2col, out_size, pads4,
                       padded_chunks, padded_shape, pair, scratch, use_wide, window)
@@ -59,6 +61,13 @@ WIDE_COL2IM_CHUNK_FACTOR = 4
 def _correlate(xp, x, W, stride, pads, dilation, groups, upsample=(1, 1)):
     """y = W (*) pad(upsample(x)), no bias: per chunk, one ``(g, O/g, K) @ (g, K, n*P)`` GEMM,
     or per item ``(g, O/g, K) @ (n, g, K, P)`` when P is large enough (written into y)."""
+    if xp is numpy:
+        Hp, Wp = padded_shape(x.shape[2:], pads, upsample)
+        y = _onednn.forward(x, W, (out_size(Hp, W.shape[2], stride[0], dilation[0], 0, 0),
+                                   out_size(Wp, W.shape[3], stride[1], dilation[1], 0, 0)),
+                            stride, pads, dilation, groups, upsample)
+        if y is not None:
+            return y
     if _depthwise.is_depthwise(W.shape, groups):
         return _depthwise.correlate(xp, x, W, stride, pads, dilation, upsample)
     N, C = x.shape[:2]
@@ -103,6 +112,10 @@ def _grad_weight(xp, x, gy, w_shape, stride, pads, dilation, groups):
     with wide columns, gy gets zeros in the junk columns so they add nothing. For a tiny K,
     per item instead: ``gy[i] (g, O/g, P) @ cols[i]^T (g, P, K)``, summed over the items.
     """
+    if xp is numpy:
+        gW = _onednn.backward_weights(x, gy, w_shape, stride, pads, dilation, groups)
+        if gW is not None:
+            return gW
     if _depthwise.is_depthwise(w_shape, groups):
         return _depthwise.grad_weight(xp, x, gy, w_shape, stride, pads, dilation)
     N, C = x.shape[:2]
@@ -157,6 +170,10 @@ def _grad_input(xp, gy, W, in_hw, stride, pads, dilation, groups):
     """gx = the adjoint of ``_correlate`` in x, by the cheaper of two routes (costs measured
     with tools/bench/conv_micro.py): col2im for strides > 1 and for outputs much smaller than
     the input, else a correlation of gy with the flipped kernels."""
+    if xp is numpy:
+        gx = _onednn.backward_data(gy, W, in_hw, stride, pads, dilation, groups)
+        if gx is not None:
+            return gx
     if _depthwise.is_depthwise(W.shape, groups):
         return _depthwise.grad_input(xp, gy, W, in_hw, stride, pads, dilation)
     O, Cg, kH, kW = W.shape

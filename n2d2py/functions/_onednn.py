@@ -16,7 +16,8 @@ How: ctypes over oneDNN's C API, no compiled code of ours. Per (operation, shape
 threads) one cached plan: oneDNN picks its own layouts (format ``any``), our NCHW / OIHW arrays
 are converted in and out by oneDNN's reorder primitives, and the converted buffers and the
 primitive's scratchpad are per-thread work arrays (``_im2col.scratch``), so that two threads
-never share one. oneDNN runs on the OpenMP threads of ``parallel.threads()``; results are
+never share one. The batch is split across n2d2py's threads (``parallel.split``), each running
+oneDNN single-threaded; weight gradients are added in range order, so results are
 reproducible for a given thread count, as with the GEMM kernels.
 """
 import ctypes
@@ -28,7 +29,7 @@ from collections import OrderedDict
 
 import numpy
 
-from .. import parallel
+from ..parallel import added, split
 from ._im2col import scratch
 
 __all__ = ["available", "forward", "backward_data", "backward_weights"]
@@ -324,13 +325,12 @@ _OPERANDS = {
 
 def _plan(kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups):
     lib = _load()
-    threads = parallel.threads()
-    key = (kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups, threads)
+    key = (kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups)
     with _lock:
         if key in _plans:
             _plans.move_to_end(key)
             return lib, _plans[key]
-    _set_threads(threads)
+    _one_thread()   # some kernels fix their thread partition when planned
     pd = _conv_pds(lib, kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups)
     plan = None
     if pd is not None:
@@ -347,12 +347,14 @@ def _plan(kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups):
     return lib, plan
 
 
-def _set_threads(n):
-    """oneDNN's OpenMP team for calls from this thread: ``parallel.threads()``, one inside
-    n2d2py's own worker threads (they already share the cores)."""
+def _one_thread():
+    """oneDNN runs single-threaded in the calling thread: n2d2py splits the batch across its
+    own threads (``parallel.split``), as for the GEMM kernels. An OpenMP team of its own would
+    spin-wait on the cores those threads need between convolutions (a ResNet-20 step took 4x
+    longer with 2 OpenMP threads than with one on the 2-core Xeon of tools/bench/README.md)."""
     setter = _state["omp"]
     if setter is not None:
-        setter(1 if parallel.in_worker() else n)
+        setter(1)   # OpenMP's thread count is per calling thread
 
 
 def _supported(arrays, pads, upsample=(1, 1)):
@@ -361,14 +363,39 @@ def _supported(arrays, pads, upsample=(1, 1)):
     return all(type(a) is numpy.ndarray and a.dtype == numpy.float32 for a in arrays)
 
 
-def _run(kind, arrays, x_shape, w_shape, y_shape, stride, pads, dilation, groups):
-    lib, plan = _plan(kind, tuple(x_shape), tuple(w_shape), tuple(y_shape), tuple(stride),
-                      tuple(pads), tuple(dilation), int(groups))
+def _batch_parts(kind, arrays, x_shape, w_shape, y_shape, options, reduce=False):
+    """Run ``kind`` over batch ranges, one per thread: ``arrays`` are the operands in plan
+    order, the batch on axis 0 of every operand but the weights (role "w"). Returns False
+    (nothing written) when oneDNN has no kernel for these shapes; with ``reduce``, the
+    per-range weight gradients are added in range order into the last operand."""
+    lib, plan = _plan(kind, tuple(x_shape), tuple(w_shape), tuple(y_shape), *options)
     if plan is None:
         return False
-    _set_threads(parallel.threads())
-    plan.run(lib, [numpy.ascontiguousarray(a) for a in arrays])
+    arrays = [numpy.ascontiguousarray(a) for a in arrays]
+    roles = [role for _, _, role in _OPERANDS[kind]]
+
+    def part(lo, hi):
+        _one_thread()
+        n = hi - lo
+        _, p = (lib, plan) if n == x_shape[0] else _plan(
+            kind, (n,) + tuple(x_shape[1:]), tuple(w_shape), (n,) + tuple(y_shape[1:]),
+            *options)
+        if p is None:
+            raise OneDNNError(f"oneDNN planned {kind} for batch {x_shape[0]} but not for {n}")
+        operands = [a if role == "w" else a[lo:hi] for a, role in zip(arrays, roles)]
+        if reduce and n < x_shape[0]:
+            operands[-1] = numpy.empty_like(arrays[-1])   # this range's share of the sum
+        p.run(lib, operands)
+        return operands[-1]
+
+    parts = split(numpy, x_shape[0], part)
+    if reduce and len(parts) > 1:
+        arrays[-1][...] = added(parts)
     return True
+
+
+def _options(stride, pads, dilation, groups):
+    return tuple(stride), tuple(pads), tuple(dilation), int(groups)
 
 
 def forward(x, W, y_hw, stride, pads, dilation, groups, upsample=(1, 1)):
@@ -376,7 +403,8 @@ def forward(x, W, y_hw, stride, pads, dilation, groups, upsample=(1, 1)):
     if not _supported((x, W), pads, upsample):
         return None
     y = numpy.empty((x.shape[0], W.shape[0]) + tuple(y_hw), numpy.float32)
-    ok = _run("forward", (x, W, y), x.shape, W.shape, y.shape, stride, pads, dilation, groups)
+    ok = _batch_parts("forward", (x, W, y), x.shape, W.shape, y.shape,
+                      _options(stride, pads, dilation, groups))
     return y if ok else None
 
 
@@ -385,7 +413,8 @@ def backward_data(gy, W, in_hw, stride, pads, dilation, groups):
     if not _supported((gy, W), pads):
         return None
     gx = numpy.empty((gy.shape[0], W.shape[1] * groups) + tuple(in_hw), numpy.float32)
-    ok = _run("data", (gy, W, gx), gx.shape, W.shape, gy.shape, stride, pads, dilation, groups)
+    ok = _batch_parts("data", (gy, W, gx), gx.shape, W.shape, gy.shape,
+                      _options(stride, pads, dilation, groups))
     return gx if ok else None
 
 
@@ -394,7 +423,8 @@ def backward_weights(x, gy, w_shape, stride, pads, dilation, groups):
     if not _supported((x, gy), pads):
         return None
     gW = numpy.empty(w_shape, numpy.float32)
-    ok = _run("weights", (x, gy, gW), x.shape, w_shape, gy.shape, stride, pads, dilation, groups)
+    ok = _batch_parts("weights", (x, gy, gW), x.shape, w_shape, gy.shape,
+                      _options(stride, pads, dilation, groups), reduce=True)
     return gW if ok else None
 
 

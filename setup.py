@@ -19,6 +19,9 @@ setup(
         "tqdm>=4.60",
         "threadpoolctl>=3.1",
         "filelock>=3.12",
+        # oneDNN's direct convolution kernels (functions/_onednn.py), CPU-only, GNU OpenMP; the
+        # GEMM kernels run wherever it does not install or load
+        "onednn-cpu-gomp==2023.2.0; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
         "gpu": ["cupy-cuda12x"],

@@ -39,6 +39,9 @@ WHEEL = "onednn-cpu-gomp"
 ENV_SWITCH = "N2D2PY_ONEDNN"
 #: plans kept (each holds a JIT-compiled primitive); the least recently used goes first
 MAX_PLANS = 256
+#: batch items per call: at most this many bytes of input plus output, so that oneDNN's
+#: layout copies (work arrays kept per thread) stay bounded whatever the image size
+CHUNK_BYTES = 16 << 20
 
 # oneDNN C API constants (oneapi/dnnl/dnnl_types.h, dnnl_common_types.h; stable in v3)
 _F32, _TAG_ANY, _TAG_A, _TAG_ABCD, _TAG_ABCDE = 3, 1, 2, 5, 6
@@ -364,34 +367,51 @@ def _supported(arrays, pads, upsample=(1, 1)):
 
 
 def _batch_parts(kind, arrays, x_shape, w_shape, y_shape, options, reduce=False):
-    """Run ``kind`` over batch ranges, one per thread: ``arrays`` are the operands in plan
-    order, the batch on axis 0 of every operand but the weights (role "w"). Returns False
-    (nothing written) when oneDNN has no kernel for these shapes; with ``reduce``, the
-    per-range weight gradients are added in range order into the last operand."""
+    """Run ``kind`` over batch ranges, one per thread, each in chunks of at most
+    ``CHUNK_BYTES`` of input and output: ``arrays`` are the operands in plan order, the batch on
+    axis 0 of every operand but the weights (role "w"). Returns False (nothing written) when
+    oneDNN has no kernel for these shapes; with ``reduce``, the weight gradients of the chunks
+    are added in batch order into the last operand."""
     lib, plan = _plan(kind, tuple(x_shape), tuple(w_shape), tuple(y_shape), *options)
     if plan is None:
         return False
     arrays = [numpy.ascontiguousarray(a) for a in arrays]
     roles = [role for _, _, role in _OPERANDS[kind]]
+    N = x_shape[0]
+    item_bytes = 4 * (numpy.prod(x_shape[1:]) + numpy.prod(y_shape[1:]))
+    chunk = max(1, min(N, int(CHUNK_BYTES // item_bytes)))
+
+    def plan_for(n):
+        if n == N:
+            return plan
+        p = _plan(kind, (n,) + tuple(x_shape[1:]), tuple(w_shape), (n,) + tuple(y_shape[1:]),
+                  *options)[1]
+        if p is None:
+            raise OneDNNError(f"oneDNN planned {kind} for batch {N} but not for {n}")
+        return p
 
     def part(lo, hi):
         _one_thread()
-        n = hi - lo
-        _, p = (lib, plan) if n == x_shape[0] else _plan(
-            kind, (n,) + tuple(x_shape[1:]), tuple(w_shape), (n,) + tuple(y_shape[1:]),
-            *options)
-        if p is None:
-            raise OneDNNError(f"oneDNN planned {kind} for batch {x_shape[0]} but not for {n}")
-        operands = [a if role == "w" else a[lo:hi] for a, role in zip(arrays, roles)]
-        if reduce and n < x_shape[0]:
-            operands[-1] = numpy.empty_like(arrays[-1])   # this range's share of the sum
-        p.run(lib, operands)
-        return operands[-1]
+        total = None
+        for start in range(lo, hi, chunk):
+            stop = min(hi, start + chunk)
+            operands = [a if role == "w" else a[start:stop] for a, role in zip(arrays, roles)]
+            if reduce and stop - start < N:
+                operands[-1] = numpy.empty_like(arrays[-1])   # this chunk's share of the sum
+            plan_for(stop - start).run(lib, operands)
+            if reduce:
+                total = operands[-1] if total is None else _add(total, operands[-1])
+        return total
 
-    parts = split(numpy, x_shape[0], part)
-    if reduce and len(parts) > 1:
+    parts = split(numpy, N, part)
+    if reduce and (len(parts) > 1 or parts[0] is not arrays[-1]):
         arrays[-1][...] = added(parts)
     return True
+
+
+def _add(total, part):
+    total += part
+    return total
 
 
 def _options(stride, pads, dilation, groups):

@@ -134,3 +134,19 @@ def test_environment_switch_turns_it_off():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "N2D2PY_ONEDNN": "0"}, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_chunked_batch_equals_whole_batch(rng, monkeypatch):
+    """A small chunk budget: 2 items per call and a short last chunk (7 = 2+2+2+1); the weight
+    gradients of the chunks are summed."""
+    x, W, b = _arrays(rng, (7, 4, 8, 8), (6, 4, 3, 3), 6)
+    opts = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    whole = _gradients(x, W, b, *opts)
+    monkeypatch.setattr(_onednn, "CHUNK_BYTES", 2 * 4 * (4 * 64 + 6 * 64))
+    calls = []
+    run = _onednn._Plan.run
+    monkeypatch.setattr(_onednn._Plan, "run", lambda self, lib, a: calls.append(len(a[0])) or
+                        run(self, lib, a))
+    chunked = _gradients(x, W, b, *opts)
+    assert max(calls) == 2 and 1 in calls
+    _assert_close(chunked, whole)

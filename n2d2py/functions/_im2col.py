@@ -1,7 +1,7 @@
 """Private array helpers for convolution and pooling (not differentiable, written against ``xp``).
 
 * ``pair`` / ``pads4``: normalise ``stride``/``dilation``/``kernel`` and ``padding`` arguments;
-* ``out_size``: N2D2's output size ``floor((in + p0 + p1 - (d(k-1)+1)) / s) + 1`` (spec/ini.md §2.8.1);
+* ``out_size``: N2D2's output size ``floor((in + p0 + p1 - (d(k-1)+1)) / s) + 1``;
 * ``padded_chunks``: the batch cut into chunks, each zero-padded (and optionally zero-upsampled,
   for transposed convolution) in one buffer that is reused from chunk to chunk;
 * ``im2col``: a padded chunk unrolled into a ``(C*kH*kW, n*OH*OW)`` matrix, one GEMM operand;

@@ -2,11 +2,13 @@
 
 conv2d:   y[n, o, i, j] = b[o] + sum_{c in group(o), kh, kw}
                           W[o, c, kh, kw] * xpad[n, c, i*sh + kh*dh, j*sw + kw*dw]
-          out = floor((in + p0 + p1 - (d(k-1)+1)) / s) + 1          (spec/ini.md §2.8.1, Conv)
+          out = floor((in + p0 + p1 - (d(k-1)+1)) / s) + 1          (N2D2's Conv)
 deconv2d: the adjoint of conv2d in x; W is (C_in, O/groups, kH, kW) like PyTorch,
-          out = (in-1)*s + d(k-1)+1 - p0 - p1                       (spec/ini.md §2.8.1, Deconv)
+          out = (in-1)*s + d(k-1)+1 - p0 - p1                       (N2D2's Deconv)
 
-Three GEMM kernels carry everything, each looping over chunks of the batch (_im2col.py):
+Float32 NumPy convolutions run oneDNN's direct kernels (``_onednn.py``); when oneDNN is not
+installed or declines (CuPy, float64, negative pads, zero-upsampling), three GEMM kernels carry
+everything, each looping over chunks of the batch (_im2col.py):
 ``_correlate`` (forward), ``_grad_weight`` and ``_grad_input``; the last picks by cost
 between a correlation of the zero-upsampled output gradient with the flipped, transposed
 kernels and a col2im (a GEMM, then one add per kernel offset). Large images use one GEMM
@@ -15,7 +17,7 @@ the unrolled matrices and GEMM outputs are reused work arrays (``_im2col.scratch
 Groups are a batch dimension of the GEMM (one ``matmul`` call, no Python loop over groups);
 depthwise layers (one input channel per group) run ``_depthwise.py``'s kernels instead:
 one element-wise pass per kernel offset, no unrolled matrix.
-A Mapping is applied by the cell as ``W * mask`` (spec/ini.md §2.7); nothing special here.
+A Mapping (docs/INI.md) is applied by the cell as ``W * mask``; nothing special here.
 """
 import numpy
 

@@ -400,7 +400,8 @@ def _batch_parts(kind, arrays, x_shape, w_shape, y_shape, options, reduce=False)
                 operands[-1] = numpy.empty_like(arrays[-1])   # this chunk's share of the sum
             plan_for(stop - start).run(lib, operands)
             if reduce:
-                total = operands[-1] if total is None else _add(total, operands[-1])
+                total = operands[-1] if total is None else \
+                    numpy.add(total, operands[-1], out=total)
         return total
 
     parts = split(numpy, N, part)
@@ -409,13 +410,12 @@ def _batch_parts(kind, arrays, x_shape, w_shape, y_shape, options, reduce=False)
     return True
 
 
-def _add(total, part):
-    total += part
-    return total
-
-
-def _options(stride, pads, dilation, groups):
-    return tuple(stride), tuple(pads), tuple(dilation), int(groups)
+def _call(kind, inputs, out, x_shape, y_shape, w_shape, options, reduce=False):
+    """``out`` computed by oneDNN from ``inputs``, or None when it has no kernel for them."""
+    stride, pads, dilation, groups = options
+    options = (tuple(stride), tuple(pads), tuple(dilation), int(groups))
+    ok = _batch_parts(kind, tuple(inputs) + (out,), x_shape, w_shape, y_shape, options, reduce)
+    return out if ok else None
 
 
 def forward(x, W, y_hw, stride, pads, dilation, groups, upsample=(1, 1)):
@@ -423,9 +423,7 @@ def forward(x, W, y_hw, stride, pads, dilation, groups, upsample=(1, 1)):
     if not _supported((x, W), pads, upsample):
         return None
     y = numpy.empty((x.shape[0], W.shape[0]) + tuple(y_hw), numpy.float32)
-    ok = _batch_parts("forward", (x, W, y), x.shape, W.shape, y.shape,
-                      _options(stride, pads, dilation, groups))
-    return y if ok else None
+    return _call("forward", (x, W), y, x.shape, y.shape, W.shape, (stride, pads, dilation, groups))
 
 
 def backward_data(gy, W, in_hw, stride, pads, dilation, groups):
@@ -433,9 +431,8 @@ def backward_data(gy, W, in_hw, stride, pads, dilation, groups):
     if not _supported((gy, W), pads):
         return None
     gx = numpy.empty((gy.shape[0], W.shape[1] * groups) + tuple(in_hw), numpy.float32)
-    ok = _batch_parts("data", (gy, W, gx), gx.shape, W.shape, gy.shape,
-                      _options(stride, pads, dilation, groups))
-    return gx if ok else None
+    return _call("data", (gy, W), gx, gx.shape, gy.shape, W.shape,
+                 (stride, pads, dilation, groups))
 
 
 def backward_weights(x, gy, w_shape, stride, pads, dilation, groups):
@@ -443,9 +440,8 @@ def backward_weights(x, gy, w_shape, stride, pads, dilation, groups):
     if not _supported((x, gy), pads):
         return None
     gW = numpy.empty(w_shape, numpy.float32)
-    ok = _batch_parts("weights", (x, gy, gW), x.shape, w_shape, gy.shape,
-                      _options(stride, pads, dilation, groups), reduce=True)
-    return gW if ok else None
+    return _call("weights", (x, gy), gW, x.shape, gy.shape, w_shape,
+                 (stride, pads, dilation, groups), reduce=True)
 
 
 def implementation(kind, x_shape, w_shape, y_shape, stride, pads, dilation=(1, 1), groups=1):

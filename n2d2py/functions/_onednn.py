@@ -444,6 +444,23 @@ def backward_weights(x, gy, w_shape, stride, pads, dilation, groups):
                  (stride, pads, dilation, groups), reduce=True)
 
 
+def describe():
+    """``oneDNN 3.2.0, 3x3 kernel jit:avx512_core`` (for benchmark headers), or why not used."""
+    lib = _load()
+    if lib is None:
+        why = "off (N2D2PY_ONEDNN=0)" if os.environ.get(ENV_SWITCH, "1").strip() == "0" \
+            else f"not loaded ({WHEEL} not installed, or not x86-64 Linux)"
+        return f"oneDNN {why}: GEMM kernels"
+
+    class Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patch", ctypes.c_int)]
+    lib.dnnl_version.restype = ctypes.POINTER(Version)
+    v = lib.dnnl_version().contents
+    kernel = implementation("forward", (8, 16, 32, 32), (16, 16, 3, 3), (8, 16, 32, 32), (1, 1),
+                            (1, 1, 1, 1))
+    return f"oneDNN {v.major}.{v.minor}.{v.patch}, 3x3 kernel {kernel}"
+
+
 def implementation(kind, x_shape, w_shape, y_shape, stride, pads, dilation=(1, 1), groups=1):
     """The name of the oneDNN kernel a plan uses (``jit:avx512_core``, ...), or None."""
     if not available():

@@ -130,10 +130,13 @@ def test_plan_cache_is_bounded(rng, monkeypatch):
 
 
 def test_environment_switch_turns_it_off():
-    code = "from n2d2py.functions import _onednn; print(_onednn.available())"
+    code = ("from n2d2py.functions import _onednn; print(_onednn.available()); "
+            "print(_onednn.describe())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "N2D2PY_ONEDNN": "0"}, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.splitlines() == ["False", "oneDNN off (N2D2PY_ONEDNN=0): GEMM kernels"]
+    on = _onednn.describe()
+    assert on.startswith("oneDNN 3.") and "kernel" in on and "None" not in on, on
 
 
 def test_chunked_batch_equals_whole_batch(rng, monkeypatch):

@@ -77,6 +77,10 @@ def machine():
                               f"import {module}; print({module}.__version__)"],
                              capture_output=True, text=True)
         versions.append(f"{module} {got.stdout.strip() or 'not installed'}")
+    got = subprocess.run([sys.executable, "-c", "from n2d2py.functions import _onednn; "
+                          "print(_onednn.describe())"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    versions.append(got.stdout.strip() or "oneDNN: " + got.stderr.strip()[-200:])
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}; "
           f"NumPy and BLAS {numpy_info}; {', '.join(versions)}", flush=True)
 

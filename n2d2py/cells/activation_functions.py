@@ -26,6 +26,9 @@ class ActivationFunction(Parameterizable):
     is_identity = False
     onnx_refusal = None
     ptq_sign = None
+    #: a plain ReLU's clipping (0: none) where a cell may fuse it into its own function
+    #: (``F.batch_norm(..., relu_clipping=)``: the same numbers, one pass over memory fewer)
+    fused_relu_clipping = None
 
     def __call__(self, x):
         raise NotImplementedError
@@ -72,6 +75,10 @@ class Rectifier(ActivationFunction):
 
     def __call__(self, x):
         return F.relu(x, self.leak_slope, self.clipping)
+
+    @property
+    def fused_relu_clipping(self):
+        return None if self.leak_slope else self.clipping
 
     @property
     def ptq_sign(self):

@@ -202,11 +202,12 @@ class Cell(SectionReader, Parameterizable):
     def forward(self, xs, training=False):
         raise NotImplementedError
 
-    def activate(self, y, training=False):
+    def activate(self, y, training=False, activated=False):
         """Activation then activation quantizer (in N2D2 too, QAct runs on the
-        activation's output); keeps the pre-activation for losses that skip the Jacobian."""
-        self.last_logits = y
-        if self.activation is not None:
+        activation's output); keeps the pre-activation for losses that skip the Jacobian.
+        ``activated``: the cell's function already applied the activation (fused)."""
+        self.last_logits = None if activated else y
+        if self.activation is not None and not activated:
             y = self.activation(y)
         if self.qact is not None:
             y = self.qact(y, training)

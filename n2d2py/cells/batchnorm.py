@@ -55,10 +55,14 @@ class BatchNormCell(Cell):
         x = concat_inputs(self, xs)
         if not self.back_propagate:
             x = x.detach()
-        normalise = F.batch_norm if self.statistics_group is None else self.statistics_group
-        y = normalise(x, self.scale, self.bias, self.mean, self.variance, self.epsilon,
-                      training, self.moving_average_momentum)
-        return self.activate(y, training)
+        if self.statistics_group is not None:
+            y = self.statistics_group(x, self.scale, self.bias, self.mean, self.variance,
+                                      self.epsilon, training, self.moving_average_momentum)
+            return self.activate(y, training)
+        relu = getattr(self.activation, "fused_relu_clipping", None)
+        y = F.batch_norm(x, self.scale, self.bias, self.mean, self.variance, self.epsilon,
+                         training, self.moving_average_momentum, relu_clipping=relu)
+        return self.activate(y, training, activated=relu is not None)
 
     # ---------------------------------------------------------------- traits (cells/base.py)
     keeps_precision = False

@@ -41,6 +41,29 @@ def sigmoid_array(xp, x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
+def rectify(xp, x, top, out):
+    """``out = min(max(x, 0), top)`` for ``top > 0`` (``inf``: no cap), +0.0 where x is -0.0.
+
+    clip is a SIMD loop, maximum/minimum against a scalar were not (3x slower); clip keeps
+    -0.0 as -0.0 where maximum gave +0.0: ``+= 0`` makes it +0.0 and changes nothing else
+    (NaN stays NaN as with maximum). Shared with ``batchnorm`` (a fused BatchNorm + ReLU).
+    """
+    zero = x.dtype.type(0)
+    xp.clip(x, zero, x.dtype.type(top), out=out)
+    out += zero
+    return out
+
+
+def rectified_gradient(xp, y, gy, top, out):
+    """``out = gy`` where ``0 < y < top``, else 0: the gradient through ``rectify`` from its
+    output ``y`` (y > 0 and y < top exactly where x > 0 and x < top), the mask in a reused
+    per-thread buffer: call on cache-sized parts (``parallel.elementwise``)."""
+    mask = xp.greater(y, y.dtype.type(0), out=scratch(xp, "relu_mask", y.shape, bool))
+    if top != float("inf"):
+        mask &= xp.less(y, y.dtype.type(top), out=scratch(xp, "relu_mask2", y.shape, bool))
+    return xp.multiply(gy, mask, out=out)
+
+
 class Rectifier(Function):
     """N2D2 Rectifier: y = min(x, c) if x > 0 (c > 0 only), else leak·x.
 
@@ -55,20 +78,13 @@ class Rectifier(Function):
 
     def __init__(self, leak_slope=0.0, clipping=0.0):
         self.leak, self.clipping = float(leak_slope), float(clipping)
+        self.top = self.clipping if self.clipping > 0 else float("inf")
 
     def forward(self, xp, x):
         zero = x.dtype.type(0)
         if self.leak == 0:
-            # clip is a SIMD loop, maximum/minimum against a scalar are not (3x slower);
-            # clip keeps x = -0.0 as -0.0 where maximum gave +0.0: ``+= 0`` makes it +0.0
-            # and changes nothing else (NaN stays NaN as with maximum)
-            top = x.dtype.type(self.clipping if self.clipping > 0 else float("inf"))
             y = xp.empty_like(x)
-
-            def rectify(part):
-                xp.clip(x[part], zero, top, out=y[part])
-                y[part] += zero
-            _split(xp, x, rectify)
+            _split(xp, x, lambda part: rectify(xp, x[part], self.top, y[part]))
         else:
             y = xp.maximum(x, zero)
             y += xp.minimum(x, zero) * x.dtype.type(self.leak)
@@ -88,18 +104,10 @@ class Rectifier(Function):
 
     def backward(self, xp, gy, needs_grad):
         ones, leaky = self.saved
-        if ones.dtype != bool:  # the output y: its mask, in a reused buffer (per thread)
+        if ones.dtype != bool:  # the output y: its mask
             y, gx = ones, xp.empty_like(gy)
-
-            def backward(part):
-                yp = y[part]
-                mask = xp.greater(yp, yp.dtype.type(0),
-                                  out=scratch(xp, "relu_mask", yp.shape, bool))
-                if self.clipping > 0:
-                    mask &= xp.less(yp, yp.dtype.type(self.clipping),
-                                    out=scratch(xp, "relu_mask2", yp.shape, bool))
-                xp.multiply(gy[part], mask, out=gx[part])
-            _split(xp, y, backward)
+            _split(xp, y, lambda part: rectified_gradient(xp, y[part], gy[part], self.top,
+                                                          gx[part]))
             return (gx,)
         gx = xp.multiply(gy, ones)
         if leaky is not None:

@@ -25,7 +25,9 @@ import numpy
 
 from ..autograd.function import Function
 from ..errors import expect
-from ..parallel import added, elementwise, per_thread, split
+from ..parallel import elementwise
+from ._im2col import scratch
+from .activation import rectified_gradient, rectify
 
 __all__ = ["batch_norm"]
 
@@ -39,11 +41,15 @@ class BatchNorm(Function):
 
     fast = False  # set by _fast_forward: backward from the saved x, not x_hat
 
-    def __init__(self, mean, var, eps=1e-5, training=True, momentum=0.1, group=None):
+    def __init__(self, mean, var, eps=1e-5, training=True, momentum=0.1, group=None,
+                 relu_clipping=None):
         self.mean, self.var = mean, var
         self.eps, self.momentum = float(eps), float(momentum)
         self.batch_stats = bool(training) and self.momentum != 0.0
         self.group = group
+        # a fused ReLU: its top (inf: no cap), or None
+        self.top = None if relu_clipping is None else \
+            float(relu_clipping) if relu_clipping > 0 else float("inf")
 
     def _global(self, xp, *sums):
         """Per-channel sums (and counts) of this batch, summed over ``group`` when given."""
@@ -88,7 +94,14 @@ class BatchNorm(Function):
             self.saved = (d, inv_std, scale, n)
         y = d * scale.astype(x.dtype, copy=False)[:, None]
         y += bias.astype(x.dtype, copy=False)[:, None]
-        return y.reshape(x.shape)
+        if self.top is not None:
+            elementwise(xp, y, lambda lo, hi: rectify(xp, y[lo:hi], self.top, y[lo:hi]))
+        return self._output(y.reshape(x.shape))
+
+    def _output(self, y):
+        if self.top is not None and self.needs_backward:
+            self.rectified = y  # the fused ReLU's gradient mask comes from its output
+        return y
 
     def _fast_forward(self, xp, x, x3, scale, bias, n):
         """Batch statistics in one reading pass, y = x·A + B in two: or None (then the
@@ -103,13 +116,7 @@ class BatchNorm(Function):
         if not ((n > 1 or self.group is not None) and x.dtype == xp.float32 and x3.shape[2] > 0):
             return None
         f64 = xp.float64
-
-        def sums(lo, hi):
-            part = x3[lo:hi]
-            return (xp.einsum("nci->nc", part).sum(axis=0, dtype=f64),
-                    _row_dots(xp, part, part).sum(axis=0, dtype=f64))
-        parts = split(xp, len(x3), sums, per_thread(x3))
-        s1, s2 = added([p[0] for p in parts]), added([p[1] for p in parts])
+        s1, s2 = _channel_sums(xp, x3, x3)
         if self.group is not None:
             s1, s2, count = self._global(xp, s1, s2, xp.asarray([float(n)]))
             n = int(count[0])
@@ -134,8 +141,10 @@ class BatchNorm(Function):
         def affine(lo, hi):
             xp.multiply(x2[lo:hi], A_row, out=y[lo:hi])
             y[lo:hi] += B_row
+            if self.top is not None:
+                rectify(xp, y[lo:hi], self.top, y[lo:hi])
         elementwise(xp, x2, affine)
-        return y.reshape(x.shape)
+        return self._output(y.reshape(x.shape))
 
     def _update_running(self, xp, mu, var, n):
         # n/(n-1) turns the biased batch variance into the unbiased one (spec §2.8.1); a
@@ -145,9 +154,18 @@ class BatchNorm(Function):
         self.mean[...] = m * mu.astype(self.mean.dtype) + (1 - m) * self.mean
         self.var[...] = m * unbiased.astype(self.var.dtype) + (1 - m) * self.var
 
+    def _through_relu(self, xp, gy):
+        """The gradient at the fused ReLU's input (a fresh array, ``gy`` is not altered)."""
+        y, g = self.rectified, xp.empty_like(gy)
+        elementwise(xp, y, lambda lo, hi: rectified_gradient(xp, y[lo:hi], gy[lo:hi],
+                                                             self.top, g[lo:hi]))
+        return g
+
     def backward(self, xp, gy, needs_grad):
         if self.fast:
             return self._fast_backward(xp, gy, needs_grad)
+        if self.top is not None:
+            gy = self._through_relu(xp, gy)
         x_hat, inv_std, scale, n = self.saved
         gy3 = gy.reshape(x_hat.shape)
         g_scale = xp.einsum("nci,nci->c", gy3, x_hat)
@@ -176,14 +194,15 @@ class BatchNorm(Function):
         traffic of the two-pass backward, reading x instead of a saved x̂)."""
         x3, mu, inv_std, scale, n = self.saved
         f64 = xp.float64
-        gy3 = gy.reshape(x3.shape)
-
-        def sums(lo, hi):
-            return (xp.einsum("nci->nc", gy3[lo:hi]).sum(axis=0, dtype=f64),
-                    _row_dots(xp, gy3[lo:hi], x3[lo:hi]).sum(axis=0, dtype=f64))
-        parts = split(xp, len(x3), sums, per_thread(x3))
-        g_bias = added([p[0] for p in parts])
-        g_scale = inv_std * (added([p[1] for p in parts]) - mu * g_bias)
+        if self.top is None:
+            gy3 = gy.reshape(x3.shape)
+            g_bias, g_dot = _channel_sums(xp, gy3, x3)
+        else:  # through the fused ReLU chunk by chunk, summed while in cache; gx's buffer
+            y, gy3 = self.rectified.reshape(x3.shape), xp.empty(x3.shape, gy.dtype)
+            g_out = gy.reshape(x3.shape)
+            g_bias, g_dot = _channel_sums(xp, gy3, x3, lambda lo, hi: rectified_gradient(
+                xp, y[lo:hi], g_out[lo:hi], self.top, gy3[lo:hi]))
+        g_scale = inv_std * (g_dot - mu * g_bias)
         gx = None
         if needs_grad[0]:
             dt, rest = gy.dtype.type, x3.shape[2]
@@ -193,12 +212,17 @@ class BatchNorm(Function):
             x2, gy2 = x3.reshape(x3.shape[0], -1), gy3.reshape(x3.shape[0], -1)
             Q_row, R_row = _row(xp, Q, rest, dt), _row(xp, R, rest, dt)
             K_row = _row(xp, scale.astype(f64) * inv_std, rest, dt)
-            gx = xp.empty_like(x2)
+            owned = self.top is not None  # gy3 is this function's own array: gx goes there
+            gx = gy2 if owned else xp.empty_like(x2)
 
             def grad(lo, hi):
                 g = gx[lo:hi]
-                xp.multiply(x2[lo:hi], Q_row, out=g)
-                g += gy2[lo:hi]
+                if owned:
+                    g += xp.multiply(x2[lo:hi], Q_row,
+                                     out=scratch(xp, "bn_grad", g.shape, g.dtype))
+                else:
+                    xp.multiply(x2[lo:hi], Q_row, out=g)
+                    g += gy2[lo:hi]
                 g += R_row
                 g *= K_row
             elementwise(xp, x2, grad)
@@ -209,6 +233,28 @@ class BatchNorm(Function):
 
 
 FAST_MEAN_RATIO = 64.0  # single-pass statistics while μ² <= 64·σ² per channel (see above)
+
+
+def _channel_sums(xp, a3, b3, produce=None):
+    """Σa and Σa·b per channel of (N, C, rest) views, float64: per item and channel in
+    float32 (a sum and a batched dot), over the batch in float64 (the same bits for any
+    thread count). One pass over memory: a chunk of items is summed and dotted while it is in
+    cache (``parallel.elementwise``), where two whole-array passes read it twice;
+    ``produce(lo, hi)``, if given, first writes that chunk of ``a3``."""
+    per_item = xp.empty((2,) + a3.shape[:2], dtype=a3.dtype)
+
+    def sums(lo, hi):
+        if produce is not None:
+            produce(lo, hi)
+        xp.einsum("nci->nc", a3[lo:hi], out=per_item[0, lo:hi])
+        per_item[1, lo:hi] = _row_dots(xp, a3[lo:hi], b3[lo:hi])
+    elementwise(xp, a3, sums, SUM_CHUNK_ELEMENTS)
+    totals = per_item.sum(axis=1, dtype=xp.float64)
+    return totals[0], totals[1]
+
+
+#: a chunk of ``_channel_sums``: its one or two operands read once, then again from L2
+SUM_CHUNK_ELEMENTS = 1 << 17
 
 
 def _row_dots(xp, a, b):
@@ -224,8 +270,14 @@ def _row(xp, per_channel, rest, dt):
     return xp.repeat(per_channel.astype(dt), rest)
 
 
-def batch_norm(x, scale, bias, mean, var, eps=1e-5, training=True, momentum=0.1, group=None):
+def batch_norm(x, scale, bias, mean, var, eps=1e-5, training=True, momentum=0.1, group=None,
+               relu_clipping=None):
     """N2D2 BatchNorm on (N, C, ...) ``x``; ``scale``/``bias`` (C,) Parameters or arrays,
     ``mean``/``var`` (C,) arrays updated in place when ``training and momentum != 0``;
-    ``group``: the replicas whose batches share their statistics (SyncBatchNorm)."""
-    return BatchNorm(mean, var, eps, training, momentum, group).apply(x, scale, bias)
+    ``group``: the replicas whose batches share their statistics (SyncBatchNorm).
+
+    ``relu_clipping``: None, or a ReLU fused after the normalisation, the same numbers as
+    ``relu(batch_norm(...), clipping=relu_clipping)`` (0: no cap, 6: ReLU6) without the
+    normalised array in between: one pass over memory fewer forward and backward."""
+    return BatchNorm(mean, var, eps, training, momentum, group,
+                     relu_clipping).apply(x, scale, bias)

@@ -292,9 +292,11 @@ class SATActQuantize(Function):
         q = xp.clip(x, F32(0.0), a, out=d if d is not None else
                     scratch(xp, "sat_act_q", x.shape, x.dtype))  # becomes d below
         mask = scratch(xp, "sat_act_mask", x.shape, bool)
-        has_nan = bool(xp.isnan(x, out=mask).any())
+        # NaN in x is NaN in q = clip(x, 0, a) ⊂ [0, a] and only then in its sum (no inf - inf
+        # there): one reading pass instead of isnan's mask and its any()
+        has_nan = bool(xp.isnan(q.sum()))
         if has_nan:
-            xp.copyto(q, a, where=mask)  # NaN -> a (N2D2's x < 0 ? 0 : x < a ? x : a)
+            xp.copyto(q, a, where=xp.isnan(x, out=mask))  # NaN -> a (N2D2's x < 0 ? 0 : ...)
         q /= a
         Rf = F32(self.R)
         qd = xp.multiply(q, Rf, out=y)  # v = R·q, then rnd(v)/R in place; becomes the output
@@ -326,15 +328,24 @@ class SATActQuantize(Function):
 
     def backward(self, xp, gy, needs_grad):
         inside, d, alpha_shape = self.saved
-        gx = xp.multiply(gy, inside) if needs_grad[0] else None
-        galpha = None
-        if needs_grad[1]:
-            # Σ gy·d, summed as before over a C-ordered product (the reused buffer saves the
-            # page faults of a fresh one)
-            prod = scratch(xp, "sat_act_prod", gy.shape, gy.dtype) \
-                if gy.flags.c_contiguous and d.flags.c_contiguous else None
-            prod = xp.multiply(gy, d, out=prod)
-            galpha = xp.sum(prod, dtype=gy.dtype).reshape(alpha_shape)
+        if gy.ndim == 0:
+            return (gy * inside if needs_grad[0] else None,
+                    (gy * d).reshape(alpha_shape) if needs_grad[1] else None)
+        # one pass over batch chunks: g_x = gy·inside and, while gy is in cache, Σ gy·d per
+        # item (a batched dot, float32), then over the batch in float64: the same bits for
+        # any chunking or thread count
+        gx = xp.empty_like(gy) if needs_grad[0] else None
+        gy2, d2 = gy.reshape(len(gy), -1), d.reshape(len(d), -1)
+        per_item = xp.empty((len(gy), 1, 1), gy.dtype) if needs_grad[1] else None
+
+        def part(lo, hi):
+            if gx is not None:
+                xp.multiply(gy[lo:hi], inside[lo:hi], out=gx[lo:hi])
+            if per_item is not None:
+                xp.matmul(gy2[lo:hi, None, :], d2[lo:hi, :, None], out=per_item[lo:hi])
+        elementwise(xp, gy, part, CHUNK_ELEMENTS)
+        galpha = None if per_item is None else \
+            per_item.sum(dtype=xp.float64).astype(gy.dtype).reshape(alpha_shape)
         return gx, galpha
 
 

@@ -128,3 +128,31 @@ def test_shape_cells(rng):
     assert_allclose(run(cells, x)["s"], 0.5 * x)
     cells, th = cell_of("[t]\nInput=env\nType=Threshold\nNbOutputs=2\nThreshold=0.2\n", (2, 3, 4))
     assert_allclose(run(cells, x)["t"], (x > 0.2).astype(numpy.float32))
+
+
+@pytest.mark.parametrize("keys, fused", [("", True), ("ActivationFunction.Clipping=6\n", True),
+                                         ("ActivationFunction.LeakSlope=0.1\n", False)],
+                         ids=["relu", "relu6", "leaky"])
+def test_batchnorm_fuses_a_plain_rectifier(rng, keys, fused):
+    """A BatchNorm cell ending in a plain ReLU runs it inside its BatchNorm function (one pass
+    fewer), with the numbers of the activation applied after it; a leaky one stays apart."""
+    import n2d2py.functions as F
+    from n2d2py.autograd import Variable
+    cells, bn = cell_of("[bn]\nInput=env\nType=BatchNorm\nNbOutputs=3\n"
+                        "ActivationFunction=Rectifier\n" + keys, (3, 4, 4))
+    bn.scale.data[:] = [0.5, 1.0, 2.0]
+    x = rng.standard_normal((4, 3, 4, 4)).astype(numpy.float32)
+    gy = rng.standard_normal(x.shape).astype(numpy.float32)
+    mean, var = bn.mean.copy(), bn.variance.copy()
+    xv = Variable(x, requires_grad=True)
+    y = bn.forward([xv], training=True)
+    assert (type(y.creator).__name__ == "BatchNorm") == fused
+    y.backward(gy)
+    ref_x = Variable(x, requires_grad=True)
+    ref = bn.activation(F.batch_norm(ref_x, bn.scale.data, bn.bias.data, mean, var, bn.epsilon,
+                                     True, bn.moving_average_momentum))
+    ref.backward(gy)
+    numpy.testing.assert_array_equal(y.data, ref.data)
+    numpy.testing.assert_array_equal(xv.grad, ref_x.grad)
+    numpy.testing.assert_array_equal(bn.mean, mean)
+    assert (y.data <= 0).any() and (y.data > 0).any()

@@ -134,3 +134,37 @@ def test_shape_errors_name_the_input(rng):
         F.batch_norm(x, scale[:2], bias, mean, var)
     with pytest.raises(ShapeError, match="var must have shape"):
         F.batch_norm(x, scale, bias, mean, var[:1])
+
+
+@pytest.mark.parametrize("clipping", [0.0, 6.0], ids=["relu", "relu6"])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5)], ids=["NCHW", "NC"])
+@pytest.mark.parametrize("training, momentum, offset", [
+    (True, 0.1, 0.7), (True, 0.1, 100.0), (True, 0.0, 0.7), (False, 0.1, 0.7)],
+    ids=["batch-stats", "two-pass-stats", "freezing-trick", "inference"])
+def test_fused_relu_is_relu_after_batch_norm(xp, rng, clipping, shape, training, momentum,
+                                             offset):
+    """``relu_clipping`` gives the bits of ``relu(batch_norm(...))``: output, every gradient
+    and the running statistics (offset 100: means large against the spread take the two-pass
+    statistics); the caller's output gradient is left as it was."""
+    x, scale, bias, mean, var = _inputs(rng, shape)
+    x = (x * 3 + offset - 0.7).astype(numpy.float32)
+    x.flat[:3] = (-0.0, 0.0, 6.0)
+    gy = rng.standard_normal(shape).astype(numpy.float32)
+    results = []
+    for fused in (False, True):
+        vs = [Variable(xp.asarray(a), requires_grad=True) for a in (x, scale, bias)]
+        stats = (xp.asarray(mean.copy()), xp.asarray(var.copy()))
+        if fused:
+            y = F.batch_norm(*vs, *stats, EPS, training, momentum, relu_clipping=clipping)
+            assert y.creator.fast == (training and momentum > 0 and offset < 1)
+        else:
+            y = F.relu(F.batch_norm(*vs, *stats, EPS, training, momentum), clipping=clipping)
+        g = xp.asarray(gy.copy())
+        y.backward(g)
+        numpy.testing.assert_array_equal(asnumpy(g), gy)
+        results.append([asnumpy(a) for a in (y.data, *(v.grad for v in vs), *stats)])
+    assert (results[1][0] == 0).any() and (results[1][0] > 0).any()
+    if clipping:
+        assert results[1][0].max() <= clipping
+    for unfused, fused in zip(*results):
+        numpy.testing.assert_array_equal(fused.view(numpy.int32), unfused.view(numpy.int32))

@@ -152,13 +152,14 @@ def build_resnet20(rng, args):
         bias = _learnable(rng, (c,), ConstantFiller(value=0.0))
         params.extend((scale, bias))
         stats = (numpy.zeros(c, numpy.float32), numpy.zeros(c, numpy.float32))
-        return lambda x, training: F.batch_norm(x, scale, bias, *stats, 1e-5, training, 0.1)
+        return lambda x, training, relu=None: F.batch_norm(x, scale, bias, *stats, 1e-5,
+                                                           training, 0.1, relu_clipping=relu)
 
     def block(cin, cout, stride):
         W1, bn1, W2, bn2 = conv(cin, cout), bn(cout), conv(cout, cout), bn(cout)
 
         def forward(x, training):
-            y = F.relu(bn1(F.conv2d(x, W1, stride=(stride, stride), padding=(1, 1)), training))
+            y = bn1(F.conv2d(x, W1, stride=(stride, stride), padding=(1, 1)), training, 0.0)
             y = bn2(F.conv2d(y, W2, padding=(1, 1)), training)
             s = F.max_pool2d(x, (1, 1), (stride, stride), (0, 0)) if stride > 1 else x
             if cout != cin:
@@ -180,7 +181,7 @@ def build_resnet20(rng, args):
     params.extend((fc, fc_bias))
 
     def forward(x, training=True):
-        h = F.relu(stem_bn(F.conv2d(x, stem, padding=(1, 1)), training))
+        h = stem_bn(F.conv2d(x, stem, padding=(1, 1)), training, 0.0)
         for b in blocks:
             h = b(h, training)
         return F.linear(F.global_avg_pool2d(h), fc, fc_bias)
@@ -219,8 +220,8 @@ def build_mobilenetv2(rng, args):
 
         def forward(x):
             y = F.conv2d(x, W, stride=(stride, stride), padding=(k // 2, k // 2), groups=groups)
-            y = F.batch_norm(y, scale, bias, *stats, 1e-5, True, 0.1)
-            return F.relu(y, clipping=6.0) if act else y
+            return F.batch_norm(y, scale, bias, *stats, 1e-5, True, 0.1,
+                                relu_clipping=6.0 if act else None)
         return forward
 
     def block(cin, cout, stride, t):

@@ -41,6 +41,14 @@ def sigmoid_array(xp, x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
+def relu_top(clipping):
+    """N2D2's Rectifier ``Clipping`` as the top of ``rectify``: inf for 0 (no cap); None
+    stays None (no ReLU: the ``relu_clipping=`` of functions that fuse one)."""
+    if clipping is None:
+        return None
+    return float(clipping) if clipping > 0 else float("inf")
+
+
 def rectify(xp, x, top, out):
     """``out = min(max(x, 0), top)`` for ``top > 0`` (``inf``: no cap), +0.0 where x is -0.0.
 
@@ -64,6 +72,19 @@ def rectified_gradient(xp, y, gy, top, out):
     return xp.multiply(gy, mask, out=out)
 
 
+def rectify_all(xp, x, top, out):
+    """``rectify`` over a whole array (cache-sized parts, threads); returns ``out``."""
+    _split(xp, x, lambda part: rectify(xp, x[part], top, out[part]))
+    return out
+
+
+def rectified_gradient_all(xp, y, gy, top):
+    """``rectified_gradient`` over a whole array, into a fresh one (``gy`` is not altered)."""
+    gx = xp.empty_like(gy)
+    _split(xp, y, lambda part: rectified_gradient(xp, y[part], gy[part], top, gx[part]))
+    return gx
+
+
 class Rectifier(Function):
     """N2D2 Rectifier: y = min(x, c) if x > 0 (c > 0 only), else leak·x.
 
@@ -78,13 +99,12 @@ class Rectifier(Function):
 
     def __init__(self, leak_slope=0.0, clipping=0.0):
         self.leak, self.clipping = float(leak_slope), float(clipping)
-        self.top = self.clipping if self.clipping > 0 else float("inf")
+        self.top = relu_top(self.clipping)
 
     def forward(self, xp, x):
         zero = x.dtype.type(0)
         if self.leak == 0:
-            y = xp.empty_like(x)
-            _split(xp, x, lambda part: rectify(xp, x[part], self.top, y[part]))
+            y = rectify_all(xp, x, self.top, xp.empty_like(x))
         else:
             y = xp.maximum(x, zero)
             y += xp.minimum(x, zero) * x.dtype.type(self.leak)
@@ -105,10 +125,7 @@ class Rectifier(Function):
     def backward(self, xp, gy, needs_grad):
         ones, leaky = self.saved
         if ones.dtype != bool:  # the output y: its mask
-            y, gx = ones, xp.empty_like(gy)
-            _split(xp, y, lambda part: rectified_gradient(xp, y[part], gy[part], self.top,
-                                                          gx[part]))
-            return (gx,)
+            return (rectified_gradient_all(xp, ones, gy, self.top),)
         gx = xp.multiply(gy, ones)
         if leaky is not None:
             gx += (gy * gy.dtype.type(self.leak)) * leaky

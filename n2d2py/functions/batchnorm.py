@@ -27,7 +27,8 @@ from ..autograd.function import Function
 from ..errors import expect
 from ..parallel import elementwise
 from ._im2col import scratch
-from .activation import rectified_gradient, rectify
+from .activation import rectified_gradient, rectified_gradient_all, rectify, rectify_all, \
+    relu_top
 
 __all__ = ["batch_norm"]
 
@@ -47,9 +48,7 @@ class BatchNorm(Function):
         self.eps, self.momentum = float(eps), float(momentum)
         self.batch_stats = bool(training) and self.momentum != 0.0
         self.group = group
-        # a fused ReLU: its top (inf: no cap), or None
-        self.top = None if relu_clipping is None else \
-            float(relu_clipping) if relu_clipping > 0 else float("inf")
+        self.top = relu_top(relu_clipping)  # a fused ReLU's cap (inf: none), or None
 
     def _global(self, xp, *sums):
         """Per-channel sums (and counts) of this batch, summed over ``group`` when given."""
@@ -95,7 +94,7 @@ class BatchNorm(Function):
         y = d * scale.astype(x.dtype, copy=False)[:, None]
         y += bias.astype(x.dtype, copy=False)[:, None]
         if self.top is not None:
-            elementwise(xp, y, lambda lo, hi: rectify(xp, y[lo:hi], self.top, y[lo:hi]))
+            rectify_all(xp, y, self.top, y)
         return self._output(y.reshape(x.shape))
 
     def _output(self, y):
@@ -154,18 +153,11 @@ class BatchNorm(Function):
         self.mean[...] = m * mu.astype(self.mean.dtype) + (1 - m) * self.mean
         self.var[...] = m * unbiased.astype(self.var.dtype) + (1 - m) * self.var
 
-    def _through_relu(self, xp, gy):
-        """The gradient at the fused ReLU's input (a fresh array, ``gy`` is not altered)."""
-        y, g = self.rectified, xp.empty_like(gy)
-        elementwise(xp, y, lambda lo, hi: rectified_gradient(xp, y[lo:hi], gy[lo:hi],
-                                                             self.top, g[lo:hi]))
-        return g
-
     def backward(self, xp, gy, needs_grad):
         if self.fast:
             return self._fast_backward(xp, gy, needs_grad)
-        if self.top is not None:
-            gy = self._through_relu(xp, gy)
+        if self.top is not None:  # through the fused ReLU first (a fresh array)
+            gy = rectified_gradient_all(xp, self.rectified, gy, self.top)
         x_hat, inv_std, scale, n = self.saved
         gy3 = gy.reshape(x_hat.shape)
         g_scale = xp.einsum("nci,nci->c", gy3, x_hat)

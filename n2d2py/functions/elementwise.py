@@ -13,12 +13,19 @@ N2D2 computes EuclideanSum as sqrt(Σ wₖ²xₖ² + sₖ²), not the spec table
 both agree when the shifts are 0 (every shipped INI), and this file follows the code. Prod and
 Max ignore weights and shifts, AbsSum ignores shifts, as in N2D2.
 
+``relu_clipping`` (None: none) fuses N2D2's Rectifier after the operation (a residual sum and
+its ReLU): the numbers of ``relu(elemwise(...), clipping=relu_clipping)``, one pass fewer. A
+Sum with unit weights and no shifts (a residual) adds its inputs in one pass and hands the
+output gradient to each input unchanged.
+
 A weight or shift is a scalar (``CoeffMode=PerInput``; ``PerLayer`` is the same value for every
 input) or a (C,) array broadcast over the channel axis (``PerChannel``; N2D2 applies channel c's
 coefficient to every input, so the cell passes the same array for each).
 """
 from ..autograd.function import Function
 from ..errors import N2D2Error, expect
+from ..parallel import elementwise
+from .activation import rectified_gradient_all, rectify, rectify_all, relu_top
 
 __all__ = ["elemwise", "concat", "scaling", "ELEMWISE_OPERATIONS"]
 
@@ -39,11 +46,12 @@ def _coefficient(xp, value, like):
 class ElemWise(Function):
     """N2D2 ElemWise over k inputs of identical shape (see the module docstring)."""
 
-    def __init__(self, operation, weights=None, shifts=None):
+    def __init__(self, operation, weights=None, shifts=None, relu_clipping=None):
         expect(operation in ELEMWISE_OPERATIONS,
                f"elemwise: unknown Operation {operation!r}, expected one of "
                f"{', '.join(ELEMWISE_OPERATIONS)}", N2D2Error)
         self.operation, self.weights, self.shifts = operation, weights, shifts
+        self.top = relu_top(relu_clipping)
 
     def check_inputs(self, *xs):
         expect(len(xs) >= 1, "elemwise: needs at least one input")
@@ -59,6 +67,14 @@ class ElemWise(Function):
         w = [_coefficient(xp, v, xs[0]) for v in (self.weights or [1.0] * n)]
         s = [_coefficient(xp, v, xs[0]) for v in (self.shifts or [0.0] * n)]
         op, arg = self.operation, None
+        self.plain_sum = op == "Sum" and all(type(v) is float and v == 1.0 for v in w) and \
+            all(type(v) is float and v == 0.0 for v in s) and xs[0].ndim > 0 and \
+            all(xk.dtype == xs[0].dtype for xk in xs)
+        if self.plain_sum:
+            y = self._plain_sum(xp, xs)
+            if self.needs_backward:
+                self.saved = (xs, w, y, arg)
+            return y
         if op == "Sum":
             y = sum(wk * xk + sk for wk, xk, sk in zip(w, xs, s))
         elif op == "AbsSum":
@@ -76,11 +92,38 @@ class ElemWise(Function):
         y = xp.asarray(y, dtype=xs[0].dtype)
         if self.needs_backward:
             self.saved = (xs, w, y, arg)
+        if self.top is not None:  # EuclideanSum's backward needs the sum before the ReLU
+            y = rectify_all(xp, y, self.top, xp.empty_like(y) if op == "EuclideanSum" else y)
+            self.rectified = y
+        return y
+
+    def _plain_sum(self, xp, xs):
+        """x0 + x1 + ... (and the fused ReLU) in one pass over cache-sized batch chunks: the
+        values of Σ (1·xₖ + 0) (a -0.0 sum stays -0.0 where adding 0.0 made it +0.0)."""
+        y = xp.empty_like(xs[0])
+
+        def part(lo, hi):
+            out = y[lo:hi]
+            if len(xs) == 1:
+                out[...] = xs[0][lo:hi]
+            else:
+                xp.add(xs[0][lo:hi], xs[1][lo:hi], out=out)
+            for xk in xs[2:]:
+                out += xk[lo:hi]
+            if self.top is not None:
+                rectify(xp, out, self.top, out)
+        elementwise(xp, y, part)
+        if self.top is not None:
+            self.rectified = y
         return y
 
     def backward(self, xp, gy, needs_grad):
         xs, w, y, arg = self.saved
         op = self.operation
+        if self.top is not None:
+            gy = rectified_gradient_all(xp, self.rectified, gy, self.top)
+        if self.plain_sum:  # every input's gradient is gy itself (as Add's)
+            return tuple(gy if needed else None for needed in needs_grad)
         grads = []
         for k, xk in enumerate(xs):
             if not needs_grad[k]:
@@ -147,9 +190,10 @@ class Scaling(Function):
         return (xp.asarray(gy * self.f, dtype=gy.dtype),)
 
 
-def elemwise(xs, operation, weights=None, shifts=None):
-    """N2D2 ElemWise (``Operation``, ``Weights``, ``Shifts``) over the list ``xs``."""
-    return ElemWise(operation, weights, shifts).apply(*xs)
+def elemwise(xs, operation, weights=None, shifts=None, relu_clipping=None):
+    """N2D2 ElemWise (``Operation``, ``Weights``, ``Shifts``) over the list ``xs``;
+    ``relu_clipping``: a ReLU fused after it (None: none; 0: no cap; 6: ReLU6)."""
+    return ElemWise(operation, weights, shifts, relu_clipping).apply(*xs)
 
 
 def concat(xs, axis=1):

@@ -153,6 +153,8 @@ class MaxPool2d(_Pool):
 
     def backward(self, xp, gy, needs_grad):
         x_shape, idx, out_hw, pads = self.saved
+        if self.kernel == (1, 1):  # a subsampling (ResNet shortcuts): every gy is its own max
+            return (self.spread(xp, gy, x_shape, out_hw, pads),)
         return (self.spread(xp, gy, x_shape, out_hw, pads,
                             lambda k, lo, hi: gy[lo:hi] * (idx[lo:hi] == k)),)
 

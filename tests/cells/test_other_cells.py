@@ -156,3 +156,18 @@ def test_batchnorm_fuses_a_plain_rectifier(rng, keys, fused):
     numpy.testing.assert_array_equal(xv.grad, ref_x.grad)
     numpy.testing.assert_array_equal(bn.mean, mean)
     assert (y.data <= 0).any() and (y.data > 0).any()
+
+
+def test_elemwise_sum_fuses_a_plain_rectifier(rng):
+    """A residual ElemWise Sum ending in a ReLU runs it inside its ElemWise function."""
+    import n2d2py.functions as F
+    from n2d2py.autograd import Variable
+    cells, add = cell_of("[a]\nInput=env\nType=Conv\nKernelDims=1 1\nNbOutputs=2\n"
+                         "[s]\nInput=env,a\nType=ElemWise\nOperation=Sum\nNbOutputs=2\n"
+                         "ActivationFunction=Rectifier\n", (2, 3, 3))
+    xs = [Variable(rng.standard_normal((3, 2, 3, 3)).astype(numpy.float32), requires_grad=True)
+          for _ in range(2)]
+    y = add.forward(xs, training=True)
+    assert type(y.creator).__name__ == "ElemWise"
+    numpy.testing.assert_array_equal(y.data, F.relu(xs[0] + xs[1]).data)
+    assert (y.data == 0).any() and (y.data > 0).any()

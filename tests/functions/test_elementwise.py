@@ -144,3 +144,46 @@ def test_against_torch(torch, rng):
                                   (0.5 * ts[0] + 2.0 * ts[1]).numpy(), rtol=RTOL_F32)
     numpy.testing.assert_array_equal(F.elemwise(xs, "Max").data, torch.maximum(*ts).numpy())
     numpy.testing.assert_array_equal(F.concat(xs).data, torch.cat(ts, dim=1).numpy())
+
+
+@pytest.mark.parametrize("clipping", [0.0, 6.0], ids=["relu", "relu6"])
+@pytest.mark.parametrize("op, weights, shifts", CASES, ids=IDS)
+def test_fused_relu_is_relu_after_elemwise(xp, rng, op, weights, shifts, clipping):
+    """``relu_clipping`` gives the numbers of ``relu(elemwise(...))``, forward and backward,
+    without altering the caller's inputs or output gradient."""
+    xs = [(x * 4).astype(numpy.float32) for x in _inputs(rng)]
+    gy = rng.standard_normal(SHAPE).astype(numpy.float32)
+    results = []
+    for fused in (False, True):
+        vs = [Variable(xp.asarray(x.copy()), requires_grad=True) for x in xs]
+        if fused:
+            y = F.elemwise(vs, op, weights, shifts, relu_clipping=clipping)
+        else:
+            y = F.relu(F.elemwise(vs, op, weights, shifts), clipping=clipping)
+        g = xp.asarray(gy.copy())
+        y.backward(g)
+        numpy.testing.assert_array_equal(asnumpy(g), gy)
+        for v, x in zip(vs, xs):
+            numpy.testing.assert_array_equal(asnumpy(v.data), x)
+        results.append([asnumpy(a) for a in (y.data, *(v.grad for v in vs))])
+    assert (results[1][0] > 0).any() and (op in ("AbsSum", "EuclideanSum") or
+                                          (results[1][0] == 0).any())
+    for unfused, fused in zip(*results):
+        numpy.testing.assert_array_equal(fused, unfused)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_residual_sum_is_one_pass_with_gy_passed_through(xp, rng, k):
+    """A Sum with unit weights and no shifts: the inputs' sum in order, a fresh output (also
+    for one input), and every input's gradient the output gradient itself (as ``add``)."""
+    xs = [xp.asarray(x.astype(numpy.float32)) for x in _inputs(rng, k, (5, 3, 4, 4))]
+    vs = [Variable(x, requires_grad=True) for x in xs]
+    y = F.elemwise(vs, "Sum")
+    expected = xs[0].copy()
+    for x in xs[1:]:
+        expected += x
+    numpy.testing.assert_array_equal(asnumpy(y.data), asnumpy(expected))
+    assert y.data is not xs[0]
+    gy = xp.asarray(rng.standard_normal(y.shape).astype(numpy.float32))
+    grads = y.creator.backward(xp, gy, (True,) * k)
+    assert all(g is gy for g in grads)

@@ -18,6 +18,7 @@ POOL_CASES = [
     ((1, 2, 7, 7), (2, 2), (2, 2), (0, 0, 0, 0), True),    # ceil_mode overhang
     ((1, 2, 8, 7), (3, 3), (2, 2), (1, 1, 1, 1), True),
     ((1, 2, 6, 6), (3, 3), (3, 3), (2, 2, 2, 2), False),   # padding > k/2 (N2D2 allows)
+    ((2, 3, 8, 7), (1, 1), (2, 2), (0, 0, 0, 0), False),   # subsampling (ResNet shortcut)
 ]
 
 

@@ -167,7 +167,7 @@ def build_resnet20(rng, args):
                 lo, hi = (cout - cin) // 2, cout - cin - (cout - cin) // 2
                 s = F.concat([numpy.zeros((n, lo, h, w), numpy.float32), s,
                               numpy.zeros((n, hi, h, w), numpy.float32)], axis=1)
-            return F.relu(y + s)
+            return F.elemwise([y, s], "Sum", relu_clipping=0.0)   # N2D2's ElemWise + Rectifier
         return forward
 
     stem, stem_bn = conv(3, 16), bn(16)

@@ -238,7 +238,7 @@ def _channel_sums(xp, a3, b3, produce=None):
     def sums(lo, hi):
         if produce is not None:
             produce(lo, hi)
-        xp.einsum("nci->nc", a3[lo:hi], out=per_item[0, lo:hi])
+        per_item[0, lo:hi] = xp.einsum("nci->nc", a3[lo:hi])  # (CuPy's einsum has no out=)
         per_item[1, lo:hi] = _row_dots(xp, a3[lo:hi], b3[lo:hi])
     elementwise(xp, a3, sums, SUM_CHUNK_ELEMENTS)
     totals = per_item.sum(axis=1, dtype=xp.float64)

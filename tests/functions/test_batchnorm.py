@@ -168,3 +168,17 @@ def test_fused_relu_is_relu_after_batch_norm(xp, rng, clipping, shape, training,
         assert results[1][0].max() <= clipping
     for unfused, fused in zip(*results):
         numpy.testing.assert_array_equal(fused.view(numpy.int32), unfused.view(numpy.int32))
+
+
+@pytest.mark.parametrize("clipping", [None, 6.0], ids=["plain", "relu6"])
+def test_inference_pass_has_the_bits_of_the_recorded_one(xp, rng, clipping):
+    """Running statistics with nothing recorded (one chunked pass, no x̂) give the same bits
+    as with the graph recorded (x̂ saved for backward)."""
+    x, scale, bias, mean, var = _inputs(rng, (6, 4, 7, 5))
+    args = [xp.asarray(a) for a in (scale, bias, mean, var)]
+    free = F.batch_norm(xp.asarray(x), *args, EPS, False, relu_clipping=clipping)
+    recorded = F.batch_norm(Variable(xp.asarray(x), requires_grad=True), *args, EPS, False,
+                            relu_clipping=clipping)
+    assert free.creator is None and recorded.creator is not None
+    numpy.testing.assert_array_equal(asnumpy(free.data).view(numpy.int32),
+                                     asnumpy(recorded.data).view(numpy.int32))

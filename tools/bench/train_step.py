@@ -136,7 +136,9 @@ def _learnable(rng, shape, filler):
 def build_resnet20(rng, args):
     """ResNet-20 (CIFAR): conv3x3-BN-ReLU, 3x3 blocks of 16/32/64 channels, global average
     pool, fc 64→10 with bias. Shortcuts: stride-2 subsampling (a 1x1 max pool) and zero
-    channels concatenated on both sides, as the peer's ``F.pad`` does."""
+    channels concatenated on both sides, as the peer's ``F.pad`` does. BN+ReLU is one
+    ``batch_norm(..., relu_clipping=0)`` and the residual an ElemWise Sum with its ReLU, as
+    the BatchNorm and ElemWise cells of an INI ResNet run them."""
     import numpy
     import n2d2py.functions as F
     from n2d2py.autograd import Variable
@@ -204,7 +206,8 @@ MOBILENET_V2_CIFAR = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2)
 def build_mobilenetv2(rng, args):
     """MobileNet-v2 for 32x32 inputs (the peer's ``mobilenetv2``): inverted residual blocks
     (1x1 expand, 3x3 depthwise, 1x1 project, each with BatchNorm; ReLU6 after the first two),
-    identity residuals where the shape is kept, 1x1 conv to 1280, global average pool, fc."""
+    identity residuals where the shape is kept, 1x1 conv to 1280, global average pool, fc.
+    BN+ReLU6 is one ``batch_norm(..., relu_clipping=6)``, as a BatchNorm cell runs it."""
     import numpy
     import n2d2py.functions as F
     from n2d2py.autograd import Variable

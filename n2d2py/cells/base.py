@@ -19,7 +19,7 @@ CLI to print.
 Losses (for the DeepNet): ``cell.loss_kind`` is ``"softmax"`` for ``Softmax WithLoss=1``,
 ``"sigmoid"`` for a ``LogisticWithLoss`` activation, else ``None``. ``forward`` always returns
 the probabilities (so scores and exports see what N2D2 outputs) and keeps the pre-activation in
-``cell.last_logits``; with a loss kind the DeepNet computes ``F.softmax_cross_entropy`` /
+``cell.last_logits`` (None where the cell ran a plain ReLU inside its function: ``fused_relu``); with a loss kind the DeepNet computes ``F.softmax_cross_entropy`` /
 ``F.sigmoid_cross_entropy`` on ``cell.last_logits`` (N2D2 skips the Jacobian),
 otherwise ``F.mse`` on the output.
 
@@ -201,6 +201,13 @@ class Cell(SectionReader, Parameterizable):
     # ------------------------------------------------------------------ run
     def forward(self, xs, training=False):
         raise NotImplementedError
+
+    def fused_relu(self, training):
+        """The clipping of a plain ReLU activation that this cell's function may run itself
+        (``relu_clipping=``: the same numbers, one pass over memory fewer), else None. Only
+        while training: a fused cell has no pre-activation array (``last_logits`` is None),
+        inference keeps it."""
+        return getattr(self.activation, "fused_relu_clipping", None) if training else None
 
     def activate(self, y, training=False, activated=False):
         """Activation then activation quantizer (in N2D2 too, QAct runs on the

@@ -59,7 +59,7 @@ class BatchNormCell(Cell):
             y = self.statistics_group(x, self.scale, self.bias, self.mean, self.variance,
                                       self.epsilon, training, self.moving_average_momentum)
             return self.activate(y, training)
-        relu = getattr(self.activation, "fused_relu_clipping", None)
+        relu = self.fused_relu(training)
         y = F.batch_norm(x, self.scale, self.bias, self.mean, self.variance, self.epsilon,
                          training, self.moving_average_momentum, relu_clipping=relu)
         return self.activate(y, training, activated=relu is not None)

@@ -33,7 +33,7 @@ class ElemWiseCell(Cell):
         return list(values) * n if len(values) == 1 else list(values)
 
     def forward(self, xs, training=False):
-        relu = getattr(self.activation, "fused_relu_clipping", None)
+        relu = self.fused_relu(training)
         y = F.elemwise(list(xs), self.operation, self.coefficients(self.weights, 1.0),
                        self.coefficients(self.shifts, 0.0), relu_clipping=relu)
         return self.activate(y, training, activated=relu is not None)

@@ -134,8 +134,9 @@ def test_shape_cells(rng):
                                          ("ActivationFunction.LeakSlope=0.1\n", False)],
                          ids=["relu", "relu6", "leaky"])
 def test_batchnorm_fuses_a_plain_rectifier(rng, keys, fused):
-    """A BatchNorm cell ending in a plain ReLU runs it inside its BatchNorm function (one pass
-    fewer), with the numbers of the activation applied after it; a leaky one stays apart."""
+    """A BatchNorm cell ending in a plain ReLU runs it inside its BatchNorm function while
+    training (one pass fewer), with the numbers of the activation applied after it; a leaky
+    one stays apart."""
     import n2d2py.functions as F
     from n2d2py.autograd import Variable
     cells, bn = cell_of("[bn]\nInput=env\nType=BatchNorm\nNbOutputs=3\n"
@@ -156,6 +157,9 @@ def test_batchnorm_fuses_a_plain_rectifier(rng, keys, fused):
     numpy.testing.assert_array_equal(xv.grad, ref_x.grad)
     numpy.testing.assert_array_equal(bn.mean, mean)
     assert (y.data <= 0).any() and (y.data > 0).any()
+    assert (bn.last_logits is None) == fused
+    bn.forward([xv], training=False)   # inference keeps the pre-activation
+    assert bn.last_logits is not None
 
 
 def test_elemwise_sum_fuses_a_plain_rectifier(rng):

@@ -16,6 +16,7 @@ diff; the 1/B is already inside ``gy``.
 State files (α, step sizes, masks) are written with 10 significant digits, as N2D2 does
 for every cell that has a quantizer (``std::setprecision(10)``).
 """
+import functools
 import os
 from typing import NamedTuple
 
@@ -168,8 +169,7 @@ class Quantizer(Parameterizable):
 
     # -- learning -------------------------------------------------------------------------------
     def parameters(self):
-        return [getattr(self, attr) for klass in reversed(type(self).__mro__)
-                for attr, value in vars(klass).items() if isinstance(value, LazyParameter)]
+        return [getattr(self, attr) for attr in _lazy_parameter_names(type(self))]
 
     def bits(self):
         return None
@@ -290,6 +290,14 @@ class ClipActQuantizer(RangeBits, ActQuantizer):
         value = load_scalar_state(self.state_file(folder, cell_name), ignore_missing)
         if value is not None:
             self.alpha_param.data[...] = DTYPE(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _lazy_parameter_names(klass):
+    """A quantizer class's ``LazyParameter`` attributes, base classes first: asked for every
+    training step (``parameters()``), so walked once per class."""
+    return tuple(attr for base in reversed(klass.__mro__)
+                 for attr, value in vars(base).items() if isinstance(value, LazyParameter))
 
 
 def load_scalar_state(path, ignore_missing):

@@ -292,11 +292,9 @@ class SATActQuantize(Function):
         q = xp.clip(x, F32(0.0), a, out=d if d is not None else
                     scratch(xp, "sat_act_q", x.shape, x.dtype))  # becomes d below
         mask = scratch(xp, "sat_act_mask", x.shape, bool)
-        # NaN in x is NaN in q = clip(x, 0, a) ⊂ [0, a] and only then in its sum (no inf - inf
-        # there): one reading pass instead of isnan's mask and its any()
-        has_nan = bool(xp.isnan(q.sum()))
+        has_nan = bool(xp.isnan(x, out=mask).any())
         if has_nan:
-            xp.copyto(q, a, where=xp.isnan(x, out=mask))  # NaN -> a (N2D2's x < 0 ? 0 : ...)
+            xp.copyto(q, a, where=mask)  # NaN -> a (N2D2's x < 0 ? 0 : x < a ? x : a)
         q /= a
         Rf = F32(self.R)
         qd = xp.multiply(q, Rf, out=y)  # v = R·q, then rnd(v)/R in place; becomes the output

@@ -21,11 +21,6 @@ ALLOWED = {
     "n2d2py/data/database.py", "n2d2py/data/dir_database.py", "n2d2py/data/geometric.py",
     "n2d2py/data/idx.py", "n2d2py/data/mnist.py", "n2d2py/data/sp_ini.py",
     "n2d2py/data/stimuli_provider.py", "n2d2py/data/transformation.py",
-    "n2d2py/functions/activation.py", "n2d2py/functions/batchnorm.py",
-    "n2d2py/functions/elementwise.py", "n2d2py/functions/linear.py", "n2d2py/functions/loss.py",
-    "n2d2py/functions/pool.py", "n2d2py/functions/shape.py",
-    "n2d2py/solvers/__init__.py", "n2d2py/solvers/adam.py", "n2d2py/solvers/base.py",
-    "n2d2py/solvers/lr_policy.py", "n2d2py/solvers/sgd.py",
 }
 
 

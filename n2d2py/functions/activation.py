@@ -1,4 +1,4 @@
-"""N2D2 activation functions (``ActivationFunction=``, spec/ini.md §2.8.2), one fused pass each.
+"""N2D2 activation functions (``ActivationFunction=``, docs/INI.md §6), one fused pass each.
 
 Every activation is a single ``Function`` (forward and backward side by side) rather than a chain
 of arithmetic ops, so a Conv + ReLU costs one extra array, not five. Where N2D2's gradient at a
@@ -24,7 +24,7 @@ from ._im2col import scratch
 __all__ = ["relu", "linear_clip", "tanh", "sigmoid", "saturation", "softplus", "swish",
            "TANH_LECUN_ALPHA"]
 
-TANH_LECUN_ALPHA = 1.7159 * 2.0 / 3.0  # N2D2's TanhLeCun: tanh(1.1439 x), no 1.7159 gain (§8.16)
+TANH_LECUN_ALPHA = 1.7159 * 2.0 / 3.0  # N2D2's TanhLeCun: tanh(1.1439 x), no 1.7159 gain
 
 
 def _split(xp, a, body):

@@ -1,4 +1,4 @@
-"""Batch normalisation over the channel axis (N2D2 ``Type=BatchNorm``, spec/ini.md §2.8.1, §8.13).
+"""Batch normalisation over the channel axis (N2D2 ``Type=BatchNorm``).
 
     y = scale · (x - μ) / sqrt(σ² + eps) + bias        per channel c (axis 1), over (N, H, W)
 
@@ -8,13 +8,13 @@ statistics in place:
 
     mean ← m·μ + (1 - m)·mean          var ← m·σ²·n/(n-1) + (1 - m)·var
 
-with the **unbiased** batch variance (N2D2 with cuDNN, and PyTorch; spec §2.8.1). ``m`` weights
+with the **unbiased** batch variance (N2D2 with cuDNN, and PyTorch). ``m`` weights
 the *new* batch (PyTorch's convention, default 0.1). N2D2's running variance starts at 0 (set by
 the cell, not here).
 
-Inference, and training with ``momentum == 0`` (N2D2's "freezing trick", §8.13), use the running
-statistics; the function is then a per-channel affine map and gradients flow through it as such
-(nothing is updated).
+Inference, and training with ``momentum == 0`` (N2D2's "freezing trick": frozen statistics),
+use the running statistics; the function is then a per-channel affine map and gradients flow
+through it as such (nothing is updated).
 
 ``group`` (a data-parallel communicator, ``distributed/sync_batchnorm.py``): the per-channel
 batch sums are summed over the replicas before use, so each normalises with the global batch's
@@ -167,7 +167,7 @@ class BatchNorm(Function):
         return self._output(y.reshape(x.shape))
 
     def _update_running(self, xp, mu, var, n):
-        # n/(n-1) turns the biased batch variance into the unbiased one (spec §2.8.1); a
+        # n/(n-1) turns the biased batch variance into the unbiased one (N2D2, PyTorch); a
         # one-value-per-channel batch has no unbiased estimate, so it keeps the biased one.
         unbiased = var * (n / max(n - 1, 1))
         m = self.momentum

@@ -1,7 +1,7 @@
 """Several inputs into one: N2D2 ``ElemWise`` operations, channel concatenation, ``Scaling``.
 
-``elemwise`` follows N2D2's ``ElemWiseCell_Frame`` (spec/ini.md §2.8.1 ElemWise), per input k with
-weight wₖ and shift sₖ:
+``elemwise`` follows N2D2's ``ElemWiseCell_Frame`` (keys ``Operation``, ``Weights``, ``Shifts``),
+per input k with weight wₖ and shift sₖ:
 
     Sum           y = Σ (wₖ·xₖ + sₖ)                gₖ = wₖ·gy
     AbsSum        y = Σ wₖ·|xₖ|                     gₖ = wₖ·sign(xₖ)·gy   (sign(0) = +1)
@@ -9,7 +9,7 @@ weight wₖ and shift sₖ:
     Prod          y = Π xₖ                          gₖ = Π_{j≠k} xⱼ·gy
     Max           y = max xₖ                        gₖ = gy at the first argmax, else 0
 
-N2D2 computes EuclideanSum as sqrt(Σ wₖ²xₖ² + sₖ²), not the spec table's sqrt(Σ(wₖxₖ+sₖ)²);
+N2D2's code computes EuclideanSum as sqrt(Σ wₖ²xₖ² + sₖ²), not sqrt(Σ(wₖxₖ+sₖ)²);
 both agree when the shifts are 0 (every shipped INI), and this file follows the code. Prod and
 Max ignore weights and shifts, AbsSum ignores shifts, as in N2D2.
 
@@ -197,7 +197,7 @@ def elemwise(xs, operation, weights=None, shifts=None, relu_clipping=None):
 
 
 def concat(xs, axis=1):
-    """Concatenation along ``axis`` (channels by default: N2D2's multi-input cells, §2.3)."""
+    """Concatenation along ``axis`` (channels by default: docs/INI.md §6, Inputs)."""
     return Concat(axis).apply(*xs)
 
 

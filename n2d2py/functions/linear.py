@@ -1,7 +1,7 @@
 """Fully connected layer (N2D2 ``Type=Fc``): y = flatten(x) @ W^T + b.
 
 x (N, ...) is flattened in C order, which is N2D2's x-fastest Fc input order
-``c*H*W + y*W + x`` (spec/ini.md §2.8.1 Fc); W is (O, I) with I the flattened size.
+``c*H*W + y*W + x`` (also ONNX/PyTorch ``Flatten`` of NCHW); W is (O, I) with I the flattened size.
 Backward: gx = gy @ W (reshaped to x), gW = gy^T @ flatten(x), gb = sum_n gy.
 """
 from ..autograd.function import Function

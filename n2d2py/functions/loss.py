@@ -1,4 +1,4 @@
-"""Losses as N2D2's targets drive them (spec/ini.md §2.6, docs/ARCHITECTURE.md "Functions").
+"""Losses as N2D2's targets drive them (docs/INI.md §6 Targets; docs/ARCHITECTURE.md "Functions").
 
 N2D2 feeds back ``target - output`` (a negative gradient, summed over the batch, the solver then
 divides by B). Here each loss is a scalar **summed over the batch and divided by N** and its

@@ -2,15 +2,16 @@
 
 max:     y[n, c, i, j] = max_{kh, kw} xpad[n, c, i*sh + kh, j*sw + kw], padding = -inf (never
          wins); the gradient goes to the argmax, ties to the first in (kh, kw) order.
-average: y = sum_{kh, kw} xpad[...] / count, padding = 0. N2D2 counts the padding: count = kH*kW
-         (spec/ini.md §2.8.1 Pool). ``count_include_pad=False`` (ONNX's default) counts only
-         input pixels.
+average: y = sum_{kh, kw} xpad[...] / count, padding = 0. N2D2 always counts the padding:
+         count = kH*kW. ``count_include_pad=False`` (ONNX's default) counts only input
+         pixels.
 size:    out = floor((in + p0 + p1 - k) / s) + 1; ``ceil_mode`` rounds up, as ONNX/PyTorch: the
          last window must start inside the input or the leading padding. Its extra end cells
-         are emulated by extra end padding (spec/ini.md §5.3) that never wins a max and is never
-         counted in an average, with either count_include_pad (PyTorch's rule: an average with
-         count_include_pad counts the declared padding but not the ceil_mode overhang).
-channel_pool2d: N2D2 Pool with a Mapping that is not one-to-one (spec/ini.md §2.7): output o
+         are emulated, as N2D2's ONNX import does, by extra end padding that never wins a max
+         and is never counted in an average, with either count_include_pad (PyTorch's rule: an
+         average with count_include_pad counts the declared padding but not the ceil_mode
+         overhang).
+channel_pool2d: N2D2 Pool with a Mapping that is not one-to-one (docs/INI.md §6): output o
          pools over the window and every channel c with mask[o, c]; an average divides by
          kH*kW*count_o. Channel ties go to the first channel. An output with no connected
          channel is 0 (no gradient).

@@ -1,4 +1,4 @@
-"""Functions that move values without arithmetic, and resizing (spec/ini.md §2.8.1: ``Padding``,
+"""Functions that move values without arithmetic, and resizing (N2D2 cells ``Padding``,
 ``Reshape``, ``Transpose``, ``Resize``).
 
 All take NCHW arrays and NumPy axis order; the cells convert N2D2's X-first ``Dims``/``Perm``.

@@ -1,7 +1,7 @@
 """Solvers (``Solvers=``, ``WeightsSolver=``, ``BiasSolver=``, ...): ``SOLVERS.get("SGD")``.
 
 One solver instance per Parameter (``Solver.clone()``); ``update(param, batch_size)`` applies
-N2D2's rule from the batch-mean gradient (spec/ini.md §4; docs/ARCHITECTURE.md).
+N2D2's rule from the batch-mean gradient (docs/INI.md §8; docs/ARCHITECTURE.md).
 """
 from .base import SOLVERS, Solver, to_clamping
 from .sgd import SGDSolver

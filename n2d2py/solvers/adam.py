@@ -1,4 +1,4 @@
-"""``Solvers=Adam``: N2D2's Adam (spec/ini.md §4.3).
+"""``Solvers=Adam``: N2D2's Adam (docs/INI.md §8).
 
 N2D2 feeds Adam the gradient **summed** over the batch, without dividing by B, so with our
 batch-mean gradient ``g`` the moments see ``G = B·g``. At step t (1-based):
@@ -19,7 +19,7 @@ from .base import SOLVERS, Solver, clamp_
 
 @SOLVERS.register("Adam")
 class AdamSolver(Solver):
-    """N2D2 ``AdamSolver``: keys and defaults of spec/ini.md §4.3."""
+    """N2D2 ``AdamSolver``: its keys and defaults (docs/INI.md §8)."""
 
     learning_rate = Key("LearningRate", to_float, default=0.001)
     beta1 = Key("Beta1", to_float, default=0.9)
@@ -44,7 +44,7 @@ class AdamSolver(Solver):
         t = self.steps
         if self.moment1 is None:
             self.moment1, self.moment2 = xp.zeros_like(w), xp.zeros_like(w)
-        G = g * float(batch_size)  # N2D2's summed gradient (spec/ini.md §4.3)
+        G = g * float(batch_size)  # N2D2's Adam sees the batch-summed gradient
         m, v = self.moment1, self.moment2
         m *= self.beta1
         m += (1.0 - self.beta1) * G

@@ -1,6 +1,6 @@
-"""Solver: the per-Parameter update rule of N2D2 (``Solvers=``, ``WeightsSolver=``, spec/ini.md §4).
+"""Solver: N2D2's per-Parameter update rule (``Solvers=``, ``WeightsSolver=``, docs/INI.md §8).
 
-Gradient convention (docs/ARCHITECTURE.md, "Solvers and fillers"; spec/qat.md §0): ``param.grad``
+Gradient convention (docs/ARCHITECTURE.md, "Design choices"; docs/INI.md §8): ``param.grad``
 is the ordinary gradient dL/dθ of the **batch-mean** loss. N2D2 accumulates the negative gradient
 *summed* over the batch (``Δ = −B·grad``); each solver converts back where its rule needs it
 (SGD divides Δ by B, so it uses ``grad`` as is; Adam does not, so it uses ``B·grad``).

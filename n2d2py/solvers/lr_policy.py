@@ -1,4 +1,4 @@
-"""N2D2's learning-rate schedules (``LearningRatePolicy=``, spec/ini.md §4.2), as pure functions.
+"""N2D2's learning-rate schedules (``LearningRatePolicy=``, docs/INI.md §8), as pure functions.
 
 Counters, as N2D2 keeps them:
   * ``iteration`` (``it``): updates done so far (stops at ``MaxIterations`` when that is > 0);

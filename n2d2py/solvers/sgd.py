@@ -1,5 +1,5 @@
 """``Solvers=SGD``: N2D2's stochastic gradient descent with momentum, decay, schedules and
-gradient accumulation (spec/ini.md §4.2, §8 item 15).
+gradient accumulation (docs/INI.md §8).
 
 N2D2's rule on the negative summed gradient ``Δ = −Σ_batch ∂L/∂w`` (over the ``I`` accumulated
 batches too), with ``r = rate / (B·I)``:
@@ -27,7 +27,7 @@ def _positive(text):
 
 @SOLVERS.register("SGD")
 class SGDSolver(Solver):
-    """N2D2 ``SGDSolver``: keys and defaults of ``src/Solver/SGDSolver.cpp`` (spec/ini.md §4.2)."""
+    """N2D2 ``SGDSolver``: its keys and defaults (docs/INI.md §8)."""
 
     learning_rate = Key("LearningRate", to_float, default=0.01, doc="base learning rate")
     momentum = Key("Momentum", to_float, default=0.0)

@@ -6,7 +6,8 @@ network ``--qat-sat`` produces (``qat.engine.FusedNet``), from calibration stati
     fused.test()                       # integer engine
     fused.fake_quantized().test()      # N2D2's simulator (float twins of the nodes)
 
-Modules: ``options`` (the options), ``histogram`` (statistics and N2D2's files),
+Modules: ``options`` (the options), ``equalization`` (cross-layer equalization, before the
+statistics), ``histogram`` (statistics and N2D2's files),
 ``thresholds`` (None/MSE/KL-Divergence/Quantile), ``rescale`` (rescaling modes), ``build``
 (formats, weights, the rules cells call: ``Cell.ptq``), ``nodes`` (integer nodes and their
 float twins), ``network`` (``CalibratedNet``), ``calibration`` (the flow: ``calibrate``),

@@ -10,6 +10,11 @@
    first batch and grows with the range, as N2D2's).
 3. The rules run again with the statistics and build the integer nodes.
 
+Between 1 and 2, unless ``options.cross_layer_equalization`` is off (``--no-cle``), the
+float network's consecutive layers are equalized (``equalization.py``, N2D2's order: after
+BatchNorm folding, before the weight clipping and the statistics); steps 2 and 3 see the
+equalized weights, and the network's own parameters are given back afterwards.
+
 ``Statistics`` can be saved and reloaded (N2D2's ``outputs_range.bin``/``outputs_histogram.bin``
 plus ``calibration.json``: which network, weights and options they come from, so that
 ``--calib-reload`` refuses statistics of other weights instead of using them silently, as N2D2
@@ -25,6 +30,7 @@ from ..autograd import no_grad
 from ..backend import asnumpy
 from ..errors import DataError, N2D2Error
 from .build import Builder, Format
+from .equalization import equalize
 from .histogram import (Histogram, RangeStats, load_histograms, load_ranges, nb_bins,
                         save_histograms, save_ranges)
 from .network import CalibratedNet
@@ -65,6 +71,13 @@ class Statistics:
                 raise DataError(f"unreadable ({exc})", file=meta) from None
             if not isinstance(saved, dict):
                 raise DataError("expected a JSON object", file=meta)
+            cle = info.get("cross_layer_equalization")
+            if "cross_layer_equalization" in saved and saved["cross_layer_equalization"] != cle:
+                raise DataError(f"these statistics were collected "
+                                f"{'without' if cle else 'with'} cross-layer equalization: "
+                                f"calibrate again without --calib-reload, or "
+                                f"{'give' if not saved['cross_layer_equalization'] else 'omit'}"
+                                f" --no-cle", file=meta)
             for key in ("weights", "cells"):
                 if key in saved and saved[key] != info[key]:
                     raise DataError(f"these statistics were collected from other "
@@ -96,7 +109,8 @@ def fingerprint(net, needs, options):
         for name in getattr(cell, "state_names", ()):
             digest.update(numpy.ascontiguousarray(asnumpy(getattr(cell, name))).tobytes())
     return {"cells": sorted(needs), "weights": digest.hexdigest(),
-            "bits": options.bits, "act_clipping_mode": options.act_clipping_mode}
+            "bits": options.bits, "act_clipping_mode": options.act_clipping_mode,
+            "cross_layer_equalization": options.cross_layer_equalization}
 
 
 def plan(net, options):
@@ -152,17 +166,24 @@ def calibrate(net, options, calib=-1, folder=None, reload=False, progress=None, 
         raise N2D2Error("--calib 0 calibrates nothing: give the number of stimuli (-1: all of "
                         "the Validation set)")
     needs = plan(net, options)
-    info = fingerprint(net, needs, options)
-    stats = Statistics.load(folder, info) if reload and folder else None
-    reloaded = stats is not None
-    if stats is None:
-        set_name = set_name or calibration_set(net)
-        stats = collect(net, needs, options, set_name, None if calib < 0 else int(calib),
-                        progress)
-    if "env" not in stats.ranges:
-        raise DataError("the reloaded statistics have no input range ('env')",
-                        file=os.path.join(folder, RANGE_FILE))
-    builder = Builder(net, options, stats, input_format(stats, options)).run()
-    fused = CalibratedNet.from_builder(builder, net, options, stats)
-    fused.reloaded, fused.fingerprint = reloaded, info
+    equalization = equalize(net) if options.cross_layer_equalization else None
+    try:   # on the equalized weights; the float network is given back as it was
+        info = fingerprint(net, needs, options)
+        stats = Statistics.load(folder, info) if reload and folder else None
+        reloaded = stats is not None
+        if stats is None:
+            set_name = set_name or calibration_set(net)
+            stats = collect(net, needs, options, set_name, None if calib < 0 else int(calib),
+                            progress)
+        if "env" not in stats.ranges:
+            raise DataError("the reloaded statistics have no input range ('env')",
+                            file=os.path.join(folder, RANGE_FILE))
+        builder = Builder(net, options, stats, input_format(stats, options)).run()
+        fused = CalibratedNet.from_builder(builder, net, options, stats)
+    finally:
+        if equalization is not None:
+            equalization.restore()
+    fused.reloaded, fused.fingerprint, fused.equalization = reloaded, info, equalization
+    if equalization is not None:
+        fused.notices = equalization.notices() + fused.notices
     return fused

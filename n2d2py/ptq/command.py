@@ -49,6 +49,9 @@ def add_ptq_arguments(parser):
                        help="one weight scale per output channel (default: per layer)")
     group.add_argument("--no-unsigned", action="store_true",
                        help="signed codes everywhere (default: ReLU outputs unsigned)")
+    group.add_argument("--no-cle", action="store_true",
+                       help="no cross-layer equalization of consecutive layers' weight ranges "
+                            "before calibrating (on by default, as N2D2's)")
 
 
 def options_from(args):
@@ -57,7 +60,8 @@ def options_from(args):
                       wt_clipping_mode=args.wt_clipping_mode,
                       act_scaling_mode=getattr(args, "act_rescaling_mode", "Floating-point"),
                       per_output=args.act_rescale_per_output, quantile=args.act_quantile_value,
-                      unsigned=not args.no_unsigned)
+                      unsigned=not args.no_unsigned,
+                      cross_layer_equalization=not getattr(args, "no_cle", False))
 
 
 def run_calibration(run):
@@ -92,6 +96,8 @@ def run_calibration(run):
     start = time.perf_counter()
     fused = calibrate(net, options, args.calib, folder, reload, progress.step)
     progress.close()
+    if fused.equalization is not None:
+        run.say(fused.equalization.summary())
     what = "reloaded from" if fused.reloaded else f"{fused.stats.count} {fused.stats.set_name} " \
         f"stimuli in {time.perf_counter() - start:.2f} s; saved in"
     for notice in fused.notices:

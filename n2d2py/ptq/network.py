@@ -36,6 +36,7 @@ class CalibratedNet(FusedNet):
         self.input_format, self.formats = builder.formats["env"], builder.formats
         self.rows, self.notices, self.stats = builder.rows, builder.notices, stats
         self.simulated = False
+        self.equalization = None   # calibration.calibrate: the cross-layer equalization done
         return self
 
     def input_codes(self, x):

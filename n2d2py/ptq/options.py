@@ -16,11 +16,12 @@ SUPPORTED_SCALING_MODES = ("Floating-point", "Fixed-point16", "Fixed-point32", "
 class PTQOptions:
     """``bits`` (2..16), ``act_clipping_mode`` / ``wt_clipping_mode`` (N2D2 spellings),
     ``quantile`` (0 < q <= 1), ``per_output`` (per-output-channel weight scaling),
-    ``act_scaling_mode``, ``unsigned`` (False: every activation signed, ``--no-unsigned``)."""
+    ``act_scaling_mode``, ``unsigned`` (False: every activation signed, ``--no-unsigned``),
+    ``cross_layer_equalization`` (N2D2's default; False: ``--no-cle``, ``equalization.py``)."""
 
     def __init__(self, bits=8, act_clipping_mode="MSE", wt_clipping_mode="None",
                  act_scaling_mode="Floating-point", per_output=False, quantile=0.9999,
-                 unsigned=True):
+                 unsigned=True, cross_layer_equalization=True):
         try:
             self.bits = int(bits)
         except (TypeError, ValueError):
@@ -47,6 +48,7 @@ class PTQOptions:
             raise N2D2Error(f"--act-quantile-value {quantile}: expected a fraction in (0, 1]")
         self.per_output = bool(per_output)
         self.unsigned = bool(unsigned)
+        self.cross_layer_equalization = bool(cross_layer_equalization)
 
     @staticmethod
     def _mode(option, value):
@@ -67,11 +69,14 @@ class PTQOptions:
         return {"method": "PTQ", "bits": self.bits, "act_clipping_mode": self.act_clipping_mode,
                 "act_quantile_value": self.quantile, "wt_clipping_mode": self.wt_clipping_mode,
                 "act_rescale_per_output": self.per_output,
-                "act_scaling_mode": self.act_scaling_mode, "unsigned": self.unsigned}
+                "act_scaling_mode": self.act_scaling_mode, "unsigned": self.unsigned,
+                "cross_layer_equalization": self.cross_layer_equalization}
 
     def describe(self):
         extra = f" {self.quantile}" if self.act_clipping_mode == "Quantile" else ""
         return (f"{self.bits} bits, activations clipped by {self.act_clipping_mode}{extra}, "
                 f"weights clipped by {self.wt_clipping_mode}, weight scales per "
                 f"{'output channel' if self.per_output else 'layer'}, rescaling "
-                f"{self.act_scaling_mode}{'' if self.unsigned else ', all signed'}")
+                f"{self.act_scaling_mode}{'' if self.unsigned else ', all signed'}, "
+                f"cross-layer equalization "
+                f"{'on' if self.cross_layer_equalization else 'off (--no-cle)'}")

@@ -109,7 +109,10 @@ def write_folder(fused, folder, pictures=True):
     stats = fused.stats
 
     def write(tmp):
-        stats.save(tmp, fused.fingerprint)
+        info = dict(fused.fingerprint)
+        if getattr(fused, "equalization", None) is not None:
+            info["equalization"] = fused.equalization.as_dict()
+        stats.save(tmp, info)
         with open(os.path.join(tmp, "layers.dat"), "w") as f:
             f.write(format_table(fused))
         with open(os.path.join(tmp, "layers.md"), "w") as f:

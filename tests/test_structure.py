@@ -11,7 +11,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "n2d2py"
 OPERATOR_PAIR = {"n2d2py.autograd.function", "n2d2py.autograd.variable", "n2d2py.functions.arith"}
 ASKING_MODULES = ["stats/cost.py", "stats/n2d2_stats.py", "onnx/export.py",
                   "onnx/export_integer.py", "qat/fuse.py", "qat/export_c.py",
-                  "quantizers/constraints.py", "report/text.py", "ptq/build.py"]
+                  "quantizers/constraints.py", "report/text.py", "ptq/build.py",
+                  "ptq/equalization.py"]
 
 
 def modules():

@@ -337,7 +337,7 @@ class Equalization:
         names = ", ".join(f"{p}->{c}" for p, c in (pair.names for pair in self.pairs))
         return (f"Cross-layer equalization (N2D2's default; --no-cle turns it off): "
                 f"{len(self.pairs)} pairs in {self.sweeps} sweep{'s' * (self.sweeps != 1)} "
-                f"({names}), {self.seconds:.3f} s")
+                f"({names}), {1e3 * self.seconds:.1f} ms")
 
     def notices(self):
         lines = [f"Notice: cross-layer equalization removed the Clipping={c:g} of "

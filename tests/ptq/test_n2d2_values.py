@@ -188,13 +188,15 @@ def test_worked_example_single_shift():
 
 def test_reload_n2d2s_stored_ranges(tmp_path):
     """N2D2's C export test quantizes ``mnist_model`` from its stored ``outputs_range.bin``
-    (clip None, Single-shift): ``--calib-reload`` reads that file as it is."""
+    (clip None, Single-shift, without cross-layer equalization: ``-no-cle``):
+    ``--calib-reload`` reads that file as it is."""
     import shutil
     from cli_runner import assert_error, error_line, run_subprocess
     folder = N2D2 / "tests_data" / "mnist_model"
     (tmp_path / "calib_int8").mkdir()
     shutil.copy(folder / "outputs_range.bin", tmp_path / "calib_int8")
-    argv = [folder / "model.ini", "-w", folder / "weights", "--calib", 500, "--calib-reload"]
+    argv = [folder / "model.ini", "-w", folder / "weights", "--calib", 500, "--calib-reload",
+            "-no-cle"]
     status, out, err = run_subprocess(tmp_path, *argv, "--act-clipping-mode", "None",
                                       "--act-rescaling-mode", "Single-shift", "--test")
     assert status == 0, err

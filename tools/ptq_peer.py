@@ -6,7 +6,8 @@ stimuli and the same test stimuli.
 
 n2d2py: every activation clipping mode (None, MSE, KL-Divergence, Quantile), every weight
 clipping mode (None, MSE, KL-Divergence; ``--wt-clipping-mode`` picks some), weight scales per
-layer and per output channel, Floating-point rescaling; the integer engine's and the
+layer and per output channel, Floating-point rescaling, cross-layer equalization (N2D2's
+default; ``--no-cle``: without); the integer engine's and the
 fake-quantized network's Test scores, and the weights' bytes at B bits. onnxruntime: the DeepNet
 exported as float ONNX (``n2d2py.onnx.export_onnx``), ``quantize_static`` in QDQ format with
 unsigned activations and signed weights (QUInt8/QInt8 at 8 bits, QUInt4/QInt4 at 4 bits, the
@@ -47,14 +48,15 @@ def stimuli(net, set_name, limit=None):
     return numpy.concatenate(xs), numpy.concatenate(ys)
 
 
-def ours(net, bits, calib, weight_modes):
+def ours(net, bits, calib, weight_modes, cle=True):
     from n2d2py.ptq import PTQOptions, calibrate
     from n2d2py.qat.export_c import weight_memory
     rows = []
     for weight_mode in weight_modes:
         for per_output in (False, True):
             for mode in MODES:
-                options = PTQOptions(bits, mode, weight_mode, per_output=per_output)
+                options = PTQOptions(bits, mode, weight_mode, per_output=per_output,
+                                     cross_layer_equalization=cle)
                 start = time.perf_counter()
                 fused = calibrate(net, options, calib)
                 seconds = time.perf_counter() - start
@@ -166,6 +168,8 @@ def main(argv=None):
     parser.add_argument("--calib", type=int, default=-1)
     parser.add_argument("--wt-clipping-mode", nargs="+", default=list(WEIGHT_MODES),
                         choices=WEIGHT_MODES, help="n2d2py's weight clipping modes to try")
+    parser.add_argument("--no-cle", action="store_true",
+                        help="n2d2py without cross-layer equalization (N2D2's -no-cle)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     from n2d2py.deepnet import DeepNet
@@ -176,10 +180,11 @@ def main(argv=None):
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         for bits in args.bits:
-            rows += ours(net, bits, args.calib, args.wt_clipping_mode)
+            rows += ours(net, bits, args.calib, args.wt_clipping_mode, not args.no_cle)
             peer, note = onnxruntime_rows(net, bits, args.calib, folder)
             rows += peer
             notes.append(note)
+    notes.append(f"n2d2py: cross-layer equalization {'off (--no-cle)' if args.no_cle else 'on'}")
     notes.append(f"{time.perf_counter() - start:.0f} s on {cpu_model()}")
     text = table(float_rate, rows, notes)
     print(text)

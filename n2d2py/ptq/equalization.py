@@ -50,6 +50,7 @@ from ..cells.dropout import DropoutCell
 from ..cells.fc import FcCell
 from ..cells.misc import PaddingCell
 from ..cells.pool import PoolCell
+from .build import fold_batchnorm
 
 __all__ = ["Equalization", "equalize", "equalization_pairs", "MAX_RANGE_DELTA", "MAX_SWEEPS"]
 
@@ -78,17 +79,9 @@ class Layer:
         return self.cell is self.bn
 
     def batchnorm_factors(self):
-        """(f, shift) of the BatchNorm: y = f·x + shift per channel (N2D2's zero-variance fix:
-        a variance <= 1e-12 is replaced by the mean of the others)."""
-        bn = self.bn
-        gamma, beta = (numpy.asarray(asnumpy(a), numpy.float64)
-                       for a in (bn.scale.data, bn.bias.data))
-        mu, var = (numpy.asarray(asnumpy(a), numpy.float64) for a in (bn.mean, bn.variance))
-        live = var > 1e-12
-        if live.any():
-            var = numpy.where(live, var, var[live].mean())
-        f = gamma / numpy.sqrt(float(bn.epsilon) + var)
-        return f, beta - mu * f
+        """(f, shift) of the BatchNorm as folded: y = f·x + shift per channel."""
+        C = self.bn.out_shape[0]
+        return fold_batchnorm(self.bn, numpy.ones(C), numpy.zeros(C))
 
     def output_ranges(self):
         """(r1, |bias|) per output channel of the folded weights."""
@@ -134,7 +127,8 @@ def multiply(parameter, factors):
 
 
 class Pair:
-    """P -> C, with the cells between them (Dropout, folded Padding) for the record."""
+    """P -> C (``Layer``s); ``scales``: the product of the factors applied to P's outputs,
+    ``delta``: the largest |r1 - r2| before the last sweep."""
 
     def __init__(self, parent, child):
         self.parent, self.child = parent, child
@@ -374,10 +368,15 @@ def equalize(net, max_range_delta=MAX_RANGE_DELTA, max_sweeps=MAX_SWEEPS):
         if act is not None and act.clipping:
             unclipped[parent.owner.name] = (act.clipping, act)
             act.clipping = 0.0
-    sweeps, delta = 0, 0.0
-    while pairs and sweeps < max_sweeps:
-        delta = max(pair.sweep() for pair in pairs)
-        sweeps += 1
-        if not delta > max_range_delta:
-            break
-    return Equalization(pairs, saved, unclipped, sweeps, delta, time.perf_counter() - start)
+    done = Equalization(pairs, saved, unclipped, 0, 0.0, 0.0)
+    try:
+        while pairs and done.sweeps < max_sweeps:
+            done.delta = max(pair.sweep() for pair in pairs)
+            done.sweeps += 1
+            if not done.delta > max_range_delta:
+                break
+    except BaseException:   # never leave a half-equalized network behind
+        done.restore()
+        raise
+    done.seconds = time.perf_counter() - start
+    return done

@@ -124,11 +124,14 @@ class GTSRB(AbstractDatabase):
 
 
 class DIR(AbstractDatabase):
-    """``DIR(data_path, learn, test=None, validation=0.0, depth=1, label_depth=1, ...)``: one
-    sub-directory per label; loads and partitions at once."""
+    """``DIR(data_path, learn, test=None, validation=0.0, depth=1, label_depth=1,
+    load_data_in_memory=False, ...)``: one sub-directory per label; lists and partitions at
+    once (images are decoded when a batch needs them, or all at once with
+    ``load_data_in_memory=True``)."""
     _core_class = DIR_Database
     _renamed = {"learn": "learn_fraction", "test": "test_fraction",
-                "validation": "validation_fraction", "ignore_mask": "ignore_masks"}
+                "validation": "validation_fraction", "ignore_mask": "ignore_masks",
+                "load_data_in_memory": "load_in_memory"}
 
     def __init__(self, data_path, learn, label_path="", **config_parameters):
         if label_path:

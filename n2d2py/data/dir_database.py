@@ -1,19 +1,23 @@
 """``DIR_Database``: one sub-directory per class, images decoded by OpenCV (spec/ini.md §3.3).
 
-Files are listed in sorted order (deterministic, as N2D2 sorts), decoded with
-``cv2.imread(IMREAD_UNCHANGED)`` (grey stays (H, W), colour is BGR (H, W, 3), 16-bit stays
-uint16) and kept in memory. The label of a file is the path of its first ``LabelDepth`` folders
-below ``DataPath`` (``LabelName`` for files above that depth). Partitioning is per label by default.
-ROI files (``ROIFile``, ``ROIDir``) and ``LoadMore`` chaining are not supported.
+Files are listed in sorted order (deterministic, as N2D2 sorts) and decoded as
+``cv2.imread(IMREAD_UNCHANGED)`` does (grey stays (H, W), colour is BGR (H, W, 3), 16-bit stays
+uint16; ``image_files.decode_image``). The label of a file is the path of its first ``LabelDepth``
+folders below ``DataPath`` (``LabelName`` for files above that depth). Partitioning is per label by
+default. ROI files (``ROIFile``, ``ROIDir``) and ``LoadMore`` chaining are not supported.
+
+``LoadInMemory=0`` (N2D2's default) keeps only the file list: an image is decoded when a batch
+needs it, by the streaming loader's workers, so memory does not grow with the folder and the first
+batch comes without decoding the whole folder first. ``LoadInMemory=1`` decodes every image once
+at load and keeps them (static transformations are then cached as for MNIST).
 """
 import os
-
-import numpy
 
 from ..errors import DataError
 from ..ini.convert import list_of, to_bool, to_float, to_int, to_str
 from ..params import REQUIRED, Key
-from .database import DATABASES, Database
+from .database import DATABASES
+from .image_files import ImageFileDatabase
 
 MAX_DEPTH = 64             # folder levels below DataPath, whatever Depth says
 MAX_ENTRIES = 1_000_000    # names listed in all folders walked
@@ -23,7 +27,7 @@ DEFAULT_EXTENSIONS = ("bmp", "dib", "jpeg", "jpg", "jpe", "jp2", "png", "webp", 
 
 
 @DATABASES.register("DIR_Database")
-class DIR_Database(Database):
+class DIR_Database(ImageFileDatabase):
     data_path = Key("DataPath", to_str, REQUIRED)
     learn_fraction = Key("Learn", to_float, REQUIRED)
     validation_fraction = Key("Validation", to_float, 0.0)
@@ -92,26 +96,16 @@ class DIR_Database(Database):
         if not os.path.isdir(root):
             raise self.error(f"DIR_Database folder {root} not found", key="DataPath")
         files = self.list_files(root)
-        names = sorted({label for _, label in files if label})
-        label_ids = {name: i for i, name in enumerate(names)}
-        images = [self.decode(path) for path, _ in files]
-        shapes = {im.shape for im in images}
-        if len(shapes) == 1 and len({im.dtype for im in images}) == 1:
-            images = numpy.stack(images)            # uniform sizes: one array, vectorised later
-        labels = [label_ids.get(label, -1) for _, label in files]
-        self.set_stimuli(images, labels, names, {"Unpartitioned": numpy.arange(len(files))})
-        self.file_names = [path for path, _ in files]
+        for name in sorted({label for _, label in files if label}):
+            self.label_id(name)
+        self.add_stimuli([path for path, _ in files],
+                         [self._label_index.get(label, -1) for _, label in files])
+        self.flush()
+        if self.load_in_memory:
+            self.decode_all()
         learn, validation = self.learn_fraction, self.validation_fraction
         test = self.test_fraction if self.test_fraction is not None else max(0.0, 1.0 - learn - validation)
         if self.per_label_partitioning:
             self.partition_stimuli_per_label(learn, validation, test, self.equiv_label_partitioning)
         else:
             self.partition_stimuli(learn, validation, test)
-
-    @staticmethod
-    def decode(path):
-        import cv2
-        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise DataError("OpenCV cannot decode this image", file=path)
-        return image

@@ -1,7 +1,8 @@
 """Databases of image files read on demand: the file list is built up front, pixels are decoded
 only when a stimulus is asked for (by the streaming loader's workers, ``data/loader.py``).
 
-``ImageFileDatabase`` is the base of ``ILSVRC2012_Database`` and ``GTSRB_DIR_Database``: it keeps
+``ImageFileDatabase`` is the base of ``ILSVRC2012_Database``, ``GTSRB_DIR_Database`` and
+``DIR_Database`` (which may also decode everything once: ``decode_all``, ``LoadInMemory=1``): it keeps
 the paths in a ``FileList`` (one byte buffer and offsets, so that 1.28 M ImageNet paths take
 ~100 MB and forked workers share them without touching Python objects), appends stimuli in load
 order to the *Unpartitioned* set as N2D2's ``loadDir``/``loadFile`` do, and decodes with
@@ -46,7 +47,7 @@ class FileList:
             self._chunks.append((numpy.frombuffer(b"".join(self._pending), numpy.uint8), lengths))
             self._pending = []
 
-    def _join(self):
+    def join(self):
         self._pack()
         if self._chunks:
             ends = self._offsets[-1] + numpy.cumsum(numpy.concatenate([c[1] for c in self._chunks]))
@@ -59,7 +60,7 @@ class FileList:
 
     def __getitem__(self, i):
         if self._chunks or self._pending:
-            self._join()
+            self.join()
         start, end = self._offsets[i], self._offsets[i + 1]
         return os.fsdecode(self._buffer[start:end].tobytes())
 
@@ -68,7 +69,7 @@ class FileList:
 
     @property
     def nbytes(self):
-        self._join()
+        self.join()
         return self._buffer.nbytes + self._offsets.nbytes
 
 
@@ -160,7 +161,10 @@ class ImageFileDatabase(Database):
         self._labels.append(numpy.asarray(labels, numpy.int64).reshape(-1))
 
     def flush(self):
-        """Join the stimuli added since the last call into ``labels`` and Unpartitioned."""
+        """Join the stimuli added since the last call into ``labels`` and Unpartitioned, and
+        the paths into the file list's one buffer (before workers are forked: each would
+        otherwise join its own copy)."""
+        self.files.join()
         if self._labels:
             first = len(self.labels)
             self.labels = numpy.concatenate([self.labels] + self._labels)
@@ -177,6 +181,25 @@ class ImageFileDatabase(Database):
             self.add_stimuli(paths, numpy.full(len(paths), label))
         return len(paths)
 
+    def decode_all(self):
+        """Decode every stimulus now and keep it (N2D2's ``LoadInMemory=1``): the database stops
+        streaming, and ``images`` is one array when all stimuli share a shape and type (filled in
+        place: no second copy of the set), else a list."""
+        images = None
+        for i in range(len(self)):
+            image = self.image(i)
+            if images is None:
+                images = numpy.empty((len(self),) + image.shape, image.dtype)
+            if isinstance(images, numpy.ndarray) and images.shape[1:] == image.shape \
+                    and images.dtype == image.dtype:
+                images[i] = image
+                continue
+            if isinstance(images, numpy.ndarray):
+                images = list(images[:i])          # sizes differ: one array per stimulus
+            images.append(image)
+        self.images = images if images is not None else self.images
+        self.streaming = False
+
     # -- access ------------------------------------------------------------------------------
     def __len__(self):
         return len(self.files)
@@ -184,7 +207,13 @@ class ImageFileDatabase(Database):
     def file_name(self, i):
         return self.files[int(i)]
 
+    @property
+    def file_names(self):
+        return list(self.files)
+
     def image(self, i):
+        if not self.streaming:
+            return self.images[int(i)]
         image = decode_image(self.files[int(i)])
         if self.crops is not None and self.crops[int(i)][2] > 0:
             x1, y1, x2, y2 = (int(v) for v in self.crops[int(i)])
@@ -195,4 +224,6 @@ class ImageFileDatabase(Database):
         return image
 
     def stack(self, ids):
+        if not self.streaming:
+            return super().stack(ids)
         return [self.image(i) for i in ids]

@@ -1,5 +1,5 @@
-"""Small image folders in the layouts of N2D2's ILSVRC2012 and GTSRB databases, made by the tests
-(a few dozen JPEG/PPM files), and the tiny INI sections that read them."""
+"""Small image folders in the layouts of N2D2's ILSVRC2012, GTSRB and DIR databases, made by the
+tests (a few dozen JPEG/PPM files), and the tiny INI sections that read them."""
 import os
 
 import cv2
@@ -39,6 +39,21 @@ def make_ilsvrc(root, per_class=6, val=8, sizes=(40, 72), seed=0, synsets=SYNSET
     with open(os.path.join(root, "synsets.txt"), "w") as f:
         f.write("\n".join(synsets) + "\n")
     return labels
+
+
+def make_dir_folder(root, classes=3, per_class=8, sizes=(20, 36), seed=0, extensions=("png", "jpg")):
+    """``root/class<k>/<j>.<ext>`` (DIR_Database's layout: one folder per class), pictures whose
+    dominant channel is the class, extensions taken in turn; returns the paths in sorted order."""
+    rng = numpy.random.default_rng(seed)
+    paths = []
+    for k in range(classes):
+        os.makedirs(os.path.join(root, f"class{k}"), exist_ok=True)
+        for j in range(per_class):
+            h, w = (int(v) for v in rng.integers(*sizes, size=2))
+            path = os.path.join(root, f"class{k}", f"{j:03d}.{extensions[j % len(extensions)]}")
+            cv2.imwrite(path, picture(rng, h, w, k % 3))
+            paths.append(path)
+    return paths
 
 
 GTSRB_HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"

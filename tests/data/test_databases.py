@@ -149,7 +149,9 @@ def test_cifar_truncated_file(tmp_path):
         database_from_ini(parse_ini_text(f"[database]\nType=CIFAR100_Database\nDataPath={tmp_path}\n"))
 
 
-def test_dir_database(tmp_path):
+@pytest.mark.parametrize("in_memory", [0, 1])
+def test_dir_database(tmp_path, in_memory):
+    """Streamed (LoadInMemory=0: nothing decoded at load) or decoded once and kept."""
     for k, name in enumerate(["cat", "dog"]):
         (tmp_path / name).mkdir()
         for i in range(10 + 2 * k):
@@ -157,10 +159,12 @@ def test_dir_database(tmp_path):
             cv2.imwrite(str(tmp_path / name / f"{i:02d}.png"), image)
     (tmp_path / "cat" / "notes.txt").write_text("not an image")
     doc = parse_ini_text(f"[database]\nType=DIR_Database\nDataPath={tmp_path}\nLearn=0.6\n"
-                         "Validation=0.2\n")
+                         f"Validation=0.2\nLoadInMemory={in_memory}\n")
     db = database_from_ini(doc)
     assert db.label_names == ["cat", "dog"] and len(db) == 22
-    assert db.images.shape == (22, 6, 5, 3)
+    assert db.streaming == (not in_memory)
+    assert db.images.shape == ((22, 6, 5, 3) if in_memory else (0, 0, 0))
+    assert db.file_names[11] == str(tmp_path / "dog" / "01.png")
     for name, count in (("Learn", 6), ("Validation", 2), ("Test", 2)):   # 10 per label (equiv)
         assert numpy.bincount(db.labels[db.partition(name)]).tolist() == [count, count]
     stored = db.image(11)           # dog/01.png, sorted order

@@ -189,7 +189,7 @@ class ImageFileDatabase(Database):
         for i in range(len(self)):
             image = self.image(i)
             if images is None:
-                images = numpy.empty((len(self),) + image.shape, image.dtype)
+                images = self._store_for(image)
             if isinstance(images, numpy.ndarray) and images.shape[1:] == image.shape \
                     and images.dtype == image.dtype:
                 images[i] = image
@@ -199,6 +199,19 @@ class ImageFileDatabase(Database):
             images.append(image)
         self.images = images if images is not None else self.images
         self.streaming = False
+
+    def _store_for(self, first):
+        """The (N, *shape) array of a set whose stimuli are all like ``first``; one line naming
+        the section when it cannot be allocated (NumPy only reserves it: pages are used as
+        images are written)."""
+        shape = (len(self),) + first.shape
+        try:
+            return numpy.empty(shape, first.dtype)
+        except MemoryError:
+            size = numpy.prod(shape, dtype=numpy.float64) * first.dtype.itemsize / 2 ** 30
+            raise self.error(f"LoadInMemory=1: {len(self)} images of {first.shape} would take "
+                             f"{size:.1f} GiB, more than this machine can hold; LoadInMemory=0 "
+                             f"streams them", key="LoadInMemory") from None
 
     # -- access ------------------------------------------------------------------------------
     def __len__(self):

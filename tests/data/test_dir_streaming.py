@@ -158,6 +158,19 @@ def test_streaming_keeps_no_pixels(tmp_path):
     assert arrays_held(memory) >= 300 * 32 * 32 * 3
 
 
+def test_load_in_memory_too_large_is_one_line(tmp_path):
+    """The array of a uniform set is reserved at the first image: one that no machine can hold
+    (10^6 images of 40000 x 40000 x 3: 4.8 PB, past any address space) is refused naming the key."""
+    make_dir_folder(tmp_path, classes=1, per_class=2, extensions=("png",))
+    db = provider(tmp_path, in_memory=1).database
+    db.files.extend(["unused"] * 10 ** 6)
+    with pytest.raises(DataError) as info:
+        db._store_for(numpy.broadcast_to(numpy.uint8(0), (40000, 40000, 3)))   # no pixels
+    message = str(info.value)
+    assert "\n" not in message and "[database]" in message and "LoadInMemory" in message
+    assert "1000002 images of (40000, 40000, 3) would take 4470" in message
+
+
 def corrupt_folder(tmp_path):
     root = tmp_path / "data"
     paths = make_dir_folder(root, classes=3, per_class=8)

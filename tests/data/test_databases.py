@@ -149,6 +149,29 @@ def test_cifar_truncated_file(tmp_path):
         database_from_ini(parse_ini_text(f"[database]\nType=CIFAR100_Database\nDataPath={tmp_path}\n"))
 
 
+@pytest.mark.parametrize("keys, expected", [
+    ("Depth=-1\nLabelDepth=2\nLabelName=misc\nValidExtensions=png jpg\n",
+     [("top.png", "misc"), ("a/1.png", "misc"), ("a/x/2.png", "a/x"), ("a/x/y/3.jpg", "a/x"),
+      ("b/4.PNG", "misc")]),
+    ("", [("top.png", None), ("a/1.png", "a"), ("b/4.PNG", "b"), ("b/6.bmp", "b")]),
+])
+def test_dir_database_labels_depths_and_extensions(tmp_path, keys, expected):
+    """Depth first, a folder's files (sorted) before its folders; the label is the first
+    LabelDepth folders, LabelName (or none) above them; ValidExtensions in any case."""
+    for name in ("top.png", "a/1.png", "a/x/2.png", "a/x/y/3.jpg", "a/x/5.bmp", "b/4.PNG",
+                 "b/6.bmp", "c/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".txt"):
+            (tmp_path / name).write_text("text")
+        else:
+            cv2.imwrite(str(tmp_path / name), numpy.zeros((2, 2), numpy.uint8))
+    db = database_from_ini(parse_ini_text(f"[database]\nType=DIR_Database\nDataPath={tmp_path}\n"
+                                          f"Learn=1.0\nPerLabelPartitioning=0\n{keys}"))
+    assert db.file_names == [str(tmp_path / name) for name, _ in expected]
+    assert [db.label_names[k] if k >= 0 else None for k in db.labels] == [l for _, l in expected]
+    assert db.label_names == sorted({l for _, l in expected if l})
+
+
 @pytest.mark.parametrize("in_memory", [0, 1])
 def test_dir_database(tmp_path, in_memory):
     """Streamed (LoadInMemory=0: nothing decoded at load) or decoded once and kept."""

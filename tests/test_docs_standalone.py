@@ -18,7 +18,7 @@ CITATION = re.compile(r"(?<![\w.-])spec/|\bspec\s*§")
 #: fails as soon as an entry no longer cites spec/, so that it is removed then).
 ALLOWED = {
     "n2d2py/data/__init__.py", "n2d2py/data/cifar.py", "n2d2py/data/color.py",
-    "n2d2py/data/database.py", "n2d2py/data/dir_database.py", "n2d2py/data/geometric.py",
+    "n2d2py/data/database.py", "n2d2py/data/geometric.py",
     "n2d2py/data/idx.py", "n2d2py/data/mnist.py", "n2d2py/data/sp_ini.py",
     "n2d2py/data/stimuli_provider.py", "n2d2py/data/transformation.py",
 }

@@ -1,4 +1,4 @@
-"""``DIR_Database``: one sub-directory per class, images decoded by OpenCV (spec/ini.md §3.3).
+"""``DIR_Database``: one sub-directory per class, images decoded by OpenCV (keys: docs/DATA.md).
 
 Files are listed in sorted order (deterministic, as N2D2 sorts) and decoded as
 ``cv2.imread(IMREAD_UNCHANGED)`` does (grey stays (H, W), colour is BGR (H, W, 3), 16-bit stays

@@ -30,6 +30,7 @@ from ..errors import IniError
 from ..ini.convert import enum, to_float
 from ..params import Key
 from ..stats.cost import ENV, FLOAT_BITS, IMAGE_BITS, input_quantizer
+from .base import Quantizer
 
 F32 = DTYPE
 INPUT_BITS = IMAGE_BITS     # the network input is 8-bit image data
@@ -160,12 +161,15 @@ def _add(total, term):
 def constraint_loss(cells):
     """Σ quantizers' own penalties + size/BitOps penalties, a Variable, or None when no
     quantizer adds anything."""
+    quantizers = [q for cell in _values(cells) for q in cell.quantizers()]
+    if not any(isinstance(q, ConstraintKeys) or type(q).penalty is not Quantizer.penalty
+               for q in quantizers):
+        return None   # no target and only the base class's penalty (None): every step, fast
     wcells = weighted_cells(cells)
     total_weights = sum(weight_count(c) for c in wcells) or 1
     total = None
-    for cell in _values(cells):
-        for q in cell.quantizers():
-            total = _add(total, q.penalty(total_weights))
+    for q in quantizers:
+        total = _add(total, q.penalty(total_weights))
     targets = _targets(cells)
     if targets:
         size, bitops = cost_terms(cells, differentiable=True)

@@ -157,3 +157,49 @@ def test_batch_chunks_give_the_whole_array_bits(rng, monkeypatch, rounding):
     whole, chunked = run(1 << 30), run(100)
     for a, b in zip(whole, chunked):
         assert numpy.array_equal(a, b, equal_nan=True)
+
+
+def test_two_threads_give_the_one_thread_bits(rng, monkeypatch):
+    """Forward leaves shared between two threads, backward batch chunks too: the same y,
+    g_x and g_α."""
+    from n2d2py import parallel
+    from n2d2py.quantizers import sat
+    monkeypatch.setattr(sat, "CHUNK_ELEMENTS", 256)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 16)
+    x = (rng.standard_normal((16, 3, 9, 9)) * 3).astype(numpy.float32)
+    g = rng.standard_normal(x.shape).astype(numpy.float32)
+
+    def run(threads):
+        before = parallel.threads()
+        parallel.set_threads(threads)
+        try:
+            X, A = Variable(x, requires_grad=True), Variable(numpy.float32([2.5]), requires_grad=True)
+            y = sat.SATActQuantize(15, "half_away").apply(X, A)
+            y.backward(g)
+        finally:
+            parallel.set_threads(before)
+        return y.data, X.grad, A.grad
+    one, two = run(1), run(2)
+    for a, b in zip(one, two):
+        assert numpy.array_equal(a, b)
+    qn = numpy.clip(x, 0, numpy.float32(2.5)) / numpy.float32(2.5)
+    d = numpy.where(x >= 2.5, 1.0, numpy.floor(15 * qn + 0.5) / 15 - qn)
+    assert one[2][0] == pytest.approx(float((g.astype(numpy.float64) * d).sum()), rel=1e-5)
+
+
+def test_backward_writes_the_input_gradient_over_its_own_saved_array():
+    """g_x takes the memory of the saved d (private to the Function): the right values, and
+    a second backward through the same graph says why it cannot run."""
+    x = numpy.asarray([-1.0, 0.3, 1.0, 2.0, 5.0], dtype=numpy.float32)
+    g = numpy.asarray([1.0, 2.0, 3.0, 4.0, 5.0], dtype=numpy.float32)
+    X, A = Variable(x, requires_grad=True), Variable(numpy.float32([2.0]), requires_grad=True)
+    y = SATActQuantize(3, "half_away").apply(X, A)
+    y.backward(g)
+    assert X.grad.tolist() == [0, 2, 3, 4, 0] and g.tolist() == [1, 2, 3, 4, 5]
+    assert A.grad[0] == pytest.approx(2 * -0.15 + 3 / 6 + 4 + 5, abs=1e-6)
+    with pytest.raises(RuntimeError, match="backward already ran"):
+        y.backward(g)
+    X2 = Variable(x)   # no gradient for x: only g_α
+    A2 = Variable(numpy.float32([2.0]), requires_grad=True)
+    SATActQuantize(3, "half_away").apply(X2, A2).backward(g)
+    assert A2.grad[0] == A.grad[0] and X2.grad is None

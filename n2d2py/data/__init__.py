@@ -1,4 +1,5 @@
-"""Databases, transformations and the StimuliProvider (spec/ini.md §3).
+"""Databases, transformations and the StimuliProvider: what N2D2's ``[database]`` and ``[sp]``
+sections describe (docs/INI.md §7, docs/DATA.md).
 
 ``DATABASES`` and ``TRANSFORMATIONS`` are registries keyed by the INI ``Type``;
 ``database_from_ini(document)`` / ``database_from_section(section)`` build and load a database;

@@ -1,8 +1,9 @@
-"""``CIFAR10_Database`` and ``CIFAR100_Database``, binary versions (spec/ini.md §3.3).
+"""``CIFAR10_Database`` and ``CIFAR100_Database``, binary versions, N2D2's keys.
 
 Each record is the label byte(s) then 3072 bytes: the red, green and blue 32x32 planes, row-major.
 Images are stored (N, 32, 32, 3) in OpenCV's **BGR** order, as N2D2 holds them. Unlike N2D2, no
-``.ppm`` copy of every image is written next to the data (spec/ini.md §8 item 21).
+``.ppm`` copy of every image is written next to the data (N2D2 writes one the first time it
+reads the set; n2d2py never writes into a data folder).
 """
 import os
 

@@ -1,7 +1,8 @@
-"""Value and colour transformations: RangeAffine, ColorSpace, ChannelExtraction (spec/ini.md §3.4).
+"""Value and colour transformations: RangeAffine, ColorSpace, ChannelExtraction
+(N2D2's transformation types of those names; docs/INI.md §7).
 
 Channel order is OpenCV's: a colour image is BGR until a ``ColorSpace=RGB`` block swaps it, and
-per-channel ``FirstValue`` lists follow that order (spec/ini.md §8 item 12).
+per-channel ``FirstValue`` lists follow that order, as in N2D2.
 """
 import numpy
 

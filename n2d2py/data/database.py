@@ -1,8 +1,9 @@
 """N2D2's ``Database``: stimuli (uint8 images), labels and the Learn/Validation/Test partitions.
 
-spec/ini.md §3.3. A driver (``MNIST_IDX_Database``, ``CIFAR10_Database``, ``DIR_Database`` ...)
-reads its own keys, fills the store with ``set_stimuli`` and partitions the *Unpartitioned* ids
-with ``partition_stimuli`` or ``partition_stimuli_per_label``. Images stay uint8, (N, H, W) or
+The ``[database]`` section as N2D2 reads it (docs/DATA.md). A driver (``MNIST_IDX_Database``,
+``CIFAR10_Database``, ``DIR_Database`` ...) reads its own keys, fills the store with
+``set_stimuli`` and partitions the *Unpartitioned* ids with ``partition_stimuli`` or
+``partition_stimuli_per_label``. Images stay uint8, (N, H, W) or
 (N, H, W, C) in OpenCV's BGR order, so that the StimuliProvider reproduces N2D2's 8-bit pipeline.
 """
 import os
@@ -13,7 +14,7 @@ import numpy
 from ..errors import DataError, IniError
 from ..ini.convert import enum, to_bool, to_str, to_uint
 from ..io.files import regular_file_problem
-from ..ini.evaluate import expand_env  # ${VAR} in path keys (spec/ini.md §1.5)
+from ..ini.evaluate import expand_env  # ${VAR} in path keys only (docs/INI.md §3)
 from ..params import Key, Parameterizable, Registry
 
 DATABASES = Registry("database")
@@ -22,7 +23,7 @@ _SET_ALIASES = {s.lower(): s for s in SETS + ("Unpartitioned",)}
 
 
 def n2d2_data(path):
-    """N2D2's default data root (spec/ini.md §3.3): ``$N2D2_DATA/path``, else
+    """N2D2's default data root: ``$N2D2_DATA/path``, else
     ``/local/$USER/n2d2_data/path`` (``/local/n2d2_data/path`` without ``$USER``)."""
     root = os.environ.get("N2D2_DATA")
     if not root:
@@ -155,7 +156,7 @@ class Database(Parameterizable):
             return self.images[numpy.asarray(ids, numpy.int64)]
         return [self.image(i) for i in ids]
 
-    # -- partitioning (spec/ini.md §3.3) ------------------------------------------------------
+    # -- partitioning: N2D2's set sizes, sets filled Learn, Validation, Test ------------------
     def _draw(self, pool, n):
         """Take ``n`` ids out of ``pool``: uniformly without replacement when RandomPartitioning,
         else the first ``n`` in load order. Returns (taken, remaining pool)."""
@@ -236,7 +237,7 @@ def notice(message):
 
 def database_from_section(section, rng=None, load=True):
     """Build (and, with ``load``, load and partition) the database of a ``[database]`` section
-    (spec/ini.md §3.3). ``Type`` picks the driver; every other key must be one of its parameters
+    (docs/DATA.md). ``Type`` picks the driver; every other key must be one of its parameters
     (unknown keys are fatal in N2D2: IniError naming the key). Without ``Type``, an empty one.
     ``rng`` (numpy Generator) draws the random partitions; default: seeded with 0.
     """

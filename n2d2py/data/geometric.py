@@ -1,7 +1,8 @@
 """Geometric transformations: Rescale, PadCrop, SliceExtraction, Flip, RandomResizeCrop,
-Distortion (spec/ini.md §3.4). All work on (H, W, C) images with OpenCV, keeping the dtype:
-bilinear resizing of a uint8 image is OpenCV's fixed-point one, which N2D2's input depends on
-(spec/qat.md §8 item 13).
+Distortion (N2D2's types of those names; docs/INI.md §7). All work on (H, W, C) images with
+OpenCV, keeping the dtype: bilinear resizing of a uint8 image is OpenCV's fixed-point one, which
+N2D2's input depends on (it resizes the 8-bit image and divides by 255 afterwards: a float resize
+would change the inputs' last bits).
 """
 import math
 

@@ -1,4 +1,4 @@
-"""IDX files (MNIST's format), raw or gzip-compressed (spec/ini.md §3.3, ``MNIST_IDX_Database``).
+"""IDX files (MNIST's format), raw or gzip-compressed: what ``MNIST_IDX_Database`` reads.
 
 Layout: 2 zero bytes, a type byte (0x08 = unsigned byte, the only type MNIST uses), the number of
 dimensions, then one big-endian uint32 per dimension, then the data in C order. Every check names

@@ -1,4 +1,4 @@
-"""``MNIST_IDX_Database`` and ``Fashion_MNIST_IDX_Database`` (spec/ini.md §3.3).
+"""``MNIST_IDX_Database`` and ``Fashion_MNIST_IDX_Database``, N2D2's keys (docs/INI.md §7).
 
 ``train-*`` files -> Learn + Validation (``Validation`` fraction), ``t10k-*`` -> Test, in file
 order. Labels are "0".."9". When ``DataPath`` holds no IDX files and is the default one, the

@@ -1,8 +1,8 @@
 """Reading a StimuliProvider from the INI: ``[sp]``/``[env]`` keys, its ConfigSection, and the
-``sp.*`` sub-sections in file order (spec/ini.md §3.1, §3.2).
+``sp.*`` sub-sections in file order (as in N2D2: not in the order of the numbers in their names).
 
 Unknown keys in ``[sp]``, in its ConfigSection and in transformation / StimuliData sections are
-fatal, as in N2D2 (spec/ini.md §1.9). ``sp.StimuliData*`` computes its statistics as soon as it is
+fatal, as in N2D2 (docs/INI.md §10). ``sp.StimuliData*`` computes its statistics as soon as it is
 met, so later sections can read ``[sp.StimuliData-x]_GlobalValue.mean`` (models/cifar-10.ini).
 """
 import sys
@@ -55,7 +55,7 @@ def read_size(section):
 
 
 def read_config(document, section):
-    """Keys of the sp ConfigSection (one name, spec/ini.md §8 item 25)."""
+    """Keys of the sp ConfigSection (one name: N2D2 takes no list here)."""
     name = section.get_as("ConfigSection", to_word, None)
     if name is None:
         return {}

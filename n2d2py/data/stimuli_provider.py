@@ -1,6 +1,6 @@
 """N2D2's ``StimuliProvider``: database stimuli -> transformations -> NCHW float32 batches.
 
-Pipeline per stimulus of set S (spec/ini.md §3.2): static transformations for S in file order,
+Pipeline per stimulus of set S, in N2D2's order: static transformations for S in file order,
 then on-the-fly ones, then the channel pipelines (if any), then the implicit normalisation of a
 still-integer image (/255, or to [-1, 1) with ``DataSignedMapping``), then NCHW in OpenCV channel
 order (BGR). Speed: the static part is computed once per set, over the whole set, and kept in
@@ -173,7 +173,8 @@ class StimuliProvider:
         return batch if isinstance(batch, numpy.ndarray) else numpy.zeros((0, h, w, c), numpy.uint8)
 
     def to_tensor(self, batch):
-        """Implicit normalisation (spec/ini.md §3.2 step 5), quantization, then NCHW float32."""
+        """N2D2's implicit normalisation of an image no transformation made float (/max, or to
+        [-1, 1) with ``DataSignedMapping``), quantization, then NCHW float32."""
         if numpy.issubdtype(batch.dtype, numpy.integer):
             top = float(numpy.iinfo(batch.dtype).max)
             x = batch.astype(numpy.float32)

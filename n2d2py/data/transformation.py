@@ -1,4 +1,5 @@
-"""Base ``Transformation``: ``ApplyTo``, the registry, and batch helpers (spec/ini.md §3.2, §3.4).
+"""Base ``Transformation``: ``ApplyTo``, the registry, and batch helpers
+(N2D2's ``ApplyTo`` values; docs/INI.md §7).
 
 A transformation maps images to images. Images here are always (H, W, C) (C = 1 for grey, BGR
 order for colour); a *batch* is either one array (N, H, W, C) when all images share a shape, or a

@@ -44,7 +44,7 @@ def test_shipped_files_do_not_cite_spec():
 
 
 def test_the_citation_finder_finds_citations():
-    text = ('"""Targets (spec/ini.md §2.6)."""\nx = 1  # see ../shared/spec/qat.md\n'
+    text = ('"""Targets (spec/ini.md §2.6)."""\nx = 1  # see /work/shared/spec/qat.md\n'
             "# spec §5.1: the batch is dim 0\nimport inspect/\n# docs/INI.md §6\n# respec/x\n")
     assert [n for n, _ in citations(text)] == [1, 2, 3]
     assert ("docs/INI.md" in {rel for rel, _ in shipped_files()}

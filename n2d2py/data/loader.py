@@ -233,6 +233,10 @@ class WorkerPool:
         self.generation = 0
         self.closed = False
         _POOLS.add(self)
+        # a pool dropped without close (its provider garbage-collected) must not leave its
+        # workers behind: they ignore SIGTERM, so multiprocessing's exit, which terminates
+        # daemonic children and then joins them, would wait for them forever
+        weakref.finalize(self, _kill, list(self.processes))
 
     # -- messages ----------------------------------------------------------------------------
     def receive(self):
@@ -381,6 +385,15 @@ def close_all():
     """Stop every worker pool of this process (end of a command, interpreter exit)."""
     for pool in list(_POOLS):
         pool.close()
+    _kill([p for p in multiprocessing.active_children() if p.name.startswith("n2d2py-loader-")])
+
+
+def _kill(processes):
+    """Kill and reap loader workers that are still running (they hold nothing to clean up)."""
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 atexit.register(close_all)

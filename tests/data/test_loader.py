@@ -153,6 +153,29 @@ def test_workers_restart_on_a_new_count_and_stop_at_close(folder):
     assert len(epoch(sp, 2)) == 6                        # a closed pool is replaced
 
 
+def test_a_pool_dropped_without_close_takes_its_workers_with_it(folder):
+    """A provider garbage-collected with its pool open (a test, a notebook cell) leaves no
+    worker: they ignore SIGTERM, and the interpreter's exit would otherwise wait for them."""
+    import gc
+    sp = provider(folder)
+    sp.workers = 2
+    next(iter(sp.batches("Learn", True, numpy.random.default_rng(1))))
+    workers = list(sp._pool.processes)
+    assert all(p.is_alive() for p in workers)
+    del sp
+    gc.collect()
+    assert not any(p.is_alive() for p in workers)
+
+
+def test_close_all_also_stops_workers_of_pools_no_longer_tracked(folder):
+    sp = provider(folder)
+    epoch(sp, 1)
+    workers = list(sp._pool.processes)
+    loader._POOLS.discard(sp._pool)      # as if the pool had left the registry
+    loader.close_all()
+    assert not any(p.is_alive() for p in workers)
+
+
 def test_a_superseded_iterator_says_so(folder):
     sp = provider(folder)
     sp.workers = 1

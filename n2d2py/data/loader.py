@@ -237,6 +237,11 @@ class WorkerPool:
         # workers behind: they ignore SIGTERM, so multiprocessing's exit, which terminates
         # daemonic children and then joins them, would wait for them forever
         weakref.finalize(self, _kill, list(self.processes))
+        # and close_all must run before multiprocessing's own exit handler, which is registered
+        # when multiprocessing.util is first imported (possibly by this very pool): exit
+        # handlers run last registered first
+        atexit.unregister(close_all)
+        atexit.register(close_all)
 
     # -- messages ----------------------------------------------------------------------------
     def receive(self):

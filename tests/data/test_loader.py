@@ -167,6 +167,32 @@ def test_a_pool_dropped_without_close_takes_its_workers_with_it(folder):
     assert not any(p.is_alive() for p in workers)
 
 
+def test_a_process_ends_with_its_pool_open(folder):
+    """Interpreter exit with workers running: multiprocessing's exit handler terminates and
+    joins its children, but loader workers ignore SIGTERM; n2d2py's handler must run first
+    (the process used to hang here, after a whole test suite had passed)."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent(f"""
+        import numpy
+        from n2d2py.data import StimuliProvider, database_from_ini
+        from n2d2py.ini import parse_ini_text
+        from image_folders import imagenet_ini
+        document = parse_ini_text(imagenet_ini({str(folder)!r}, "", ""))
+        db = database_from_ini(document, rng=numpy.random.default_rng(1))
+        sp = StimuliProvider.from_ini(document, db, numpy.random.default_rng(1))
+        sp.workers = 2
+        next(iter(sp.batches("Learn", True, numpy.random.default_rng(1))))
+        print("batch read", flush=True)
+    """)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "batch read", done.stderr
+
+
 def test_close_all_also_stops_workers_of_pools_no_longer_tracked(folder):
     sp = provider(folder)
     epoch(sp, 1)

@@ -151,3 +151,54 @@ def test_forked_child_gets_its_own_threads(two_threads):
 
 def _split_in_child():
     return parallel.split(numpy, 8, lambda lo, hi: hi - lo)
+
+
+def test_an_error_in_the_callers_range_waits_for_the_others(two_threads):
+    """The caller's own range fails: the other range still ends before split raises (no
+    range keeps running past the call), and the workers take the next split."""
+    import time
+    finished = []
+
+    def body(lo, hi):
+        if lo == 0:
+            raise KeyError("first range")
+        time.sleep(0.05)
+        finished.append((lo, hi))
+        return 1
+    with pytest.raises(KeyError, match="first range"):
+        parallel.split(numpy, 8, body)
+    assert finished == [(4, 8)]
+    assert parallel.split(numpy, 8, lambda lo, hi: hi - lo) == [4, 4]
+
+
+def test_splits_from_two_threads_at_once_each_get_their_ranges(two_threads):
+    """Two user threads splitting at the same time: each call gets its own ranges, whole."""
+    results, errors = {}, []
+
+    def user(tag):
+        try:
+            for i in range(200):
+                got = parallel.split(numpy, 10 + i % 3, lambda lo, hi: (tag, lo, hi))
+                n = 10 + i % 3
+                assert got == [(tag, 0, n // 2), (tag, n // 2, n)], got
+            results[tag] = True
+        except BaseException as e:   # reported below, in the test's thread
+            errors.append(e)
+    users = [threading.Thread(target=user, args=(t,)) for t in "ab"]
+    for t in users:
+        t.start()
+    for t in users:
+        t.join(60)
+    assert not errors and results == {"a": True, "b": True}
+
+
+def test_set_threads_stops_the_workers():
+    before = parallel.threads()
+    parallel.set_threads(2)
+    parallel.split(numpy, 4, lambda lo, hi: None)
+    workers = [t for t in threading.enumerate() if t.name == "n2d2py-split"]
+    assert workers
+    parallel.set_threads(before)
+    for t in workers:
+        t.join(5)
+        assert not t.is_alive()

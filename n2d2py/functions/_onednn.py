@@ -21,6 +21,7 @@ oneDNN single-threaded; weight gradients are added in range order, so results ar
 reproducible for a given thread count, as with the GEMM kernels.
 """
 import ctypes
+import math
 import os
 import platform
 import sys
@@ -44,7 +45,7 @@ MAX_PLANS = 256
 CHUNK_BYTES = 16 << 20
 
 # oneDNN C API constants (oneapi/dnnl/dnnl_types.h, dnnl_common_types.h; stable in v3)
-_F32, _TAG_ANY, _TAG_A, _TAG_ABCD, _TAG_ABCDE = 3, 1, 2, 5, 6
+_F32, _TAG_ANY, _TAG_A, _TAG_ABC, _TAG_ABCD, _TAG_ABCDE = 3, 1, 2, 4, 5, 6
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT, _CPU_ENGINE, _STREAM_IN_ORDER = 64, 1, 1, 1
 _SCRATCHPAD_USER = 1
 _QUERY_SRC, _QUERY_DIFF_SRC, _QUERY_WEIGHTS, _QUERY_DIFF_WEIGHTS = 129, 130, 131, 132
@@ -90,6 +91,14 @@ _SIGNATURES = {
     "dnnl_primitive_create": [_out_p, _void_p],
     "dnnl_primitive_destroy": [_void_p],
     "dnnl_primitive_execute": [_void_p, _void_p, ctypes.c_int, _void_p],
+    # element-wise chains (_onednn_chain.py)
+    "dnnl_binary_primitive_desc_create":
+        [_out_p, _void_p, ctypes.c_int, _void_p, _void_p, _void_p, _void_p],
+    "dnnl_post_ops_create": [_out_p],
+    "dnnl_post_ops_destroy": [_void_p],
+    "dnnl_post_ops_append_binary": [_void_p, ctypes.c_int, _void_p],
+    "dnnl_post_ops_append_eltwise": [_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_float],
+    "dnnl_primitive_attr_set_post_ops": [_void_p, _void_p],
 }
 _RESTYPES = {"dnnl_primitive_desc_query_md": _void_p,
              "dnnl_memory_desc_get_size": ctypes.c_size_t}
@@ -170,7 +179,7 @@ def _stream(lib):
 
 def _plain_md(lib, shape):
     md = _void_p()
-    tag = {1: _TAG_A, 4: _TAG_ABCD, 5: _TAG_ABCDE}[len(shape)]
+    tag = {1: _TAG_A, 3: _TAG_ABC, 4: _TAG_ABCD, 5: _TAG_ABCDE}[len(shape)]
     _check(lib.dnnl_memory_desc_create_with_tag(ctypes.byref(md), len(shape), _Dims(*shape),
                                                 _F32, tag), "memory descriptor")
     return md
@@ -378,7 +387,7 @@ def _batch_parts(kind, arrays, x_shape, w_shape, y_shape, options, reduce=False)
     arrays = [numpy.ascontiguousarray(a) for a in arrays]
     roles = [role for _, _, role in _OPERANDS[kind]]
     N = x_shape[0]
-    item_bytes = 4 * (numpy.prod(x_shape[1:]) + numpy.prod(y_shape[1:]))
+    item_bytes = 4 * (math.prod(x_shape[1:]) + math.prod(y_shape[1:]))
     chunk = max(1, min(N, int(CHUNK_BYTES // item_bytes)))
 
     def plan_for(n):

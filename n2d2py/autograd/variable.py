@@ -9,6 +9,7 @@ import threading
 import numpy
 
 from ..backend import DTYPE, get_xp
+from ..parallel import sum_of
 
 _state = threading.local()
 _arith = None  # n2d2py.functions.arith, imported on first use (it imports this module)
@@ -134,10 +135,10 @@ class Variable:
                 if gx is None or not x.requires_grad:
                     continue
                 if x.creator is None:
-                    x.grad = gx if x.grad is None else x.grad + gx
+                    x.grad = gx if x.grad is None else sum_of(xp, x.grad, gx)
                 else:
                     previous = pending.get(id(x))
-                    pending[id(x)] = gx if previous is None else previous + gx
+                    pending[id(x)] = gx if previous is None else sum_of(xp, previous, gx)
                     push(x.creator)
 
     # -- arithmetic (differentiable, via functions.arith) ------------------------------

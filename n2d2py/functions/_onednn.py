@@ -45,7 +45,7 @@ MAX_PLANS = 256
 CHUNK_BYTES = 16 << 20
 
 # oneDNN C API constants (oneapi/dnnl/dnnl_types.h, dnnl_common_types.h; stable in v3)
-_F32, _TAG_ANY, _TAG_A, _TAG_ABC, _TAG_ABCD, _TAG_ABCDE = 3, 1, 2, 4, 5, 6
+_F32, _TAG_ANY, _TAG_A, _TAG_AB, _TAG_ABC, _TAG_ABCD, _TAG_ABCDE = 3, 1, 2, 3, 4, 5, 6
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT, _CPU_ENGINE, _STREAM_IN_ORDER = 64, 1, 1, 1
 _SCRATCHPAD_USER = 1
 _QUERY_SRC, _QUERY_DIFF_SRC, _QUERY_WEIGHTS, _QUERY_DIFF_WEIGHTS = 129, 130, 131, 132
@@ -179,7 +179,7 @@ def _stream(lib):
 
 def _plain_md(lib, shape):
     md = _void_p()
-    tag = {1: _TAG_A, 3: _TAG_ABC, 4: _TAG_ABCD, 5: _TAG_ABCDE}[len(shape)]
+    tag = {1: _TAG_A, 2: _TAG_AB, 3: _TAG_ABC, 4: _TAG_ABCD, 5: _TAG_ABCDE}[len(shape)]
     _check(lib.dnnl_memory_desc_create_with_tag(ctypes.byref(md), len(shape), _Dims(*shape),
                                                 _F32, tag), "memory descriptor")
     return md

@@ -88,7 +88,9 @@ def _relu_steps(top):
 
 def _make_plan(lib, shape, op, b_kind, steps):
     n, C, S = shape
-    mds = {"t": dnnl._plain_md(lib, (n, C, S)), "c": dnnl._plain_md(lib, (1, C, 1))}
+    # (n, C) when S is 1: oneDNN 3.2 broadcast a (1, C, 1) operand over (n, C, 1) wrongly
+    mds = {"t": dnnl._plain_md(lib, (n, C, S) if S > 1 else (n, C)),
+           "c": dnnl._plain_md(lib, (1, C, 1) if S > 1 else (1, C))}
     attr, post_ops, pd = dnnl._void_p(), dnnl._void_p(), dnnl._void_p()
     dnnl._check(lib.dnnl_primitive_attr_create(ctypes.byref(attr)), "attributes")
     dnnl._check(lib.dnnl_post_ops_create(ctypes.byref(post_ops)), "post-ops")

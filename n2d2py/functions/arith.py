@@ -4,7 +4,7 @@ Gradients of broadcast operands are summed back to the operand's shape (``_unbro
 Used by ``Variable.__add__`` and friends and by quantizer formulas.
 """
 from ..autograd.function import Function
-from ..parallel import per_thread, split
+from ..parallel import sum_of
 
 __all__ = ["add", "sub", "mul", "div", "neg", "sum_all", "unbroadcast"]
 
@@ -23,13 +23,7 @@ def unbroadcast(xp, g, shape):
 class Add(Function):
     def forward(self, xp, a, b):
         self.shapes = (a.shape, b.shape)
-        if a.shape != b.shape or a.dtype != b.dtype or not a.ndim:
-            return a + b
-        # same shapes (residual sums): batch ranges across threads (parallel.py)
-        y = xp.empty_like(a)
-        split(xp, len(a), lambda lo, hi: xp.add(a[lo:hi], b[lo:hi], out=y[lo:hi]),
-              per_thread(a))
-        return y
+        return sum_of(xp, a, b)   # same shapes (residual sums): threads (parallel.py)
 
     def backward(self, xp, gy, needs_grad):
         sa, sb = self.shapes

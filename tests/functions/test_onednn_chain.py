@@ -13,7 +13,8 @@ pytestmark = pytest.mark.skipif(not _onednn.available(),
                                 reason="oneDNN (onednn-cpu-gomp, x86-64 Linux) not loaded")
 
 INF = float("inf")
-SHAPES = [(128, 16, 1024), (7, 5, 9), (3, 4, 17), (1, 64, 64)]
+SHAPES = [(128, 16, 1024), (7, 5, 9), (3, 4, 17), (1, 64, 64), (128, 120, 1), (6, 1, 8),
+          (4, 1, 1)]   # (N, C, 1): a BatchNorm after a fully connected layer
 
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
@@ -30,7 +31,8 @@ def same_bits(a, b):
 
 def _inputs(rng, shape):
     x = (rng.standard_normal(shape) * 4).astype(numpy.float32)
-    x.reshape(-1)[:6] = [-0.0, 0.0, -1.0, 1.0, 7.5, -7.5]
+    special = numpy.float32([-0.0, 0.0, -1.0, 1.0, 7.5, -7.5])
+    x.reshape(-1)[:len(special)] = special[:x.size]
     per_channel = [rng.standard_normal(shape[1]).astype(numpy.float32) for _ in range(3)]
     return x, per_channel
 
@@ -88,7 +90,7 @@ def _batch_norm_run(x, scale, bias, gy, clip):
     return [y.data, vx.grad, vs.grad, vb.grad]
 
 
-@pytest.mark.parametrize("shape", [(32, 16, 8, 8), (5, 3, 4, 4), (6, 7, 11)])
+@pytest.mark.parametrize("shape", [(32, 16, 8, 8), (5, 3, 4, 4), (6, 7, 11), (64, 120)])
 @pytest.mark.parametrize("clip", [None, 0, 6])
 def test_batch_norm_on_chains_equals_numpy_route(rng, threads, monkeypatch, shape, clip):
     x = (rng.standard_normal(shape) * 3 + 0.5).astype(numpy.float32)

@@ -79,13 +79,27 @@ def supervise(rank, size):
     child.append(pid)
     while early:
         _forward(child, [], early.pop(0))
+    os._exit(_report(_wait(pid), rank, size, pid))
+
+
+#: how often the supervisor looks at its child and runs the signal handlers, seconds
+POLL_SECONDS = 0.05
+
+
+def _wait(pid):
+    """The child's wait status. Not one blocking ``waitpid``: the kernel hands a signal sent to
+    the process to any of its threads (BLAS starts some at import), and Python runs the
+    handler in the main thread only when that thread runs again, which a ``waitpid`` not
+    interrupted never does: a SIGTERM for the rank then waited for the rank's own end."""
+    import time
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
-            break
+            done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             os._exit(1)
-    os._exit(_report(status, rank, size, pid))
+        if done:
+            return status
+        time.sleep(POLL_SECONDS)
 
 
 def _forward(child, early, signum):

@@ -120,6 +120,24 @@ def test_the_supervisor_names_a_rank_killed_outright_and_passes_exit_codes_on():
         time.sleep(20)
     """)
     assert forwarded.returncode == 143 and forwarded.stderr == ""
+    # ... whichever of the supervisor's threads the kernel hands it to: here not the main one
+    # (it blocks SIGTERM; a BLAS thread took it at random before), which a waitpid kept asleep
+    import time
+    start = time.monotonic()
+    other_thread = run_python("""
+        import os, signal, sys, threading, time
+        from n2d2py.distributed.launch import supervise
+        parent = os.getpid()
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+        supervise(0, 2)
+        signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
+        os.kill(parent, signal.SIGTERM)
+        time.sleep(8)
+    """)
+    assert other_thread.returncode == 143 and other_thread.stderr == ""
+    assert time.monotonic() - start < 6
     # a signal that reaches the supervisor before it knows the child's pid waits for it (the
     # child above can signal before the parent runs again after the fork: a lost signal was a
     # rank sleeping on, exit 0)

@@ -336,20 +336,28 @@ _OPERANDS = {
 
 
 def _plan(kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups):
+    def make(lib):
+        _one_thread()   # some kernels fix their thread partition when planned
+        pd = _conv_pds(lib, kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups)
+        if pd is None:
+            return None
+        shapes = {"x": x_shape, "w": _weights_shape(w_shape, groups), "y": y_shape}
+        operands = [_Operand(lib, arg, query, pd, shapes[role], i == 2, role)
+                    for i, (arg, query, role) in enumerate(_OPERANDS[kind])]
+        return _Plan(lib, pd, operands)
+    return cached_plan((kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups), make)
+
+
+def cached_plan(key, make):
+    """(library, plan) for ``key``: ``make(library)`` on first use (None: oneDNN declined),
+    then kept in one cache of at most ``MAX_PLANS`` plans, the least recently used released
+    first (convolutions here, element-wise chains in ``_onednn_chain``)."""
     lib = _load()
-    key = (kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups)
     with _lock:
         if key in _plans:
             _plans.move_to_end(key)
             return lib, _plans[key]
-    _one_thread()   # some kernels fix their thread partition when planned
-    pd = _conv_pds(lib, kind, x_shape, w_shape, y_shape, stride, pads, dilation, groups)
-    plan = None
-    if pd is not None:
-        shapes = {"x": x_shape, "w": _weights_shape(w_shape, groups), "y": y_shape}
-        operands = [_Operand(lib, arg, query, pd, shapes[role], i == 2, role)
-                    for i, (arg, query, role) in enumerate(_OPERANDS[kind])]
-        plan = _Plan(lib, pd, operands)
+    plan = make(lib)
     with _lock:
         _plans[key] = plan
         while len(_plans) > MAX_PLANS:

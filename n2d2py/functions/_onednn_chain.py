@@ -17,13 +17,12 @@ operation after oneDNN's clip). Tests compare both routes.
 oneDNN (``_onednn.available()``), or for a chain oneDNN declines.
 """
 import ctypes
-import threading
-from collections import OrderedDict
 
 import numpy
 
 from . import _onednn as dnnl
 from ..parallel import per_thread, split
+from ._im2col import scratch
 
 __all__ = ["chain"]
 
@@ -31,18 +30,14 @@ _ALGORITHMS = {"add": 0x1fff0, "mul": 0x1fff1}     # dnnl_binary_add, dnnl_binar
 _ELTWISE_RELU, _ELTWISE_CLIP, _ELTWISE_LINEAR = 0x20, 0x2e, 0x26
 _ARG_SRC_0, _ARG_SRC_1, _ARG_DST = 1, 2, 17
 _ARG_POST_OP_BASE = 32768     # DNNL_ARG_ATTR_MULTIPLE_POST_OP(i) = base * (i + 1), oneDNN 3.x
-MAX_PLANS = 256
-
-_lock = threading.Lock()
-_plans = OrderedDict()
 
 
 class _ChainPlan:
     def __init__(self, lib, pd, mds, post_args):
         self.pd, self.mds, self.post_args = pd, mds, post_args
         self.primitive = dnnl._primitive(lib, pd)
-        scratch_md = lib.dnnl_primitive_desc_query_md(pd, dnnl._QUERY_SCRATCHPAD, 0)
-        self.scratch_bytes = lib.dnnl_memory_desc_get_size(scratch_md)
+        self.scratch_md = lib.dnnl_primitive_desc_query_md(pd, dnnl._QUERY_SCRATCHPAD, 0)
+        self.scratch_bytes = lib.dnnl_memory_desc_get_size(self.scratch_md)
 
     def release(self, lib):
         lib.dnnl_primitive_destroy(self.primitive)
@@ -56,7 +51,8 @@ class _ChainPlan:
 
         def memory(kind, array):
             handle = dnnl._void_p()
-            dnnl._check(lib.dnnl_memory_create(ctypes.byref(handle), self.mds[kind], engine,
+            md = self.scratch_md if kind == "scratchpad" else self.mds[kind]
+            dnnl._check(lib.dnnl_memory_create(ctypes.byref(handle), md, engine,
                                                dnnl._void_p(array.ctypes.data)), "memory")
             made.append(handle)
             return handle
@@ -66,6 +62,9 @@ class _ChainPlan:
             for index, operand in zip(self.post_args, posts):
                 args.append(((_ARG_POST_OP_BASE * (index + 1)) | _ARG_SRC_1,
                              memory(_kind(operand), operand)))
+            if self.scratch_bytes:   # none for the chains BatchNorm uses, so far
+                pad = scratch(numpy, "dnnl_chain_scratchpad", (self.scratch_bytes,), numpy.uint8)
+                args.append((dnnl._ARG_SCRATCHPAD, memory("scratchpad", pad)))
             dnnl._execute(lib, self.primitive, stream, args)
         finally:
             for handle in made:
@@ -123,20 +122,8 @@ def _make_plan(lib, shape, op, b_kind, steps):
 
 
 def _plan(shape, op, b_kind, steps):
-    lib = dnnl._load()
-    key = (shape, op, b_kind, steps)
-    with _lock:
-        if key in _plans:
-            _plans.move_to_end(key)
-            return lib, _plans[key]
-    plan = _make_plan(lib, shape, op, b_kind, steps)
-    with _lock:
-        _plans[key] = plan
-        while len(_plans) > MAX_PLANS:
-            _, old = _plans.popitem(last=False)
-            if old is not None:
-                old.release(lib)
-    return lib, plan
+    return dnnl.cached_plan(("chain", shape, op, b_kind, steps),
+                            lambda lib: _make_plan(lib, shape, op, b_kind, steps))
 
 
 def _usable(*arrays):
@@ -146,7 +133,8 @@ def _usable(*arrays):
 
 def chain(out, a, op, b, *posts):
     """``out = a (op) b``, then each of ``posts`` in turn, over (N, C, S) float32 arrays
-    (``out`` may be ``a``); returns False (nothing written) where oneDNN does not run it.
+    (``out`` may be ``a`` or a tensor operand: each element is read before it is written);
+    returns False (nothing written) where oneDNN does not run it.
 
     ``op``: "add" or "mul"; ``b``: a (C,) per-channel vector or an (N, C, S) array; a post is
     ("add" | "mul", operand) as ``b``, or ("relu", top): ``min(max(·, 0), top)`` (``top``

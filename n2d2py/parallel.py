@@ -62,9 +62,9 @@ def set_threads(n):
 class _Worker:
     """One extra thread of ``split``, handed one range at a time through two plain locks.
 
-    A ``concurrent.futures`` pool costs ~100 µs per split between handing the range over and
-    collecting it (queue, future, condition); two locks cost about half. A ResNet-20 step
-    splits ~150 times."""
+    A ``concurrent.futures`` pool (queue, future, condition) took ~50 µs from the hand-over to
+    the range's start on the 2-core Xeon of tools/bench/README.md, two locks ~35 µs; a
+    ResNet-20 step splits ~150 times."""
 
     def __init__(self):
         self._go, self._done = threading.Lock(), threading.Lock()
@@ -108,7 +108,7 @@ class _Worker:
 
 
 class _Pool:
-    """``threads() - 1`` workers; one caller at a time hands them ranges (``_busy``)."""
+    """``threads() - 1`` workers; one caller at a time hands them ranges (``busy``)."""
 
     def __init__(self, count):
         self.workers = [_Worker() for _ in range(count)]

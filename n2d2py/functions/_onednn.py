@@ -235,14 +235,10 @@ class _Plan:
 
     def run(self, lib, arrays):
         """Execute on ``arrays`` (C-contiguous float32, in operand order)."""
-        engine, stream, made = _state["engine"], _stream(lib), []
+        stream, made = _stream(lib), []
 
         def memory(md, address):
-            handle = _void_p()
-            _check(lib.dnnl_memory_create(ctypes.byref(handle), md, engine, _void_p(address)),
-                   "memory creation")
-            made.append(handle)
-            return handle
+            return wrap_memory(lib, md, address, made)
 
         try:
             args, outputs = [], []
@@ -267,6 +263,16 @@ class _Plan:
         finally:
             for handle in made:
                 lib.dnnl_memory_destroy(handle)
+
+
+def wrap_memory(lib, md, address, made):
+    """A oneDNN memory object over ``address`` (no copy), appended to ``made`` for the caller
+    to destroy after the call."""
+    handle = _void_p()
+    _check(lib.dnnl_memory_create(ctypes.byref(handle), md, _state["engine"], _void_p(address)),
+           "memory creation")
+    made.append(handle)
+    return handle
 
 
 def _execute(lib, primitive, stream, args):

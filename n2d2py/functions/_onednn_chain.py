@@ -47,15 +47,11 @@ class _ChainPlan:
 
     def run(self, lib, out, a, b, posts):
         """``out``/``a`` (n, C, S) views, ``b`` and ``posts``' operands as planned."""
-        engine, stream, made = dnnl._state["engine"], dnnl._stream(lib), []
+        stream, made = dnnl._stream(lib), []
 
         def memory(kind, array):
-            handle = dnnl._void_p()
             md = self.scratch_md if kind == "scratchpad" else self.mds[kind]
-            dnnl._check(lib.dnnl_memory_create(ctypes.byref(handle), md, engine,
-                                               dnnl._void_p(array.ctypes.data)), "memory")
-            made.append(handle)
-            return handle
+            return dnnl.wrap_memory(lib, md, array.ctypes.data, made)
         try:
             args = [(_ARG_SRC_0, memory("t", a)), (_ARG_SRC_1, memory(_kind(b), b)),
                     (_ARG_DST, memory("t", out))]

@@ -103,8 +103,13 @@ _SIGNATURES = {
 _RESTYPES = {"dnnl_primitive_desc_query_md": _void_p,
              "dnnl_memory_desc_get_size": ctypes.c_size_t}
 
+#: calls of a few microseconds made between the executions of a thread's range: through a
+#: handle that keeps the GIL (``ctypes.PyDLL``) — releasing it for each let the other thread
+#: take it, and getting it back cost a futex sleep and wake-up (tools/bench/README.md)
+_QUICK = ("dnnl_memory_create", "dnnl_memory_destroy")
+
 _lock = threading.Lock()
-_state = {"lib": None, "tried": False, "engine": None, "omp": None}
+_state = {"lib": None, "tried": False, "engine": None, "omp": None, "quick": None}
 _local = threading.local()          # one oneDNN stream per thread
 _plans = OrderedDict()
 
@@ -145,12 +150,17 @@ def _load():
                 fn = getattr(lib, name)
                 fn.argtypes = argtypes
                 fn.restype = _RESTYPES.get(name, ctypes.c_int)
+            quick = ctypes.PyDLL(path)
+            for name in _QUICK:
+                fn = getattr(quick, name)
+                fn.argtypes, fn.restype = _SIGNATURES[name], ctypes.c_int
+            _state["quick"] = quick
             engine = _void_p()
             if lib.dnnl_engine_create(ctypes.byref(engine), _CPU_ENGINE, 0) != 0:
                 lib = None
             _state["engine"] = engine
             try:
-                _state["omp"] = ctypes.CDLL("libgomp.so.1").omp_set_num_threads
+                _state["omp"] = ctypes.PyDLL("libgomp.so.1").omp_set_num_threads
             except (OSError, AttributeError):
                 _state["omp"] = None
         _state["lib"], _state["tried"] = lib, True
@@ -261,18 +271,24 @@ class _Plan:
             for reorder, inner, user in outputs:
                 _execute(lib, reorder, stream, [(_ARG_FROM, inner), (_ARG_TO, user)])
         finally:
-            for handle in made:
-                lib.dnnl_memory_destroy(handle)
+            release_memory(made)
 
 
 def wrap_memory(lib, md, address, made):
     """A oneDNN memory object over ``address`` (no copy), appended to ``made`` for the caller
     to destroy after the call."""
     handle = _void_p()
-    _check(lib.dnnl_memory_create(ctypes.byref(handle), md, _state["engine"], _void_p(address)),
-           "memory creation")
+    _check(_state["quick"].dnnl_memory_create(ctypes.byref(handle), md, _state["engine"],
+                                              _void_p(address)), "memory creation")
     made.append(handle)
     return handle
+
+
+def release_memory(made):
+    """Destroy the memory objects ``wrap_memory`` made (not the arrays under them)."""
+    destroy = _state["quick"].dnnl_memory_destroy
+    for handle in made:
+        destroy(handle)
 
 
 def _execute(lib, primitive, stream, args):

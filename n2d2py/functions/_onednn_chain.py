@@ -63,8 +63,7 @@ class _ChainPlan:
                 args.append((dnnl._ARG_SCRATCHPAD, memory("scratchpad", pad)))
             dnnl._execute(lib, self.primitive, stream, args)
         finally:
-            for handle in made:
-                lib.dnnl_memory_destroy(handle)
+            dnnl.release_memory(made)
 
 
 def _kind(operand):

@@ -262,8 +262,7 @@ FAST_MEAN_RATIO = 64.0  # single-pass statistics while μ² <= 64·σ² per chan
 def _channel_sums(xp, a3, b3, produce=None):
     """Σa and Σa·b per channel of (N, C, rest) views, float64: per item and channel in
     float32 (a sum and a batched dot), over the batch in float64 (the same bits for any
-    thread count). One pass over memory: a chunk of items is summed and dotted while it is in
-    cache (``parallel.elementwise``), where two whole-array passes read it twice;
+    thread count). Each thread sums its batch range in chunks of ``SUM_CHUNK_ELEMENTS``;
     ``produce(lo, hi)``, if given, first writes that chunk of ``a3``."""
     per_item = xp.empty((2,) + a3.shape[:2], dtype=a3.dtype)
 
@@ -277,8 +276,12 @@ def _channel_sums(xp, a3, b3, produce=None):
     return totals[0], totals[1]
 
 
-#: a chunk of ``_channel_sums``: its one or two operands read once, then again from L2
-SUM_CHUNK_ELEMENTS = 1 << 17
+#: a chunk of ``_channel_sums`` (8 MiB of float32). L2-sized chunks (1 << 17) read each operand
+#: once from memory but took as long on one thread, and on two they made each thread take the
+#: GIL back ~30 times per range, each time another thread's chunk held it a futex sleep and
+#: wake-up (~100 µs on the 2-core VM of tools/bench/README.md): the sums of a ResNet-20 step
+#: went 46 -> 41 ms from 1 to 2 threads, 44 -> 28 ms with these chunks
+SUM_CHUNK_ELEMENTS = 1 << 21
 
 
 def _row_dots(xp, a, b):

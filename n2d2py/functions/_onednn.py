@@ -106,7 +106,7 @@ _RESTYPES = {"dnnl_primitive_desc_query_md": _void_p,
 #: calls of a few microseconds made between the executions of a thread's range: through a
 #: handle that keeps the GIL (``ctypes.PyDLL``) — releasing it for each let the other thread
 #: take it, and getting it back cost a futex sleep and wake-up (tools/bench/README.md)
-_QUICK = ("dnnl_memory_create", "dnnl_memory_destroy")
+_QUICK = ("dnnl_memory_create", "dnnl_memory_destroy", "dnnl_memory_desc_equal")
 
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "engine": None, "omp": None, "quick": None}
@@ -243,27 +243,37 @@ class _Plan:
         lib.dnnl_primitive_destroy(self.primitive)
         lib.dnnl_primitive_desc_destroy(self.pd)
 
-    def run(self, lib, arrays):
-        """Execute on ``arrays`` (C-contiguous float32, in operand order)."""
-        stream, made = _stream(lib), []
+    def run(self, lib, arrays, shared=None):
+        """Execute on ``arrays`` (C-contiguous float32, in operand order). ``shared``: the
+        ``_Reordered`` inputs of a batch chunk several plans run on (backward data, then
+        weights, both reading gy): an input already reordered to this plan's layout is not
+        reordered again."""
+        stream = _stream(lib)
+        own = shared is None
+        if own:
+            shared = _Reordered()
 
         def memory(md, address):
-            return wrap_memory(lib, md, address, made)
+            return wrap_memory(lib, md, address, shared.made)
 
         try:
             args, outputs = [], []
             for op, array in zip(self.operands, arrays):
-                user = memory(op.user_md, array.ctypes.data)
                 if op.reorder is None:
-                    args.append((op.arg, user))
+                    args.append((op.arg, memory(op.user_md, array.ctypes.data)))
                     continue
-                work = scratch(numpy, "dnnl_" + op.tag, (op.nbytes,), numpy.uint8)
-                inner = memory(op.md, work.ctypes.data)
+                inner = None if op.is_output else shared.find(lib, op.tag, array, op.md)
+                if inner is None:
+                    user = memory(op.user_md, array.ctypes.data)
+                    work = scratch(numpy, "dnnl_" + op.tag, (op.nbytes,), numpy.uint8)
+                    inner = memory(op.md, work.ctypes.data)
+                    if op.is_output:
+                        shared.forget(op.tag)   # its work array is overwritten
+                        outputs.append((op.reorder, inner, user))
+                    else:
+                        _execute(lib, op.reorder, stream, [(_ARG_FROM, user), (_ARG_TO, inner)])
+                        shared.keep(op.tag, array, op.md, inner)
                 args.append((op.arg, inner))
-                if op.is_output:
-                    outputs.append((op.reorder, inner, user))
-                else:
-                    _execute(lib, op.reorder, stream, [(_ARG_FROM, user), (_ARG_TO, inner)])
             if self.scratch_bytes:
                 pad = scratch(numpy, "dnnl_scratchpad", (self.scratch_bytes,), numpy.uint8)
                 args.append((_ARG_SCRATCHPAD, memory(self.scratch_md, pad.ctypes.data)))
@@ -271,7 +281,35 @@ class _Plan:
             for reorder, inner, user in outputs:
                 _execute(lib, reorder, stream, [(_ARG_FROM, inner), (_ARG_TO, user)])
         finally:
-            release_memory(made)
+            if own:
+                shared.release()
+
+
+class _Reordered:
+    """The inputs reordered into work arrays (one per operand tag) during one batch chunk,
+    and the memory objects made for it, destroyed by ``release``."""
+
+    def __init__(self):
+        self.made, self.inputs = [], {}
+
+    def find(self, lib, tag, array, md):
+        entry = self.inputs.get(tag)
+        if entry is None:
+            return None
+        address, shape, kept_md, inner = entry
+        same = (address == array.ctypes.data and shape == array.shape
+                and _state["quick"].dnnl_memory_desc_equal(kept_md, md))
+        return inner if same else None
+
+    def keep(self, tag, array, md, inner):
+        self.inputs[tag] = (array.ctypes.data, array.shape, md, inner)
+
+    def forget(self, tag):
+        self.inputs.pop(tag, None)
+
+    def release(self):
+        release_memory(self.made)
+        self.made, self.inputs = [], {}
 
 
 def wrap_memory(lib, md, address, made):
@@ -405,56 +443,71 @@ def _supported(arrays, pads, upsample=(1, 1)):
     return all(type(a) is numpy.ndarray and a.dtype == numpy.float32 for a in arrays)
 
 
-def _batch_parts(kind, arrays, x_shape, w_shape, y_shape, options, reduce=False):
-    """Run ``kind`` over batch ranges, one per thread, each in chunks of at most
-    ``CHUNK_BYTES`` of input and output: ``arrays`` are the operands in plan order, the batch on
-    axis 0 of every operand but the weights (role "w"). Returns False (nothing written) when
-    oneDNN has no kernel for these shapes; with ``reduce``, the weight gradients of the chunks
-    are added in batch order into the last operand."""
-    lib, plan = _plan(kind, tuple(x_shape), tuple(w_shape), tuple(y_shape), *options)
-    if plan is None:
-        return False
-    arrays = [numpy.ascontiguousarray(a) for a in arrays]
-    roles = [role for _, _, role in _OPERANDS[kind]]
+def _batch_parts(jobs, x_shape, w_shape, y_shape, options):
+    """Run each ``(kind, arrays)`` of ``jobs`` over batch ranges, one per thread, each in
+    chunks of at most ``CHUNK_BYTES`` of input and output, the jobs one after the other on a
+    chunk (an input they share is reordered once): ``arrays`` are the operands in plan order,
+    the batch on axis 0 of every operand but the weights (role "w"). Returns False (nothing
+    written) when oneDNN has no kernel for these shapes; a "weights" job's chunks are added
+    in batch order into its last operand."""
+    plans = []
+    for kind, _ in jobs:
+        lib, plan = _plan(kind, tuple(x_shape), tuple(w_shape), tuple(y_shape), *options)
+        if plan is None:
+            return False
+        plans.append(plan)
+    jobs = [(kind, [numpy.ascontiguousarray(a) for a in arrays],
+             [role for _, _, role in _OPERANDS[kind]], kind == "weights") for kind, arrays in jobs]
     N = x_shape[0]
     item_bytes = 4 * (math.prod(x_shape[1:]) + math.prod(y_shape[1:]))
     chunk = max(1, min(N, int(CHUNK_BYTES // item_bytes)))
 
-    def plan_for(n):
+    def plan_for(job, n):
         if n == N:
-            return plan
-        p = _plan(kind, (n,) + tuple(x_shape[1:]), tuple(w_shape), (n,) + tuple(y_shape[1:]),
-                  *options)[1]
+            return plans[job]
+        p = _plan(jobs[job][0], (n,) + tuple(x_shape[1:]), tuple(w_shape),
+                  (n,) + tuple(y_shape[1:]), *options)[1]
         if p is None:
-            raise OneDNNError(f"oneDNN planned {kind} for batch {N} but not for {n}")
+            raise OneDNNError(f"oneDNN planned {jobs[job][0]} for batch {N} but not for {n}")
         return p
 
     def part(lo, hi):
         _one_thread()
-        total = None
-        for start in range(lo, hi, chunk):
-            stop = min(hi, start + chunk)
-            operands = [a if role == "w" else a[start:stop] for a, role in zip(arrays, roles)]
-            if reduce and stop - start < N:
-                operands[-1] = numpy.empty_like(arrays[-1])   # this chunk's share of the sum
-            plan_for(stop - start).run(lib, operands)
-            if reduce:
-                total = operands[-1] if total is None else \
-                    numpy.add(total, operands[-1], out=total)
-        return total
+        totals = [None] * len(jobs)
+        shared = _Reordered()
+        try:
+            for start in range(lo, hi, chunk):
+                stop = min(hi, start + chunk)
+                for j, (kind, arrays, roles, reduce) in enumerate(jobs):
+                    operands = [a if role == "w" else a[start:stop]
+                                for a, role in zip(arrays, roles)]
+                    if reduce and stop - start < N:
+                        operands[-1] = numpy.empty_like(arrays[-1])   # this chunk's share
+                    plan_for(j, stop - start).run(lib, operands, shared)
+                    if reduce:
+                        totals[j] = operands[-1] if totals[j] is None else \
+                            numpy.add(totals[j], operands[-1], out=totals[j])
+                shared.release()
+        finally:
+            shared.release()
+        return totals
 
     parts = split(numpy, N, part)
-    if reduce and (len(parts) > 1 or parts[0] is not arrays[-1]):
-        arrays[-1][...] = added(parts)
+    for j, (_, arrays, _, reduce) in enumerate(jobs):
+        if reduce and (len(parts) > 1 or parts[0][j] is not arrays[-1]):
+            arrays[-1][...] = added([p[j] for p in parts])
     return True
 
 
-def _call(kind, inputs, out, x_shape, y_shape, w_shape, options, reduce=False):
+def _call(kind, inputs, out, x_shape, y_shape, w_shape, options):
     """``out`` computed by oneDNN from ``inputs``, or None when it has no kernel for them."""
-    stride, pads, dilation, groups = options
-    options = (tuple(stride), tuple(pads), tuple(dilation), int(groups))
-    ok = _batch_parts(kind, tuple(inputs) + (out,), x_shape, w_shape, y_shape, options, reduce)
+    ok = _batch_parts([(kind, tuple(inputs) + (out,))], x_shape, w_shape, y_shape,
+                      _options(*options))
     return out if ok else None
+
+
+def _options(stride, pads, dilation, groups):
+    return (tuple(stride), tuple(pads), tuple(dilation), int(groups))
 
 
 def forward(x, W, y_hw, stride, pads, dilation, groups, upsample=(1, 1)):
@@ -480,7 +533,20 @@ def backward_weights(x, gy, w_shape, stride, pads, dilation, groups):
         return None
     gW = numpy.empty(w_shape, numpy.float32)
     return _call("weights", (x, gy), gW, x.shape, gy.shape, w_shape,
-                 (stride, pads, dilation, groups), reduce=True)
+                 (stride, pads, dilation, groups))
+
+
+def backward(x, gy, W, stride, pads, dilation, groups):
+    """(gx, gW) of ``forward`` in one pass over the batch, or None: per chunk, the input
+    gradient, then the weight gradient, gy reordered once for both where the two kernels take
+    the same layout (the same numbers as ``backward_data`` and ``backward_weights``)."""
+    if not _supported((x, gy, W), pads):
+        return None
+    gx = numpy.empty(x.shape, numpy.float32)
+    gW = numpy.empty(W.shape, numpy.float32)
+    ok = _batch_parts([("data", (gy, W, gx)), ("weights", (x, gy, gW))], x.shape, W.shape,
+                      gy.shape, _options(stride, pads, dilation, groups))
+    return (gx, gW) if ok else None
 
 
 def describe():

@@ -366,6 +366,10 @@ class Conv2d(_Convolution):
 
     def backward(self, xp, gy, needs_grad):
         x, W = self.saved
+        if xp is numpy and needs_grad[0] and needs_grad[1]:
+            both = _onednn.backward(x, gy, W, *self.opts)   # one pass over the batch
+            if both is not None:
+                return self.gradients(*both, gy, needs_grad)
         gx = _grad_input(xp, gy, W, x.shape[2:], *self.opts) if needs_grad[0] else None
         gW = _grad_weight(xp, x, gy, W.shape, *self.opts) if needs_grad[1] else None
         return self.gradients(gx, gW, gy, needs_grad)

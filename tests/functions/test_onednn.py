@@ -148,8 +148,56 @@ def test_chunked_batch_equals_whole_batch(rng, monkeypatch):
     monkeypatch.setattr(_onednn, "CHUNK_BYTES", 2 * 4 * (4 * 64 + 6 * 64))
     calls = []
     run = _onednn._Plan.run
-    monkeypatch.setattr(_onednn._Plan, "run", lambda self, lib, a: calls.append(len(a[0])) or
-                        run(self, lib, a))
+    monkeypatch.setattr(_onednn._Plan, "run", lambda self, lib, a, *rest:
+                        calls.append(len(a[0])) or run(self, lib, a, *rest))
     chunked = _gradients(x, W, b, *opts)
     assert max(calls) == 2 and 1 in calls
     _assert_close(chunked, whole)
+
+
+@pytest.mark.parametrize("threads,chunk_items", [(1, None), (2, None), (1, 2), (2, 2)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_backward_in_one_pass_equals_data_then_weights(rng, monkeypatch, threads, chunk_items,
+                                                       stride):
+    """Conv2d's backward runs both gradients per batch chunk (gy reordered once): the same
+    bits as the two separate passes, on 1 and 2 threads, whole and in chunks of 2 items."""
+    x, W, _ = _arrays(rng, (7, 16, 8, 8), (16, 16, 3, 3), 16)
+    opts = ((stride, stride), (1, 1, 1, 1), (1, 1), 1)
+    y = _onednn.forward(x, W, conv.conv_output_size((8, 8), (3, 3), *opts[:3]), *opts)
+    gy = rng.standard_normal(y.shape).astype(numpy.float32)
+    if chunk_items:
+        monkeypatch.setattr(_onednn, "CHUNK_BYTES", chunk_items * 4 * (x[0].size + y[0].size))
+    reorders = []
+    execute = _onednn._execute
+    monkeypatch.setattr(_onednn, "_execute", lambda lib, p, s, args: reorders.append(
+        tuple(a for a, _ in args) == (_onednn._ARG_FROM, _onednn._ARG_TO)) or
+        execute(lib, p, s, args))
+    try:
+        parallel.set_threads(threads)
+        gx = _onednn.backward_data(gy, W, (8, 8), *opts)
+        gW = _onednn.backward_weights(x, gy, W.shape, *opts)
+        separate = sum(reorders)
+        reorders.clear()
+        both = _onednn.backward(x, gy, W, *opts)
+        together = sum(reorders)
+    finally:
+        parallel.set_threads(parallel._from_environment())
+    assert numpy.array_equal(both[0], gx) and numpy.array_equal(both[1], gW)
+    chunks = -(-7 // chunk_items) if chunk_items else min(threads, 7)
+    data, weights = (_onednn._plan(k, x.shape, W.shape, y.shape, *opts)[1] for k in
+                     ("data", "weights"))
+    assert data.operands[0].reorder is not None   # gy: NCHW -> oneDNN's blocked layout
+    same_layout = _onednn._state["quick"].dnnl_memory_desc_equal(data.operands[0].md,
+                                                                 weights.operands[1].md)
+    assert same_layout or stride == 2   # the strided input-gradient kernel takes another one
+    assert together == separate - (chunks if same_layout else 0)   # gy reordered once a chunk
+
+def test_conv2d_backward_takes_the_one_pass_route(rng, monkeypatch):
+    calls = []
+    backward = _onednn.backward
+    monkeypatch.setattr(_onednn, "backward", lambda *a: calls.append(1) or backward(*a))
+    x, W, b = _arrays(rng, (4, 8, 6, 6), (8, 8, 3, 3), 8)
+    fast = _gradients(x, W, b, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert calls == [1]
+    monkeypatch.setattr(_onednn, "available", lambda: False)
+    _assert_close(fast, _gradients(x, W, b, (1, 1), (1, 1, 1, 1), (1, 1), 1))

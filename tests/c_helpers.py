@@ -8,7 +8,7 @@ import subprocess
 import numpy
 import pytest
 
-from n2d2py.qat.export_c import export_c, read_run_output, write_stimuli
+from n2d2py.qat.export_c import export_c, read_run_output, run_output, write_stimuli
 
 COMPILER = shutil.which("gcc") or shutil.which("cc")
 #: the acceptance flags: C99, warnings as errors; integer exports also without FP registers
@@ -54,3 +54,23 @@ def c_classes(fused, codes, tmp_path, labels=None, flags=FLAGS, pack_weights=Fal
     write_stimuli(tmp_path / "stimuli.bin", codes, labels)
     classes, _, _, _ = run_program(binary, tmp_path / "stimuli.bin")
     return classes, program
+
+
+def check_c_layers(fused, codes, labels, folder, flags=INTEGER_FLAGS, name=""):
+    """Export ``fused`` into ``folder`` with ``codes`` (and ``labels``, or None) as stimuli,
+    compile once (traced) and run once: every exported layer's codes, the classes and the
+    printed lines equal the integer engine's. Returns (program, classes)."""
+    folder, count = pathlib.Path(folder), len(codes)
+    engine = fused.forward(codes, keep="all")
+    program = export_c(fused, folder, stimuli=(codes, labels))
+    binary = compile_program(folder, folder / "network", flags, trace=True)
+    classes, _, _, stdout = run_program(binary, folder / "stimuli.bin", folder / "trace")
+    trace = read_trace(program, folder / "trace", count)
+    for node in program.nodes:
+        want = numpy.asarray(engine[node.name]).reshape(count, -1)
+        differ = int((trace[node.name] != want).sum())
+        assert differ == 0, f"{name} [{node.name}]: {differ} codes differ from the engine"
+    expected = numpy.asarray(engine[program.output.name]).reshape(count, -1).argmax(axis=1)
+    assert numpy.array_equal(classes, expected)
+    assert stdout == program.expected == run_output(expected, labels)
+    return program, classes

@@ -76,8 +76,15 @@ class OnnxPoolCell(PoolCell):
 
     def fuse(self, fuser):
         if self.pooling == "Max":      # the max of integer codes is exact whatever the windows
-            return fuser.move(self)
+            return fuser.pool(self, pads=self.pads, dilation=self.dilations)
         return Cell.fuse(self, fuser)
+
+    def ptq(self, quantizer):
+        """Post-training quantization keeps the pool's own forward on the codes (its pool
+        rule takes N2D2's geometry only)."""
+        if self.pooling == "Max":
+            return quantizer.move(self)
+        return Cell.fuse(self, quantizer)
 
 
 class OnnxDeconvCell(DeconvCell):

@@ -29,8 +29,10 @@ without QAct) and Softmax probabilities.
   modes without ``--n2d2-compat`` (``qat.scaling.IntegerForm``): ``x = acc + bias``, the clip,
   ``z·M + 2^(n−1)``, ``z + 2^(e−1)`` or ``z·(1 + 2^a) + 2^(b−1)``, the same floor shift; their
   logits (a last Fc without quantizer) are int64 ``acc + bias``.
-* Pool: Max → ``MaxPool`` on the codes; Average → the window **sum** (as the engine; the consumer's
-  weight denominator holds the 1/K) as a depthwise ``ConvInteger`` with a ones kernel.
+* Pool: Max → ``Pad`` with the lowest code (the node's pads, asymmetric or not, and the ceil-mode
+  overhang: padding never wins a max) then ``MaxPool`` (dilations) on the codes; Average → the
+  window **sum** (as the engine; the consumer's weight denominator holds the 1/K) as a depthwise
+  ``ConvInteger`` with a ones kernel.
 * ElemWise: ``Σ int64(code_i)·M_i`` (Q16 multipliers), then the node's rescale.
 * Softmax: ``Softmax`` (axis 1) on the double codes: float, equal to the engine's to an ulp.
 * Moved codes (Padding, Reshape, Transpose, ChannelShuffle): the cell's own ONNX nodes
@@ -186,24 +188,41 @@ class IntegerExporter(Exporter):
         return self.rescale(node, acc)
 
     def pool(self, node, xs):
-        x, (kh, kw) = xs[0], node.kernel
-        (ph, pw), stride = node.padding, list(node.stride)
+        x, (kh, kw), stride = xs[0], node.kernel, list(node.stride)
+        top, bottom, left, right = node.pads
         if node.pooling == "Max":
-            if x.type in (TensorProto.UINT8, TensorProto.INT8):
-                name = x.name
-            else:
-                name = self.cast(x, TensorProto.DOUBLE, f"{node.name}/double")
+            # the node's pads and ceil-mode overhang as an explicit Pad with the lowest code
+            # (it never wins: every window holds an input), then MaxPool without padding
+            (_, H, W), (_, OH, OW) = self.in_shape(node), node.out_shape
+            (dh, dw), (sh, sw) = node.dilation, node.stride
+            bottom = (OH - 1) * sh + (kh - 1) * dh + 1 - H - top
+            right = (OW - 1) * sw + (kw - 1) * dw + 1 - W - left
+            wide = x.type not in (TensorProto.UINT8, TensorProto.INT8)   # MaxPool: 8-bit or float
+            name = self.cast(x, TensorProto.DOUBLE, f"{node.name}/double") if wide else x.name
+            dtype = numpy.float64 if wide else \
+                (numpy.uint8 if x.type == TensorProto.UINT8 else numpy.int8)
+            pads = [0, 0, top, left, 0, 0, max(bottom, 0), max(right, 0)]
+            if any(pads):
+                name = self.node("Pad", [name, self.const(f"{node.name}/pads", pads, numpy.int64),
+                                         self.const(f"{node.name}/lowest", x.lo, dtype)],
+                                 f"{node.name}/pad", mode="constant")
             y = self.node("MaxPool", [name], f"{node.name}/maxpool", kernel_shape=[kh, kw],
-                          strides=stride, pads=[ph, pw, ph, pw])
-            if name != x.name:
+                          strides=stride, dilations=list(node.dilation))
+            if wide:
                 y = self.node("Cast", [y], f"{node.name}/codes", to=x.type)
             return Tensor(y, x.lo, x.hi, x.type)
         C = node.out_shape[0]
         acc = self.integer_product(node, x, numpy.ones((C, 1, kh, kw), numpy.int64),
                                    "ConvInteger", lambda d: d, kernel_shape=[kh, kw],
-                                   strides=stride, pads=[ph, pw, ph, pw], group=C)
+                                   strides=stride, pads=[top, left, bottom, right],
+                                   dilations=list(node.dilation), group=C)
         K = kh * kw
         return Tensor(acc.name, K * x.lo, K * x.hi, acc.type)
+
+    def in_shape(self, node):
+        """(C, H, W) of ``node``'s first input."""
+        parent = node.parents[0]
+        return self.fused.input_shape if parent == "env" else self.fused.nodes[parent].out_shape
 
     def elemwise(self, node, xs):
         acc = None

@@ -14,7 +14,8 @@ probabilities. Batch-vectorised and xp-agnostic (NumPy or CuPy follow the input)
 * ``IntegerFc``: the same on the flattened input (N2D2's C, H, W order).
 * ``IntegerPool``: Max on codes; Average outputs the window **sum** (N2D2 counts the padding):
   its 1/K is folded into the consuming layer's weight denominator by the fusion, so the average
-  never leaves the integers.
+  never leaves the integers. The node carries its whole geometry (asymmetric pads, dilation,
+  the cell's output size: ONNX's ceil mode), so max pools imported from ONNX fuse to it too.
 * ``IntegerElemWise``: ``acc = Σ_i M_i · code_i`` with Q16 multipliers ``M_i`` that bring each
   operand to the reference operand's units, then the node's rescaling.
 * ``SoftmaxNode``: float64 softmax over the channels of the codes (argmax unchanged).
@@ -171,6 +172,12 @@ class IntegerFc(Node):
 
 
 class IntegerPool(Node):
+    """Max or Average over windows of one geometry, which the engine, the integer ONNX export
+    and the C export all read from the node: ``kernel``, ``stride``, ``pads`` (top, bottom,
+    left, right; N2D2's symmetric ``padding`` (ph, pw) when not given), ``dilation`` and the
+    output size ``out_shape`` (the cell's: ONNX's ceil mode included). Output (i, j) reads the
+    input at row i·sh − top + ky·dh, column j·sw − left + kx·dw; a position outside the input
+    (padding, the ceil-mode overhang) never wins a max and adds 0 to a sum."""
     type_name = "Pool"
 
     def export_onnx(self, onnx, xs):
@@ -184,33 +191,50 @@ class IntegerPool(Node):
         return min(lo, 0) * self.den, max(hi, 0) * self.den
 
     def __init__(self, name, parents, out_shape, R, alpha, pooling, kernel, stride, padding,
-                 max_code):
+                 max_code, pads=None, dilation=(1, 1)):
         super().__init__(name, parents, out_shape, R, alpha)
         self.pooling, self.kernel, self.stride, self.padding = pooling, kernel, stride, padding
+        (ph, pw) = padding
+        self.pads = (ph, ph, pw, pw) if pads is None else tuple(int(p) for p in pads)
+        self.dilation = tuple(int(d) for d in dilation)
         self.den = 1 if pooling == "Max" else kernel[0] * kernel[1]
         self.max_code = max_code * self.den
+
+    def windows(self, xp, x, fill):
+        """The kH·kW views (N, C, OH, OW) of ``x`` (N, C, H, W) that each output reads, in
+        (ky, kx) order; positions outside the input hold ``fill``."""
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        top, bottom, left, right = self.pads
+        _, OH, OW = self.out_shape
+        height = max(top + H + bottom, (OH - 1) * sh + (kh - 1) * dh + 1)
+        width = max(left + W + right, (OW - 1) * sw + (kw - 1) * dw + 1)
+        xpad = xp.full((N, C, height, width), fill, x.dtype)
+        xpad[:, :, top:top + H, left:left + W] = x
+        return [xpad[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh,
+                     j * dw:j * dw + sw * (OW - 1) + 1:sw] for i in range(kh) for j in range(kw)]
+
+    def empty_windows(self, in_shape):
+        """How many output positions (OH·OW at most) of a (C, H, W) input read no input, only
+        padding (a dilated window can): the fusion and the C export refuse such max pools."""
+        ones = numpy.ones((1, 1) + tuple(in_shape[1:]), numpy.int64)
+        return int((sum(self.windows(numpy, ones, 0)) == 0).sum())
 
     def __call__(self, xs):
         x, = xs
         xp = get_xp(x)
-        N, C, H, W = x.shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        OH, OW = (H + 2 * ph - kh + sh) // sh, (W + 2 * pw - kw + sw) // sw
-        fill = numpy.iinfo(numpy.int32).min if self.pooling == "Max" else 0
-        xpad = xp.full((N, C, max(H + 2 * ph, (OH - 1) * sh + kh),
-                        max(W + 2 * pw, (OW - 1) * sw + kw)), fill, xp.int64)
-        xpad[:, :, ph:ph + H, pw:pw + W] = x
-        out = None
-        for i in range(kh):
-            for j in range(kw):
-                win = xpad[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
-                if out is None:
-                    out = win.copy()
-                elif self.pooling == "Max":
-                    out = xp.maximum(out, win)
-                else:
-                    out = out + win
-        return out.astype(xp.int32) if self.pooling == "Max" else out
+        if self.pooling == "Max":
+            fill = numpy.iinfo(numpy.int32).min
+            views = self.windows(xp, x.astype(xp.int32, copy=False), fill)
+            out = views[0].copy()
+            for v in views[1:]:
+                xp.maximum(out, v, out=out)
+            return out
+        views = self.windows(xp, x.astype(xp.int64), 0)
+        out = views[0].copy()
+        for v in views[1:]:
+            out += v
+        return out
 
 
 class IntegerElemWise(Node):

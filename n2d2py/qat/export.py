@@ -56,7 +56,8 @@ def scaling_description(fused):
             item["multipliers"] = node.multipliers
         if isinstance(node, IntegerPool):
             item.update(pooling=node.pooling, kernel=list(node.kernel), stride=list(node.stride),
-                        padding=list(node.padding))
+                        padding=list(node.padding), pads=list(node.pads),
+                        dilation=list(node.dilation))
         nodes.append(item)
     return {"options": fused.options.as_dict(),
             "input": {"range": fused.input.R, "alpha": fused.input.alpha,

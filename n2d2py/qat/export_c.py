@@ -574,14 +574,18 @@ class CProgram:
 
     def move(self, node):
         """A cell that only moves codes (its ``fuse`` names ``Fuser.move``): a gather through
-        a constant index table, found by running the node on the indices 1..N (0: padding)."""
+        a constant index table, found by running the node on the indices 1..N (0: padding).
+        The indices in reverse order must be moved to the same places: a cell that selects
+        by value (a max) picks other indices then, and is refused."""
         shape = self.fused.input_shape if node.parents[0] == "env" else \
             self.fused.nodes[node.parents[0]].out_shape
         count = int(numpy.prod(shape))
         probe = numpy.arange(1, count + 1, dtype=numpy.int64).reshape(1, *shape)
         moved = numpy.asarray(node([probe])).ravel()
+        reverse = numpy.asarray(node([count + 1 - probe])).ravel()
         if moved.size != self.buffers[node.name].count or moved.min() < 0 or \
-                moved.max() > count or not numpy.array_equal(moved, numpy.round(moved)):
+                moved.max() > count or not numpy.array_equal(moved, numpy.round(moved)) or \
+                not numpy.array_equal(numpy.where(moved > 0, count + 1 - moved, 0), reverse):
             raise self.fail(node, f"Type={node.type_name} does not only move or pad its input "
                                   f"codes")
         table = self.const(self.ident(node.name, "_I"), moved.astype(numpy.int64) - 1)
@@ -600,8 +604,13 @@ class CProgram:
         C, H, W = self.fused.input_shape if node.parents[0] == "env" else \
             self.fused.nodes[node.parents[0]].out_shape
         _, OH, OW = node.out_shape
-        (KH, KW), (SH, SW), (PH, PW) = node.kernel, node.stride, node.padding
+        (KH, KW), (SH, SW), (DH, DW) = node.kernel, node.stride, node.dilation
+        PT, _, PL, _ = node.pads    # the trailing pads and ceil-mode overhang: outside the input
         is_max = node.pooling == "Max"
+        if is_max and node.empty_windows((C, H, W)):
+            raise self.fail(node, "a max pool window holds only padding (no input to take the "
+                                  "max of)")
+        dy, dx = (f" * {d}" if d != 1 else "" for d in (DH, DW))
         init = "INT32_MIN" if is_max else "0"
         update = "if (v > acc) acc = v;" if is_max else "acc += v;"
         out = self.buffers[node.name].ctype
@@ -611,7 +620,7 @@ class CProgram:
     for (c = 0; c < {C}; ++c) for (oy = 0; oy < {OH}; ++oy) for (ox = 0; ox < {OW}; ++ox) {{
         int32_t acc = {init};
         for (ky = 0; ky < {KH}; ++ky) for (kx = 0; kx < {KW}; ++kx) {{
-            const int iy = oy * {SH} - {PH} + ky, ix = ox * {SW} - {PW} + kx;
+            const int iy = oy * {SH} - {PT} + ky{dy}, ix = ox * {SW} - {PL} + kx{dx};
             int32_t v;
             if (iy < 0 || iy >= {H} || ix < 0 || ix >= {W}) continue;  /* padding: ignored (Max), 0 (Average) */
             v = in0[(c * {H} + iy) * {W} + ix];

@@ -524,18 +524,25 @@ class Fuser:
         self.constants[cell.name] = {"S": S, "C": C, "multipliers": mult, "reference": ref}
 
     # -- kept and removed cells ---------------------------------------------------------------------
-    def pool(self, cell):
+    def pool(self, cell, pads=None, dilation=(1, 1)):
+        """N2D2's pool (symmetric ``PaddingDims``); a cell with ONNX geometry passes its
+        ``pads`` (top, bottom, left, right) and ``dilation``, and its ``out_shape`` holds the
+        ceil mode."""
         self.single_parent(cell)
         if cell.mask is not None:
             raise N2D2Error(f"[{cell.name}] Pool with a non one-to-one Mapping cannot be fused")
-        if cell.activation is not None or cell.qact is not None:
+        if cell.qact is not None or not (cell.activation is None or cell.activation.is_identity):
             raise N2D2Error(f"[{cell.name}] Pool with an activation cannot be fused")
         src = self.parent_node(cell)
         if src.den != 1:
             raise N2D2Error(f"[{cell.name}] Pool fed by an Average pool cannot be fused")
         node = engine.IntegerPool(cell.name, [src.name], cell.out_shape, src.R, src.alpha,
                                   cell.pooling, cell.hw(cell.pool_dims), cell.hw(cell.stride_dims),
-                                  cell.hw(cell.padding_dims), src.max_code)
+                                  cell.hw(cell.padding_dims), src.max_code, pads, dilation)
+        empty = node.empty_windows(src.out_shape) if cell.pooling == "Max" else 0
+        if empty:
+            raise N2D2Error(f"[{cell.name}] Pool: the windows of {empty} output positions read "
+                            f"only padding (a max over no input); reduce its pads or dilations")
         node.source = cell.name
         self.add(cell, node)
 

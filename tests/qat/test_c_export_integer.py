@@ -36,10 +36,11 @@ import pytest
 from n2d2py import cli
 from n2d2py.errors import N2D2Error
 from n2d2py.qat import fuse_qat
-from n2d2py.qat.export_c import CProgram, export_c, read_run_output, run_output
+from n2d2py.qat.export_c import CProgram, export_c, read_run_output
 from n2d2py.stats import cost_table
 
-from c_helpers import (FLAGS, INTEGER_FLAGS, compile_program, read_trace, run_program)
+from c_helpers import (FLAGS, INTEGER_FLAGS, check_c_layers, compile_program, read_trace,
+                       run_program)
 from qat_helpers import CONFIGS, MNIST_MODEL, load
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -60,20 +61,8 @@ def check_layers(net, mode, rnd, x, labels, tmp_path, name):
     """Export, compile once (integer flags, traced), run once on the digits: every layer's
     codes, the classes and the printed lines equal the engine's. Returns (accuracy, program)."""
     fused = fuse_qat(net, mode, rnd, rnd, rnd)
-    codes = fused.input_codes(x)
-    engine = fused.forward(codes, keep="all")
-    folder = tmp_path / f"{name}_{mode}"
-    program = export_c(fused, folder, stimuli=(codes, labels))
-    binary = compile_program(folder, folder / "network", INTEGER_FLAGS, trace=True)
-    classes, _, accuracy, stdout = run_program(binary, folder / "stimuli.bin", folder / "trace")
-    trace = read_trace(program, folder / "trace", DIGITS)
-    for node in program.nodes:
-        want = numpy.asarray(engine[node.name]).reshape(DIGITS, -1)
-        differ = int((trace[node.name] != want).sum())
-        assert differ == 0, f"{name} {mode} [{node.name}]: {differ} codes differ from the engine"
-    expected = numpy.asarray(engine[program.output.name]).reshape(DIGITS, -1).argmax(axis=1)
-    assert numpy.array_equal(classes, expected)
-    assert stdout == program.expected == run_output(expected, labels)
+    program, classes = check_c_layers(fused, fused.input_codes(x), labels,
+                                      tmp_path / f"{name}_{mode}", name=f"{name} {mode}")
     return 100 * (classes == labels).mean(), program
 
 

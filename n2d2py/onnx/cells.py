@@ -80,10 +80,11 @@ class OnnxPoolCell(PoolCell):
         return Cell.fuse(self, fuser)
 
     def ptq(self, quantizer):
-        """Post-training quantization keeps the pool's own forward on the codes (its pool
-        rule takes N2D2's geometry only)."""
+        """Post-training quantization: the same geometry-carrying integer pool as the fusion;
+        the ceil mode also goes to the node's float twin (N2D2's simulator)."""
         if self.pooling == "Max":
-            return quantizer.move(self)
+            return quantizer.pool(self, pads=self.pads, dilation=self.dilations,
+                                  ceil_mode=self.ceil_mode)
         return Cell.fuse(self, quantizer)
 
 

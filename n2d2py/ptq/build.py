@@ -23,8 +23,10 @@ ElemWise Sum: a_out = saturate(round(Σ_i M_i·a_i·2^−k + B)) with integer mu
 M_i = round(w_i·step_i/step_out·2^k) (|M_i| < 2^15, accumulator < 2^31): the branches are added
 exactly at any scales (N2D2 rescales and rounds each branch first); its threshold is the
 maximum (N2D2: no clipping for ElemWise). Pool: Max on codes; Average outputs the window sum
-(step/K, not N2D2's truncated average). Padding, Reshape, Transpose, ChannelShuffle move codes;
-Dropout is removed; Softmax runs in float on the codes (the argmax is that of the logits).
+(step/K, not N2D2's truncated average); max pools imported from ONNX keep their geometry
+(asymmetric pads, ceil mode, dilation) in the same integer node. Padding, Reshape, Transpose,
+ChannelShuffle move codes; Dropout is removed; Softmax runs in float on the codes (the argmax
+is that of the logits).
 
 Several inputs (a Conv, Fc or Pool with several parents, ``Type=Activation`` concatenations):
 the inputs are brought to one format, the coarsest step (signed if any is), by the producing
@@ -492,14 +494,22 @@ class Builder:
             raise self.error(cell, "an activation or quantizer on a cell that moves values "
                                    "(put it on the layer before)")
 
-    def pool(self, cell):
+    def pool(self, cell, pads=None, dilation=(1, 1), ceil_mode=False):
+        """N2D2's pool (symmetric ``PaddingDims``); a max pool of ONNX geometry passes its
+        ``pads`` (top, bottom, left, right), ``dilation`` and ``ceil_mode`` (the integer node
+        reads the ceil mode from the cell's ``out_shape``; the float twin takes it)."""
         if cell.mask is not None:
             raise self.error(cell, "a Pool Mapping that is not one-to-one")
         self.check_no_activation(cell)
         src, fin = self.inputs(cell)
         kernel, stride = cell.hw(cell.pool_dims), cell.hw(cell.stride_dims)
         node = nodes.Pool(cell.name, [src], cell.out_shape, fin.hi, fin.top, cell.pooling,
-                          kernel, stride, cell.hw(cell.padding_dims), fin.max_code)
+                          kernel, stride, cell.hw(cell.padding_dims), fin.max_code, pads,
+                          dilation, ceil_mode=ceil_mode)
+        empty = node.empty_windows(self.node(src).out_shape) if cell.pooling == "Max" else 0
+        if empty:
+            raise self.error(cell, f"the windows of {empty} output positions read only padding "
+                                   f"(a max over no input); reduce its pads or dilations")
         fmt = fin
         if cell.pooling != "Max":   # the window sum: step/K, codes up to K times larger
             K = kernel[0] * kernel[1]

@@ -45,12 +45,22 @@ class Fc(engine.IntegerFc):
 
 
 class Pool(engine.IntegerPool):
+    """``ceil_mode``: the float twin's (the integer pool reads it from ``out_shape``)."""
+
+    def __init__(self, *args, ceil_mode=False):
+        super().__init__(*args)
+        self.ceil_mode = bool(ceil_mode)
+
     def simulate(self, xs):
         x, = xs
         xp = get_xp(x)
         with no_grad():
+            if self.pooling == "Max" and self.dilation != (1, 1):
+                return F.dilated_pool2d(_float(x), "Max", self.kernel, self.stride,
+                                        self.dilation, self.pads, self.ceil_mode).data
             if self.pooling == "Max":
-                return F.max_pool2d(_float(x), self.kernel, self.stride, self.padding).data
+                return F.max_pool2d(_float(x), self.kernel, self.stride, self.pads,
+                                    self.ceil_mode).data
             mean = F.avg_pool2d(_float(x), self.kernel, self.stride, self.padding).data
         return xp.rint(mean * self.den)   # the window sum, as the integer pool outputs
 

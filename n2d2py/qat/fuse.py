@@ -343,23 +343,61 @@ class Fuser:
         n = bits(R_out) or bits(max(R_w, 2))   # 0 bits: the cell's weight bit count, as N2D2
         return (-(1 << (n - 1)), (1 << (n - 1)) - 1) if signed else (0, (1 << n) - 1)
 
-    # -- Conv + BatchNorm -----------------------------------------------------------------------
-    def conv_batchnorm(self, cell):
+    # -- Conv (+ BatchNorm) ---------------------------------------------------------------------
+    def conv(self, cell):
+        """A Conv is fused with its BatchNorm child (N2D2's rule, ``conv_batchnorm``) or, when
+        it carries the activation quantizer itself and no BatchNorm follows, alone
+        (``conv_own_qact``, an n2d2py extension: N2D2's pass skips such a Conv)."""
         self.check_sat_weights(cell)
-        bn = self.only_child(cell.name)
-        if bn is None or not isinstance(bn, BatchNormCell) or bn.qact is None:
-            raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
-                            f"(its only child must be one, Dropouts between them aside): cannot "
-                            f"fuse")
+        child = self.only_child(cell.name)
+        bn = child if isinstance(child, BatchNormCell) else None
+        if bn is not None and cell.qact is not None:
+            raise N2D2Error(f"[{cell.name}] has QAct={cell.qact.type_name} and a BatchNorm child "
+                            f"[{bn.name}]: cannot fuse (expected the activation quantizer on the "
+                            f"BatchNorm only)")
+        if bn is not None and bn.qact is not None:
+            return self.conv_batchnorm(cell, bn)
+        if bn is None and cell.qact is not None:
+            return self.conv_own_qact(cell)
+        raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
+                        f"and no QAct of its own: cannot fuse (expected QAct=SAT on its only "
+                        f"child, a BatchNorm, Dropouts between them aside, or on the Conv itself)")
+
+    def conv_batchnorm(self, cell, bn):
         R_out, a_out = self.act_codes(cell, bn.qact, f"its BatchNorm [{bn.name}] has ")
-        self.single_parent(cell)
         self.check_linear(cell)
         if cell.qweight.apply_scaling:
             raise N2D2Error(f"[{cell.name}] QWeight.ApplyScaling=1: N2D2's Conv+BN fusion ignores "
                             f"the SAT scale (use ApplyScaling=0 on Convs)")
+        gamma, beta, mu, var = (numpy.asarray(asnumpy(a), numpy.float64) for a in bn.arrays())
+        f = numpy.where(var > 1e-12, gamma / numpy.sqrt(float(bn.epsilon) + var), 0.0)
+        self.conv_layer(cell, R_out, a_out, f, beta, mu, False, absorbed=bn)
+
+    def conv_own_qact(self, cell):
+        """Conv → (Linear or ReLU) → its own activation quantizer: the Conv+BN rule with f = 1,
+        β = μ = 0 (no BatchNorm scaling; the Conv's bias enters B as in the Fc rule) and, as for
+        an Fc, SAT's scale adjustment s folded in (ApplyScaling=1 is SAT's advice for layers
+        without BatchNorm). The quantizer's clip at 0 is the ReLU."""
+        R_out, a_out = self.act_codes(cell, cell.qact)
+        act = cell.activation
+        if not (act is None or act.is_identity or
+                (act.type_name == "Rectifier" and not act.leak_slope and not act.clipping)):
+            raise N2D2Error(f"[{cell.name}] has ActivationFunction={act.type_name}: the QAT fusion "
+                            f"of a Conv with its own QAct needs a Linear or plain Rectifier "
+                            f"activation (no LeakSlope, no Clipping) before the quantizer")
+        O = cell.nb_outputs
+        ones, zeros = numpy.ones(O), numpy.zeros(O)
+        self.conv_layer(cell, R_out, a_out, ones, zeros, zeros, cell.qweight.apply_scaling)
+
+    def conv_layer(self, cell, R_out, a_out, f, beta, mu, scaled, absorbed=None):
+        """The fused IntegerConv of ``cell`` (docs/FUSION.md): per output channel slope f,
+        shift β, mean μ (a BatchNorm's, or 1, 0, 0); ``scaled``: fold SAT's weight scale s
+        (never with a BatchNorm)."""
+        self.single_parent(cell)
         if min(cell.hw(cell.padding_dims)) < 0:
             raise N2D2Error(f"[{cell.name}] negative padding is not supported by the integer engine")
-        q, wq = self.sat_weights(cell)
+        q, wq = self.sat_weights(cell)      # runs the quantizer: s is this forward's
+        s = float(q.scaling[0]) if scaled else 1.0
         src = self.parent_node(cell)
         R_in, a_in = float(src.R), float(src.alpha)
         R_w = int(q.range)
@@ -368,18 +406,20 @@ class Fuser:
             wsf = 15
             if self.compat:
                 corr, R_in = 31.0 / 15.0, 31.0
-        gamma, beta, mu, var = (numpy.asarray(asnumpy(a), numpy.float64) for a in bn.arrays())
-        f = numpy.where(var > 1e-12, gamma / numpy.sqrt(float(bn.epsilon) + var), 0.0)
+        rintf_w = self.options.w_mode == "RINTF"
+        sat_s = s if rintf_w else 1.0     # NONE: w_q/s stays in W, s goes into D (as for an Fc)
         sgn = numpy.where(f < 0, -1.0, 1.0)
         b = numpy.zeros_like(f) if cell.bias is None else asnumpy(cell.bias.data).astype(numpy.float64)
-        W = sgn[:, None, None, None] * self.round_w(wq * wsf)
+        W = sgn[:, None, None, None] * self.round_w(wq * wsf * sat_s)
         live = f != 0
         fs = numpy.where(live, f, 1.0)
-        S = numpy.where(live, sgn * (a_in / R_in) * (R_out / a_out) * fs / wsf * corr, 0.0)
-        B = numpy.where(live, sgn * ((beta + (b - mu) * fs) / fs) * (R_in / a_in) * wsf / corr, 0.0)
-        C = numpy.where(live, sgn * (a_out * R_in) / (fs * a_in) * wsf / corr, 0.0)
+        wsf_s = wsf * sat_s
+        S = numpy.where(live, sgn * (a_in / R_in) * (R_out / a_out) * fs / wsf_s * corr, 0.0)
+        B = numpy.where(live, sgn * ((beta + (b - mu) * fs) / fs) * (R_in / a_in) * wsf_s / corr,
+                        0.0)
+        C = numpy.where(live, sgn * (a_out * R_in) / (fs * a_in) * wsf_s / corr, 0.0)
         S, B, C = self.round_constants(S, B, C)
-        D_w = 1.0 if self.options.w_mode == "RINTF" else float(weight_denominator(q))
+        D_w = 1.0 if rintf_w else float(weight_denominator(q)) * s
         W_int = to_integers(cell, W.astype(F32), D_w)
         lo, hi = self.saturation(R_out, R_w)
         fan = numpy.abs(W_int).reshape(len(W_int), -1).sum(axis=1).max()
@@ -390,12 +430,14 @@ class Fuser:
                                   cell.stride_hw, cell.hw(cell.padding_dims),
                                   cell.hw(cell.dilation_dims), cell.groups[0], rescaling,
                                   W_fused=W.astype(F32))
-        node.max_code, node.source = hi, bn.name
+        node.max_code = hi
+        node.source = cell.name if absorbed is None else absorbed.name
         node.weight_range = R_w
-        self.add(cell, node, absorbed=bn)
+        self.add(cell, node, absorbed=absorbed)
         self.constants[cell.name] = {"W": W.astype(F32), "S": S, "B": B, "C": C, "wsf": wsf,
-                                     "corr": corr, "R_in": R_in, "alpha_in": a_in,
-                                     "R_out": R_out, "alpha_out": a_out, "D": D_w * src.den}
+                                     "corr": corr, "sat_scaling": sat_s, "R_in": R_in,
+                                     "alpha_in": a_in, "R_out": R_out, "alpha_out": a_out,
+                                     "D": D_w * src.den}
 
     def rescaling(self, cell, D, B, C, S, lo, hi, acc_bound, fc=False):
         """The layer's rescaling: integers only in an integer mode (``IntegerRescaling``, Fc
@@ -405,7 +447,10 @@ class Fuser:
             return IntegerRescaling(cell.name, D, B, C, S, self.options.act_scaling_mode, lo, hi,
                                     acc_bound)
         mode = "Floating-point" if fc else self.options.act_scaling_mode
-        return ActivationRescaling(D, B, C, S, mode, lo, hi, clip_in_shift=not self.compat)
+        try:
+            return ActivationRescaling(D, B, C, S, mode, lo, hi, clip_in_shift=not self.compat)
+        except N2D2Error as exc:        # N2D2's shifts cannot write a scale above 1: name the cell
+            raise N2D2Error(f"[{cell.name}] {exc.message}") from None
 
     def round_constants(self, S, B, C):
         S, B, C = F32(S), F32(B), F32(C)

@@ -13,7 +13,7 @@ float32 error bound E of the fake-quant path of a k + ½ boundary,
     E = u·(n + 16)·|S|·(Σ|W_int|·code / D + |B|max) + 16·u·|v|,   u = 2^−24,
 
 n the fan-in, |B|max the bias terms before cancellation (|β|/|f| + |b| + |μ| in the accumulator
-domain for a Conv+BN, |B| for an Fc): the classic γ_n bound of a float32 dot product plus a few
+domain for a Conv+BN, |B| for an Fc or a Conv without BatchNorm): the classic γ_n bound of a float32 dot product plus a few
 roundings per BatchNorm/quantizer step. ``exact_half`` also counts where the fake-quant float32
 value is exactly k + ½ (its half-away rounding then decides alone).
 """
@@ -67,7 +67,7 @@ def fake_quant_value(x, quantizer):
 def _bias_magnitude(net, fused, node):
     """|B|max per output channel (see the module docstring), accumulator domain."""
     k = fused.constants[node.name]
-    if node.type_name == "Fc":
+    if node.type_name == "Fc" or node.source == node.name:     # no BatchNorm: |B| itself
         B = node.rescaling.B
         return numpy.zeros(len(node.W_int)) if B is None else numpy.abs(B.astype(numpy.float64))
     bn, conv = net.cells[node.source], net.cells[node.name]
@@ -93,6 +93,8 @@ def agreement(net, fused, x):
         if name == "env":
             return env
         node = fused.nodes[name]
+        if node.type_name == "Pool":    # an Average pool outputs window sums: run it on codes
+            return node([codes(p) for p in node.parents])
         return numpy.rint(outs[node.source] * node.R / node.alpha).astype(numpy.int64)
 
     report = {}

@@ -3,9 +3,9 @@ a NEW integer ``FusedNet`` (the DeepNet is left untouched).
 
 Traversal in build order; each cell names its rule (``Cell.fuse(fuser)``, beside its code)
 or says why it cannot be fused (``fusion_refusal``): Conv→BatchNorm(QAct) pairs become one
-``IntegerConv`` (``conv_batchnorm``), Fc cells ``IntegerFc`` (``fc``), ElemWise Sums
-``IntegerElemWise`` (``elemwise``); Pool and Softmax are kept (``pool``, ``softmax``),
-Dropout is removed (``identity``: identity at test time); cells that only move codes (Padding,
+``IntegerConv`` (``conv_batchnorm``), so does a Conv with its own QAct (``conv_own_qact``); Fc
+cells ``IntegerFc`` (``fc``), ElemWise Sums ``IntegerElemWise`` (``elemwise``); Pool and
+Softmax are kept (``pool``, ``softmax``), Dropout is removed (``identity``: identity at test time); cells that only move codes (Padding,
 Reshape, Transpose, ChannelShuffle) run their own forward on the codes (``move``, an n2d2py
 extension). Weights must be SAT-quantized (N2D2's formulas below are SAT's); an activation
 quantizer is read through its ``grid()``: any unsigned grid [0, R] with top value α (SAT, PACT;
@@ -59,7 +59,11 @@ N2D2's (bit for bit on the formulas; the float32-vs-float64 order of operations 
    unscaled.
 
 Conv cells need a BatchNorm child with a SAT QAct, ``ApplyScaling=0`` and a Linear/absent
-activation, as N2D2 does (its Conv fusion ignores the SAT scale).
+activation, as N2D2 does (its Conv fusion ignores the SAT scale). n2d2py extension: a Conv
+without BatchNorm that carries the activation quantizer itself (after a Linear or plain ReLU
+activation) is fused alone (``conv_own_qact``): the rule above with f = 1, β = μ = 0 and, as
+for an Fc, SAT's scale s folded in (W·s and S/s, B·s, C·s under RINTF; D·s under NONE). N2D2's
+pass starts Conv fusion from a BatchNorm only and leaves such a Conv fake-quantized.
 """
 import copy
 
@@ -380,8 +384,9 @@ class Fuser:
         without BatchNorm). The quantizer's clip at 0 is the ReLU."""
         R_out, a_out = self.act_codes(cell, cell.qact)
         act = cell.activation
-        if not (act is None or act.is_identity or
-                (act.type_name == "Rectifier" and not act.leak_slope and not act.clipping)):
+        # a plain ReLU declares no clipping of its own (``fused_relu_clipping`` 0); SAT's clip
+        # at 0 then is the ReLU
+        if not (act is None or act.is_identity or act.fused_relu_clipping == 0):
             raise N2D2Error(f"[{cell.name}] has ActivationFunction={act.type_name}: the QAT fusion "
                             f"of a Conv with its own QAct needs a Linear or plain Rectifier "
                             f"activation (no LeakSlope, no Clipping) before the quantizer")

@@ -1,7 +1,7 @@
 """PyTorch models written out by hand (torchvision's ResNet-18 and MobileNet-v2 structure and
-module names, narrowed), a LeNet-like CNN with BatchNorm, their ONNX export as a user does it,
-and the small image folders the tests train them on. Imported only by tests that have already
-asked ``pytest.importorskip("torch")``."""
+module names, narrowed), LeNet-like CNNs with and without BatchNorm, their ONNX export as a
+user does it, and the small image folders the tests train them on. Imported only by tests that
+have already asked ``pytest.importorskip("torch")``."""
 import gzip
 import pathlib
 import struct
@@ -123,6 +123,21 @@ class LeNetBN(nn.Module):
     def forward(self, x):
         x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 2)
         x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+# -- the same without BatchNorm (Conv + ReLU, as SqueezeNet, AlexNet, VGG without BN) ----------
+class LeNetNoBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 5)
+        self.conv2 = nn.Conv2d(8, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
         return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
 
 

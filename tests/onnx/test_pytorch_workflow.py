@@ -303,3 +303,81 @@ def test_pytorch_trained_lenet_fine_tuned_with_sat4_keeps_its_accuracy(tmp_path)
     print(f"LeNet-BN: PyTorch float {torch_accuracy:.1f} %, n2d2py float import "
           f"{float_accuracy:.1f} %, SAT 4-bit after 2 epochs {sat_accuracy:.1f} %")
     assert sat_accuracy >= float_accuracy - 1.0
+
+
+SAT4_NO_BN = """
+[onnx:Conv_def]
+QWeight=SAT
+QWeight.Range=15
+QWeight.ApplyScaling=1    ; no BatchNorm: SAT's scale adjustment, as on the fcs
+ConfigSection=solver.config
+
+[onnx:Fc_def]
+QWeight=SAT
+QWeight.Range=15
+QWeight.ApplyScaling=1
+ConfigSection=solver.config
+
+[onnx:Rectifier_def]      ; every ReLU, those merged into the convs included
+ActivationFunction=Linear
+QAct=SAT
+QAct.Range=15
+QAct.Alpha=6
+
+[solver.config]
+Solvers.LearningRate=${LR}
+Solvers.Momentum=0.9
+
+[softmax]
+Input=onnx,logits
+Type=Softmax
+NbOutputs=10
+WithLoss=1
+
+[softmax.Target]
+"""
+
+
+def test_pytorch_lenet_without_batchnorm_fuses(tmp_path, monkeypatch):
+    """A PyTorch CNN without BatchNorm (Conv + ReLU, as SqueezeNet, AlexNet, VGG): its convs
+    carry the SAT activation quantizer themselves (``[onnx:Rectifier_def]``), which
+    ``--qat-sat`` fuses alone (docs/FUSION.md, a Conv without BatchNorm). After one SAT epoch,
+    every fused Conv and Fc gives the fake-quantized codes but on rounding ties, both score the
+    same on the 1000 test digits, and ``--qat-sat --export C`` (Fixed-point16) compiles and
+    classifies every digit as the integer engine does."""
+    import sys
+    names_confined()
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "qat")))
+    from qat_agreement import agreement
+    from _torch_models import MNIST5K, LeNetNoBN
+    from n2d2py.deepnet import DeepNet
+    from n2d2py.qat import fuse_qat
+    x, y = bundled_digits("train")
+    torch.manual_seed(0)
+    model = train(LeNetNoBN(), x, y, epochs=2, batch=64)
+    torch_accuracy = accuracy(model, *bundled_digits("t10k"))
+    export(model, tmp_path / "model.onnx", (1, 28, 28))
+    (tmp_path / "net.ini").write_text(DIGITS.format(data=MNIST5K) + SAT4_NO_BN)
+    monkeypatch.chdir(tmp_path)
+    net = DeepNet.from_ini("net.ini", device="cpu", seed=1)
+    convs = [c for c in net.cells.values() if c.type_name == "Conv"]
+    assert len(convs) == 2 and all(c.qact is not None for c in convs)
+    net.weight_histograms = False
+    rng = numpy.random.default_rng(1)
+    for xb, lb, _ in net.sp.batches("Learn", True, rng, None):
+        net.learn_batch(xb, lb)
+    net.sp.batch_size = 1000
+    xt, labels, _ = next(net.sp.batches("Test", False, None, 1000))
+    fused = fuse_qat(net)
+    fake, integer, report = agreement(net, fused, xt)
+    for cell in convs:
+        assert fused.nodes[cell.name].type_name == "Conv"
+        r = report[cell.name]
+        assert r["off_tie"] == 0 and r["mismatches"] <= r["ties"], (cell.name, r)
+    labels = numpy.asarray(labels)
+    fake_acc, fused_acc = 100 * (fake == labels).mean(), 100 * (integer == labels).mean()
+    print(f"PyTorch LeNet without BatchNorm: float {torch_accuracy:.1f} %, SAT 4-bit after one "
+          f"epoch: fake-quantized {fake_acc:.1f} %, --qat-sat {fused_acc:.1f} %")
+    assert fake_acc >= torch_accuracy - 3 and abs(fused_acc - fake_acc) <= 0.1 + 1e-9
+    net.export_weights("weights")
+    print(f"C export (Fixed-point16, integer only): {check_c_export(tmp_path)}")

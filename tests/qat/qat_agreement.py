@@ -13,9 +13,10 @@ float32 error bound E of the fake-quant path of a k + ½ boundary,
     E = u·(n + 16)·|S|·(Σ|W_int|·code / D + |B|max) + 16·u·|v|,   u = 2^−24,
 
 n the fan-in, |B|max the bias terms before cancellation (|β|/|f| + |b| + |μ| in the accumulator
-domain for a Conv+BN, |B| for an Fc or a Conv without BatchNorm): the classic γ_n bound of a float32 dot product plus a few
-roundings per BatchNorm/quantizer step. ``exact_half`` also counts where the fake-quant float32
-value is exactly k + ½ (its half-away rounding then decides alone).
+domain for a Conv+BN, |B| for an Fc or a Conv without BatchNorm): the classic γ_n bound of a
+float32 dot product plus a few roundings per BatchNorm/quantizer step. ``exact_half`` also
+counts where the fake-quant float32 value is exactly k + ½ (its half-away rounding then decides
+alone). An Average pool's codes (window sums) are its own node run on the fake-quant codes.
 """
 import copy
 from contextlib import contextmanager

@@ -155,8 +155,8 @@ def classes(out):
 def test_constants_are_the_batchnorm_rule_with_unit_slope(trained, rnd):
     """Per channel, with the codes (R_in, α_in) the Conv reads and its quantizer's (R_out,
     α_out), SAT scale s (1 without ApplyScaling) and weight scale wsf (1 under NONE):
-    S = (α_in/R_in)(R_out/α_out)/(wsf·s), B = b·(R_in/α_in)·wsf·s, C = α_out·(R_in/α_in)·wsf·s
-    under RINTF; under NONE s stays in the weights and goes into their denominator D."""
+    S = (α_in/R_in)(R_out/α_out)/(wsf·s), B = b·(R_in/α_in)·wsf·s and
+    C = α_out·(R_in/α_in)·wsf·s under RINTF; under NONE s stays in the weights and goes into their denominator D."""
     net, _, _ = trained
     fused = fuse_qat(net, "Floating-point", rnd, "NONE", "NONE")
     assert list(fused.nodes) == ["conv1", "pool1", "conv2", "pool2", "conv3", "fc", "softmax"]

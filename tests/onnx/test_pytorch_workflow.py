@@ -324,18 +324,7 @@ QAct=SAT
 QAct.Range=15
 QAct.Alpha=6
 
-[solver.config]
-Solvers.LearningRate=${LR}
-Solvers.Momentum=0.9
-
-[softmax]
-Input=onnx,logits
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-
-[softmax.Target]
-"""
+""" + SAT4[SAT4.index("[solver.config]"):]     # the solvers and the Softmax of SAT4
 
 
 def test_pytorch_lenet_without_batchnorm_fuses(tmp_path, monkeypatch):

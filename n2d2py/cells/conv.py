@@ -155,7 +155,7 @@ class ConvCell(WeightedCell):
                          dilations=list(self.hw(self.dilation_dims)), group=group)
 
     def fuse(self, fuser):
-        return fuser.conv(self)
+        return fuser.conv_batchnorm(self)
 
     n2d2_neurons = n2d2_shared_synapses = True
 

@@ -1,14 +1,15 @@
 """The ``-qat-sat`` pass (N2D2's DeepNetQAT; docs/FUSION.md): a SAT fake-quantized DeepNet ->
 a NEW integer ``FusedNet`` (the DeepNet is left untouched).
 
-Traversal in build order; each cell names its rule (``Cell.fuse(fuser)``, beside its code)
-or says why it cannot be fused (``fusion_refusal``): Conv→BatchNorm(QAct) pairs become one
-``IntegerConv`` (``conv_batchnorm``), so does a Conv with its own QAct (``conv_own_qact``); Fc
-cells ``IntegerFc`` (``fc``), ElemWise Sums ``IntegerElemWise`` (``elemwise``); Pool and
-Softmax are kept (``pool``, ``softmax``), Dropout is removed (``identity``: identity at test time); cells that only move codes (Padding,
-Reshape, Transpose, ChannelShuffle) run their own forward on the codes (``move``, an n2d2py
-extension). Weights must be SAT-quantized (N2D2's formulas below are SAT's); an activation
-quantizer is read through its ``grid()``: any unsigned grid [0, R] with top value α (SAT, PACT;
+Traversal in build order; each cell names its rule (``Cell.fuse(fuser)``, beside its code) or
+says why it cannot be fused (``fusion_refusal``): Conv→BatchNorm(QAct) pairs become one
+``IntegerConv`` (``conv_with_batchnorm``), so does a Conv with its own QAct
+(``conv_own_qact``); Fc cells ``IntegerFc`` (``fc``), ElemWise Sums ``IntegerElemWise``
+(``elemwise``); Pool and Softmax are kept (``pool``, ``softmax``), Dropout is removed
+(``identity``: identity at test time); cells that only move codes (Padding, Reshape, Transpose,
+ChannelShuffle) run their own forward on the codes (``move``, an n2d2py extension). Weights
+must be SAT-quantized (N2D2's formulas below are SAT's); an activation quantizer is read
+through its ``grid()``: any unsigned grid [0, R] with top value α (SAT, PACT;
 LSQ's α = R·step) gives codes the integer engine reproduces. Each node's output codes carry
 (R, α): the input of the first layer is (255, 1.0), the env pixel ×255. Per output
 channel the constants are N2D2's, in float64, stored as float32::
@@ -348,9 +349,10 @@ class Fuser:
         return (-(1 << (n - 1)), (1 << (n - 1)) - 1) if signed else (0, (1 << n) - 1)
 
     # -- Conv (+ BatchNorm) ---------------------------------------------------------------------
-    def conv(self, cell):
-        """A Conv is fused with its BatchNorm child (N2D2's rule, ``conv_batchnorm``) or, when
-        it carries the activation quantizer itself and no BatchNorm follows, alone
+    def conv_batchnorm(self, cell):
+        """A Conv (``ConvCell.fuse``; the name is the rule post-training quantization shares)
+        is fused with its BatchNorm child (N2D2's rule, ``conv_with_batchnorm``) or, when it
+        carries the activation quantizer itself and no BatchNorm follows, alone
         (``conv_own_qact``, an n2d2py extension: N2D2's pass skips such a Conv)."""
         self.check_sat_weights(cell)
         child = self.only_child(cell.name)
@@ -360,14 +362,14 @@ class Fuser:
                             f"[{bn.name}]: cannot fuse (expected the activation quantizer on the "
                             f"BatchNorm only)")
         if bn is not None and bn.qact is not None:
-            return self.conv_batchnorm(cell, bn)
+            return self.conv_with_batchnorm(cell, bn)
         if bn is None and cell.qact is not None:
             return self.conv_own_qact(cell)
         raise N2D2Error(f"[{cell.name}] has no BatchNorm child with a SAT activation quantizer "
                         f"and no QAct of its own: cannot fuse (expected QAct=SAT on its only "
                         f"child, a BatchNorm, Dropouts between them aside, or on the Conv itself)")
 
-    def conv_batchnorm(self, cell, bn):
+    def conv_with_batchnorm(self, cell, bn):
         R_out, a_out = self.act_codes(cell, bn.qact, f"its BatchNorm [{bn.name}] has ")
         self.check_linear(cell)
         if cell.qweight.apply_scaling:
